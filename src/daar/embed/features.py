@@ -1,0 +1,146 @@
+"""One pass of the truncated prober over every row gives both features DaaR needs.
+
+e(x), the mean token-embedding vector (DESIGN step 2), is the prober's layer-0 hidden state, and
+f(x), the masked mean of its last truncated layer (step 5), comes out of the same forward pass, so
+the model reads each row once. Rows are sorted by length and packed into batches under a token
+budget (no padding to a fixed length), and results go straight into memory-mapped arrays with a
+per-row "done" flag: a killed run resumes at the first unfinished batch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from daar.models import load_tokenizer, load_truncated
+from daar.utils.cache import write_json
+from daar.utils.progress import progress_bar
+
+
+@dataclass
+class Features:
+    emb: np.ndarray  # (N, d) mean token embedding, e(x)
+    hid: np.ndarray  # (N, d) masked mean of the last truncated layer, f(x)
+    tokens: np.ndarray  # (N,) tokens read per row after truncation
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def take(self, indices: np.ndarray) -> Features:
+        return Features(self.emb[indices], self.hid[indices], self.tokens[indices])
+
+
+def length_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
+    """Indices grouped so that rows x longest row stays under `batch_tokens`; longest first."""
+    order = np.argsort(-lengths, kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)
+        size = max(1, batch_tokens // longest)
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
+
+class FeatureExtractor:
+    """Holds the tokenizer and the truncated model; `extract` may be called on many text lists."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        clip_layer: int,
+        *,
+        max_length: int = 512,
+        batch_tokens: int = 8192,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        trust_remote_code: bool = False,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.clip_layer = clip_layer
+        self.max_length = max_length
+        self.batch_tokens = batch_tokens
+        self.device = device
+        self.dtype = dtype
+        self.tokenizer = load_tokenizer(self.model_dir, trust_remote_code)
+        self.model = load_truncated(self.model_dir, clip_layer, dtype, device, trust_remote_code)
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+
+    @torch.inference_mode()
+    def _forward(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        width = max(len(x) for x in ids)
+        pad = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
+        weights = mask.unsqueeze(-1).to(torch.float32)
+        denom = weights.sum(1).clamp(min=1)
+        emb = (out.hidden_states[0].float() * weights).sum(1) / denom
+        hid = (out.last_hidden_state.float() * weights).sum(1) / denom
+        return emb.cpu().numpy(), hid.cpu().numpy()
+
+    def extract(self, texts: list[str], cache_dir: Path | None = None, description: str = "features") -> Features:
+        """Features of `texts`; with `cache_dir`, computed into (and resumed from) memory maps there."""
+        ids = self.tokenize(texts)
+        lengths = np.array([len(x) for x in ids], dtype=np.int64)
+        n, d = len(texts), int(self.model.config.hidden_size)
+        if cache_dir is None:
+            emb, hid = np.zeros((n, d), np.float32), np.zeros((n, d), np.float32)
+            done = np.zeros(n, np.uint8)
+        else:
+            emb, hid, done = _open_maps(Path(cache_dir), n, d)
+        batches = [b for b in length_batches(lengths, self.batch_tokens) if not done[b].all()]
+        with progress_bar(transient=cache_dir is None) as bar:
+            task = bar.add_task(description, total=int(lengths.sum()), info="", completed=int(lengths[done == 1].sum()))
+            for batch in batches:
+                e, h = self._forward([ids[i] for i in batch])
+                emb[batch], hid[batch] = e, h
+                if cache_dir is not None:
+                    emb.flush(), hid.flush()
+                done[batch] = 1
+                if cache_dir is not None:
+                    done.flush()
+                bar.update(task, advance=int(lengths[batch].sum()), info="tokens")
+        if cache_dir is not None:
+            np.save(Path(cache_dir) / "tokens.npy", lengths)
+            write_json(Path(cache_dir) / "complete.json", {"rows": n, "dim": d, "tokens": int(lengths.sum())})
+        return Features(np.asarray(emb), np.asarray(hid), lengths)
+
+
+def _open_maps(folder: Path, n: int, d: int) -> tuple[np.memmap, np.memmap, np.memmap]:
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = folder / "shape.json"
+    fresh = not meta.exists() or json.loads(meta.read_text()) != {"rows": n, "dim": d}
+    if fresh:
+        for name in ("emb.f32", "hid.f32", "done.u8", "complete.json"):
+            (folder / name).unlink(missing_ok=True)
+        write_json(meta, {"rows": n, "dim": d})
+    mode = "w+" if fresh else "r+"
+    emb = np.memmap(folder / "emb.f32", np.float32, mode, shape=(n, d))
+    hid = np.memmap(folder / "hid.f32", np.float32, mode, shape=(n, d))
+    done = np.memmap(folder / "done.u8", np.uint8, mode, shape=(n,))
+    return emb, hid, done
+
+
+def load_cached(folder: Path) -> Features | None:
+    """Features a finished run left in `folder`, or None if it never finished."""
+    folder = Path(folder)
+    if not (folder / "complete.json").exists():
+        return None
+    info = json.loads((folder / "complete.json").read_text())
+    n, d = info["rows"], info["dim"]
+    emb = np.memmap(folder / "emb.f32", np.float32, "r", shape=(n, d))
+    hid = np.memmap(folder / "hid.f32", np.float32, "r", shape=(n, d))
+    tokens = np.load(folder / "tokens.npy", allow_pickle=False)
+    return Features(np.asarray(emb), np.asarray(hid), tokens)

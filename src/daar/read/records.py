@@ -1,0 +1,125 @@
+"""Normalised rows and the rules that turn a raw mapping into one, or into a rejection.
+
+Every input row ends in exactly one of two lists here (kept or rejected with a reason), so the
+counts a run reports always add up to the rows it read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from daar.config import FieldMap
+
+CHAT_TEMPLATE_DOC = (
+    "Chat rows (`messages` with role/content, or ShareGPT `conversations` with from/value): the last "
+    "assistant turn is the output; every earlier turn is written as '<role>: <content>' on its own line "
+    "and the lines together form the instruction; input is empty."
+)
+_ASSISTANT = {"assistant", "gpt", "bot", "model"}
+_ROLE_NAMES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One usable row: its position in the file, its id, the three text fields and the raw row."""
+
+    position: int
+    id: str
+    instruction: str
+    input: str
+    output: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def text(self) -> str:
+        """The text the prober reads (DESIGN step 1, the authors' probe template)."""
+        parts = [f"Instruction: {self.instruction}"]
+        if self.input:
+            parts.append(f"Input: {self.input}")
+        parts.append(f"Output: {self.output}")
+        return "\n".join(parts)
+
+    @property
+    def prompt(self) -> str:
+        """Instruction and input joined, the side a learner is conditioned on."""
+        return f"{self.instruction}\n\n{self.input}" if self.input else self.instruction
+
+
+@dataclass(frozen=True)
+class Rejection:
+    position: int
+    id: str | None
+    reason: str
+
+
+class RowError(ValueError):
+    """A row that cannot be used; the message names the field."""
+
+
+def to_record(raw: Any, position: int, fields: FieldMap) -> Record:
+    """Normalise one raw row or raise RowError naming the offending field."""
+    if not isinstance(raw, dict):
+        raise RowError(f"row is a {type(raw).__name__}, expected an object")
+    row_id = _row_id(raw, position, fields)
+    if fields.messages in raw or fields.conversations in raw:
+        key = fields.messages if fields.messages in raw else fields.conversations
+        instruction, output = _from_chat(raw[key], key)
+        return Record(position, row_id, instruction, "", output, raw)
+    instruction = _text_field(raw, fields.instruction, required=True)
+    input_text = _text_field(raw, fields.input, required=False)
+    output = _text_field(raw, fields.output, required=True)
+    return Record(position, row_id, instruction, input_text, output, raw)
+
+
+def _row_id(raw: dict[str, Any], position: int, fields: FieldMap) -> str:
+    if fields.id not in raw or raw[fields.id] is None:
+        return str(position)
+    value = raw[fields.id]
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise RowError(f"field '{fields.id}' must be a string or integer, got {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        raise RowError(f"field '{fields.id}' is empty")
+    return text
+
+
+def _text_field(raw: dict[str, Any], name: str, *, required: bool) -> str:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            raise RowError(f"field '{name}' is missing")
+        return ""
+    if not isinstance(value, str):
+        raise RowError(f"field '{name}' must be a string, got {type(value).__name__}")
+    text = value.strip()
+    if required and not text:
+        raise RowError(f"field '{name}' is empty")
+    return text
+
+
+def _from_chat(turns: Any, key: str) -> tuple[str, str]:
+    if not isinstance(turns, list) or not turns:
+        raise RowError(f"field '{key}' must be a non-empty list of turns")
+    rendered: list[tuple[str, str]] = []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            raise RowError(f"field '{key}[{i}]' must be an object")
+        role = turn.get("role", turn.get("from"))
+        content = turn.get("content", turn.get("value"))
+        if not isinstance(role, str) or not role.strip():
+            raise RowError(f"field '{key}[{i}]' has no role/from")
+        if not isinstance(content, str):
+            raise RowError(f"field '{key}[{i}]' has no string content/value")
+        role = role.strip().lower()
+        rendered.append((_ROLE_NAMES.get(role, role), content.strip()))
+    last = max((i for i, (role, _) in enumerate(rendered) if role in _ASSISTANT), default=None)
+    if last is None:
+        raise RowError(f"field '{key}' has no assistant turn to use as output")
+    output = rendered[last][1]
+    if not output:
+        raise RowError(f"field '{key}[{last}]' (the assistant answer) is empty")
+    instruction = "\n".join(f"{role}: {content}" for role, content in rendered[:last] if content)
+    if not instruction:
+        raise RowError(f"field '{key}' has no turn before the assistant answer")
+    return instruction, output

@@ -1,0 +1,138 @@
+"""The one interface shared by DaaR and every baseline, and the registry that names them.
+
+A selector is fitted on a pool (many need nothing), scores rows (higher = keep first) and selects
+a number of them. Whatever features it needs come from the run's Context, so the prober reads each
+row once however many selectors look at the pool.
+"""
+
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import torch
+
+from daar.config import SelectConfig
+from daar.embed import FeatureExtractor, Features, load_cached
+from daar.models import fingerprint, pick_device, pick_dtype, resolve_model
+from daar.read import Pool
+from daar.utils.cache import stable_key, texts_key
+
+Scores = dict[str, np.ndarray]  # "score" is required; other columns go to scores.parquet
+
+
+@dataclass
+class Context:
+    """What the selectors of one run share: settings, the resolved model and the feature cache."""
+
+    config: SelectConfig
+    cache_dir: Path
+    _model_dir: Path | None = None
+    _extractor: FeatureExtractor | None = field(default=None, repr=False)
+
+    @property
+    def model_dir(self) -> Path:
+        if self._model_dir is None:
+            self._model_dir = resolve_model(self.config.model)
+        return self._model_dir
+
+    @property
+    def device(self) -> str:
+        return pick_device(self.config.device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return pick_dtype(self.config.dtype, self.device)
+
+    def extractor(self) -> FeatureExtractor:
+        if self._extractor is None:
+            cfg = self.config
+            self._extractor = FeatureExtractor(
+                self.model_dir,
+                cfg.clip_layer,
+                max_length=cfg.max_length,
+                batch_tokens=cfg.batch_tokens,
+                device=self.device,
+                dtype=self.dtype,
+                trust_remote_code=cfg.trust_remote_code,
+            )
+        return self._extractor
+
+    def features_dir(self, texts: list[str]) -> Path:
+        cfg = self.config
+        key = stable_key(fingerprint(self.model_dir), cfg.clip_layer, cfg.max_length, str(self.dtype), texts_key(texts))
+        return self.cache_dir / "features" / key
+
+    def features(self, pool: Pool) -> Features:
+        """e(x) and f(x) of every row, computed once per pool and kept on disk."""
+        folder = self.features_dir(pool.texts)
+        cached = load_cached(folder)
+        if cached is not None:
+            return cached
+        return self.extractor().extract(pool.texts, folder, description="prober features")
+
+
+class Selector(ABC):
+    """fit -> score -> select. Subclasses set `name` and document their source and settings."""
+
+    name: ClassVar[str]
+
+    def fit(self, pool: Pool, ctx: Context) -> Self:
+        return self
+
+    @abstractmethod
+    def score(self, pool: Pool, ctx: Context) -> Scores:
+        """Per-row scores; higher means selected earlier."""
+
+    def select(self, pool: Pool, ctx: Context, n: int, scores: Scores) -> np.ndarray:
+        """Indices of the `n` rows to keep: the top scores, ties broken by row order."""
+        return top_n(scores["score"], n)
+
+
+def top_n(score: np.ndarray, n: int) -> np.ndarray:
+    order = np.lexsort((np.arange(len(score)), -np.asarray(score, dtype=np.float64)))
+    return np.sort(order[: max(0, min(n, len(score)))])
+
+
+def target_count(n_rows: int, ratio: float | None, count: int | None) -> int:
+    """How many rows to keep: an explicit count wins over a ratio; never more than the pool."""
+    if count is not None:
+        return min(count, n_rows)
+    return min(n_rows, max(1, round(n_rows * (ratio if ratio is not None else 0.2))))
+
+
+REGISTRY: dict[str, type[Selector]] = {}
+
+
+def register(cls: type[Selector]) -> type[Selector]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def make_selector(name: str, **params: Any) -> Selector:
+    _load_builtin_selectors()
+    if name not in REGISTRY:
+        close = difflib.get_close_matches(name, list(REGISTRY), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown selection method {name!r}.{hint} Known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name](**params)
+
+
+def available_selectors() -> list[str]:
+    _load_builtin_selectors()
+    return sorted(REGISTRY)
+
+
+def _load_builtin_selectors() -> None:
+    import importlib
+    import pkgutil
+
+    import daar.select as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name != "base":
+            importlib.import_module(f"daar.select.{info.name}")

@@ -1,0 +1,1 @@
+"""Small shared helpers: atomic cached writes, progress and timing."""
