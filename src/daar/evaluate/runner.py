@@ -1,0 +1,166 @@
+"""`evaluate()`: score a base or LoRA-tuned model on the benchmarks and record how it was done.
+
+The model is loaded once (through `daar.models`, so built-in aliases and local folders work the
+same as everywhere else), an adapter is merged into it, and each task runs on lm-eval separately
+so that its wall time can be reported. The result is one JSON-able dict; with `out` it is also
+written as `eval.json`, next to `<stem>.samples.jsonl` with every item's answer and score.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from daar.evaluate import harness
+from daar.evaluate.registry import EvalError, load_fewshot_rows, load_task_rows, parse_tasks, resolve_data_dir
+from daar.evaluate.sandbox import run_python
+
+CODE_TIMEOUT_S = 10.0
+CODE_MEMORY_MB = 1024
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that can change a score."""
+    found = {"python": platform.python_version()}
+    for package in ("daar", "lm_eval", "torch", "transformers", "peft", "datasets"):
+        try:
+            found[package] = importlib_metadata.version(package.replace("_", "-"))
+        except importlib_metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def load_model(model: str, adapter: Path | None, device: str):
+    """The causal LM (adapter merged in, so lm-eval sees a plain model) and its tokenizer."""
+    from daar.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
+
+    device = pick_device(device)
+    folder = resolve_model(model)
+    tokenizer = load_tokenizer(folder)
+    lm = load_causal_lm(folder, dtype=pick_dtype("auto", device), device=device)
+    if adapter is not None:
+        adapter = Path(adapter)
+        if not (adapter / "adapter_config.json").is_file():
+            raise EvalError(f"{adapter}: no adapter_config.json; expected a PEFT/LoRA adapter folder")
+        from peft import PeftModel
+
+        lm = PeftModel.from_pretrained(lm, str(adapter)).merge_and_unload().eval()
+    return lm, tokenizer, folder, device
+
+
+def evaluate(
+    model: str,
+    adapter: Path | None = None,
+    tasks: list[str] | str = "all",
+    mode: Literal["generate", "nll"] = "generate",
+    limit: int | None = None,
+    data_dir: Path | None = None,
+    device: str = "auto",
+    batch_size: int = 8,
+    seed: int = 42,
+    out: Path | None = None,
+    num_fewshot: int | None = None,
+    code_timeout: float = CODE_TIMEOUT_S,
+    max_gen_toks: int | None = None,
+) -> dict[str, Any]:
+    """Score `model` (plus an optional LoRA `adapter`) on `tasks` and return per-task metrics.
+
+    `mode="generate"` scores free answers (exact match, pass@1) and choice tasks by log-likelihood;
+    `mode="nll"` scores every reference answer by its NLL per token (lower is better), which still
+    separates models too small to answer correctly. `limit` cuts each task's seeded subsample.
+    `num_fewshot` overrides the task defaults (MBPP 3, others 0); `nll` mode defaults to 0 shots.
+    `max_gen_toks` caps every generation (task defaults 32-384 tokens), for quick CPU runs.
+    Raises `EvalError` for unknown tasks, missing files or bad settings before loading the model.
+    """
+    if mode not in ("generate", "nll"):
+        raise EvalError(f"mode must be 'generate' or 'nll', got {mode!r}")
+    if batch_size < 1:
+        raise EvalError(f"batch_size must be at least 1, got {batch_size}")
+    if max_gen_toks is not None and max_gen_toks < 1:
+        raise EvalError(f"max_gen_toks must be at least 1, got {max_gen_toks}")
+    if num_fewshot is not None and num_fewshot < 0:
+        raise EvalError(f"num_fewshot must be >= 0, got {num_fewshot}")
+    specs = parse_tasks(tasks)
+    bench = resolve_data_dir(data_dir)
+    # Read every file first: a missing file should fail in a second, not after an hour of scoring.
+    loaded = {spec.name: (load_task_rows(spec, bench, limit, seed), load_fewshot_rows(spec, bench)) for spec in specs}
+
+    harness.go_offline()
+    from lm_eval.models.huggingface import HFLM
+
+    start = time.perf_counter()
+    lm_model, tokenizer, folder, device = load_model(model, adapter, device)
+    wrapper = HFLM(pretrained=lm_model, tokenizer=tokenizer, batch_size=batch_size, max_batch_size=batch_size)
+    load_seconds = time.perf_counter() - start
+
+    results: dict[str, Any] = {}
+    all_samples: dict[str, list[dict[str, Any]]] = {}
+
+    def run_code(program: str) -> bool:
+        return run_python(program, timeout=code_timeout, memory_mb=CODE_MEMORY_MB).passed
+
+    for spec in specs:
+        rows, pool = loaded[spec.name]
+        shots = num_fewshot if num_fewshot is not None else (spec.default_fewshot if mode == "generate" else 0)
+        if shots and not pool:
+            raise EvalError(f"task {spec.name!r} has no few-shot examples; use num_fewshot 0")
+        t0 = time.perf_counter()
+        docs = harness.build_docs(spec, rows, pool, shots, tokenizer, mode)
+        task = harness.build_task(spec, rows, docs, mode, run_code, max_gen_toks)
+        metrics, samples = harness.run_task(wrapper, task, seed)
+        results[spec.name] = {
+            "metrics": metrics,
+            "n": len(rows),
+            "num_fewshot": shots,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "file": spec.file,
+        }
+        all_samples[spec.name] = samples
+
+    report: dict[str, Any] = {
+        "model": model,
+        "model_path": str(folder),
+        "adapter": str(adapter) if adapter is not None else None,
+        "mode": mode,
+        "tasks": results,
+        "settings": {
+            "limit": limit,
+            "seed": seed,
+            "batch_size": batch_size,
+            "device": device,
+            "data_dir": str(bench),
+            "code_timeout_s": code_timeout,
+            "max_gen_toks": max_gen_toks,
+        },
+        "load_seconds": round(load_seconds, 2),
+        "seconds": round(time.perf_counter() - start, 2),
+        "versions": versions(),
+    }
+    if out is not None:
+        write_report(report, all_samples, Path(out))
+    return report
+
+
+def report_path(out: Path) -> Path:
+    """`out` itself when it names a file; `out/eval.json` when it is a folder or has no suffix."""
+    return out / "eval.json" if out.is_dir() or out.suffix == "" else out
+
+
+def write_report(report: dict[str, Any], samples: dict[str, list[dict[str, Any]]], out: Path) -> Path:
+    """Write eval.json (see `report_path`) and `<stem>.samples.jsonl` with every item beside it."""
+    out = report_path(out)
+    report["out"] = str(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    lines = [
+        json.dumps({"task": name, **record}, ensure_ascii=False)
+        for name, records in samples.items()
+        for record in records
+    ]
+    sample_path = out.with_name(out.stem + ".samples.jsonl")
+    sample_path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return out

@@ -1,0 +1,250 @@
+"""Model-aware domain seeds (DESIGN step 3): the instruct model writes examples of each domain.
+
+Small models do not follow "answer in JSON" reliably, so the answer is started for them (the
+assistant turn is pre-filled with `{"instruction": "`), generation stops at the closing brace, and
+every candidate is parsed, validated and checked against the accepted ones by cosine similarity of
+the generating model's mean last hidden state. Every raw answer is kept with the verdict on it, and
+each finished domain is cached, so a rerun regenerates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from daar.config import Domain, SeedRow, SynthesisConfig
+from daar.models import load_causal_lm, load_tokenizer
+from daar.utils.cache import read_json, write_json
+from daar.utils.progress import console
+
+_PAIR = re.compile(r'"instruction"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"output"\s*:\s*"((?:[^"\\]|\\.)*)"', re.S)
+
+
+class SeedError(RuntimeError):
+    """Too few valid seeds; the message says how to give seeds instead."""
+
+
+@dataclass
+class Candidate:
+    raw: str
+    pair: SeedRow | None
+    verdict: str
+
+
+def seed_text(seed: SeedRow) -> str:
+    """The same text layout the prober reads for pool rows (daar.read.Record.text)."""
+    parts = [f"Instruction: {seed.instruction}"]
+    if seed.input:
+        parts.append(f"Input: {seed.input}")
+    parts.append(f"Output: {seed.output}")
+    return "\n".join(parts)
+
+
+def parse_pairs(text: str) -> list[SeedRow]:
+    """Every well-formed {"instruction", "output"} pair in a model answer, in order."""
+    pairs = []
+    for match in _PAIR.finditer(text):
+        try:
+            instruction = json.loads(f'"{match.group(1)}"').strip()
+            output = json.loads(f'"{match.group(2)}"').strip()
+        except json.JSONDecodeError:
+            continue
+        if len(instruction) >= 8 and output:
+            pairs.append(SeedRow(instruction=instruction, output=output))
+    return pairs
+
+
+def _domain_prompt(domain: Domain, others: list[str]) -> str:
+    avoid = ", ".join(others)
+    return (
+        f'You write training examples for an AI assistant in the domain "{domain.name}": '
+        f"{domain.description}. Each example must need only {domain.name} knowledge and nothing from "
+        f"{avoid}."
+    )
+
+
+class SeedWriter:
+    """Generates, validates and de-duplicates seed pairs for each domain with one loaded model."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        cfg: SynthesisConfig,
+        seed: int,
+        device: str,
+        dtype: torch.dtype,
+        trust_remote_code: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.seed = seed
+        self.device = device
+        self.tokenizer = load_tokenizer(model_dir, trust_remote_code)
+        self.tokenizer.padding_side = "left"
+        self.model = load_causal_lm(model_dir, dtype, device, trust_remote_code)
+
+    def _chat(self, user: str, prefill: str) -> str:
+        messages = [{"role": "user", "content": user}]
+        if getattr(self.tokenizer, "chat_template", None):
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            text = f"{user}\n\n"
+        return text + prefill
+
+    @torch.inference_mode()
+    def _generate(self, prompt: str, n: int, max_new_tokens: int, stop: str) -> list[str]:
+        inputs = self.tokenizer([prompt], return_tensors="pt").to(self.device)
+        out = self.model.generate(
+            **inputs,
+            do_sample=True,
+            top_p=self.cfg.top_p,
+            temperature=self.cfg.temperature,
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=n,
+            pad_token_id=self.tokenizer.pad_token_id,
+            stop_strings=[stop],
+            tokenizer=self.tokenizer,
+        )
+        start = inputs["input_ids"].shape[1]
+        return [self.tokenizer.decode(row[start:], skip_special_tokens=True) for row in out]
+
+    @torch.inference_mode()
+    def _vectors(self, pairs: list[SeedRow]) -> torch.Tensor:
+        """Mean last-layer hidden state per pair: the authors' similarity space."""
+        self.tokenizer.padding_side = "right"
+        batch = self.tokenizer(
+            [seed_text(p) for p in pairs], return_tensors="pt", padding=True, truncation=True, max_length=512
+        ).to(self.device)
+        self.tokenizer.padding_side = "left"
+        hidden = self.model(**batch, output_hidden_states=True).hidden_states[-1].float()
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return torch.nn.functional.normalize(mean, dim=-1).cpu()
+
+    def write(self, domain: Domain, others: list[str], log: list[dict]) -> list[SeedRow]:
+        """Warm-up of several pairs in one answer, then rounds of single pairs until enough pass."""
+        cfg = self.cfg
+        rng = random.Random(f"{self.seed}:{domain.name}")
+        torch.manual_seed(rng.randrange(2**31))
+        accepted: list[SeedRow] = []
+        vectors: list[torch.Tensor] = []
+        intro = _domain_prompt(domain, others)
+        warm = (
+            f"{intro}\nWrite {cfg.warmup_pairs} different examples. Answer with a JSON list only: "
+            '[{"instruction": "...", "output": "..."}, ...]'
+        )
+        prefill = '[{"instruction": "'
+        target = cfg.warmup_pairs + cfg.pairs_per_domain
+        for raw in self._generate(self._chat(warm, prefill), 1, cfg.max_new_tokens * cfg.warmup_pairs, "]"):
+            self._consider(prefill + raw, "warmup", domain, accepted, vectors, log, target)
+        for round_no in range(cfg.max_rounds):
+            if len(accepted) >= target:
+                break
+            shown = rng.sample(accepted, min(3, len(accepted)))
+            examples = "\n".join(json.dumps({"instruction": s.instruction, "output": s.output}) for s in shown)
+            ask = (
+                f"{intro}\nWrite one new example, different from these ones:\n{examples}\n"
+                'Answer with one JSON object only: {"instruction": "...", "output": "..."}'
+            )
+            prefill = '{"instruction": "'
+            for raw in self._generate(self._chat(ask, prefill), cfg.candidates_per_round, cfg.max_new_tokens, "}"):
+                self._consider(prefill + raw, f"round {round_no + 1}", domain, accepted, vectors, log, target)
+        return accepted
+
+    def _consider(
+        self,
+        raw: str,
+        stage: str,
+        domain: Domain,
+        accepted: list[SeedRow],
+        vectors: list[torch.Tensor],
+        log: list[dict],
+        target: int,
+    ) -> None:
+        pairs = parse_pairs(raw)
+        if not pairs:
+            log.append({"domain": domain.name, "stage": stage, "raw": raw, "verdict": "no valid JSON pair"})
+            return
+        for pair in pairs:
+            verdict = "accepted"
+            if len(accepted) >= target:
+                verdict = "not needed (enough accepted)"
+            else:
+                vec = self._vectors([pair])[0]
+                best = max((float(vec @ v) for v in vectors), default=0.0)
+                if best >= self.cfg.similarity_threshold:
+                    verdict = f"too similar to an accepted pair (cosine {best:.3f})"
+                else:
+                    accepted.append(pair)
+                    vectors.append(vec)
+            log.append(
+                {"domain": domain.name, "stage": stage, "raw": raw, "pair": pair.model_dump(), "verdict": verdict}
+            )
+
+
+def domain_seeds(
+    domains: list[Domain],
+    folder: Path,
+    make_writer,
+    min_pairs: int,
+) -> dict[str, list[SeedRow]]:
+    """Seeds per domain: user-given ones as they are, the rest generated once and cached in `folder`.
+
+    `make_writer` builds the SeedWriter lazily, so a run whose domains all carry seeds (or whose
+    seeds are cached) never loads the generating model.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    result: dict[str, list[SeedRow]] = {}
+    writer = None
+    names = [d.name for d in domains]
+    for domain in domains:
+        if domain.seeds:
+            result[domain.name] = list(domain.seeds)
+            continue
+        done = folder / f"{domain.name}.json"
+        if done.exists():
+            result[domain.name] = [SeedRow.model_validate(s) for s in read_json(done)["accepted"]]
+            continue
+        writer = writer or make_writer()
+        console.print(f"[bold]seeds[/]: generating examples for domain '{domain.name}'")
+        log: list[dict] = []
+        accepted = writer.write(domain, [n for n in names if n != domain.name], log)
+        write_json(folder / f"{domain.name}.raw.json", log)
+        if len(accepted) < min_pairs:
+            raise SeedError(
+                f"the model wrote only {len(accepted)} valid, distinct seed pairs for domain "
+                f"'{domain.name}' (at least {min_pairs} needed); raw answers are in "
+                f"{folder / (domain.name + '.raw.json')}. Give seeds yourself with --seeds-file "
+                "(YAML: domain name -> list of {instruction, output}), or use a larger instruct model."
+            )
+        write_json(done, {"domain": domain.name, "accepted": [s.model_dump() for s in accepted]})
+        result[domain.name] = accepted
+    return result
+
+
+def load_seeds_file(path: Path, domains: list[Domain]) -> list[Domain]:
+    """Attach seed rows from a YAML/JSON file ({domain: [rows]} or a domains list) to the domains."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if isinstance(data, list):
+        data = {item["name"]: item.get("seeds", []) for item in data}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of domain name -> list of seed rows")
+    known = {d.name for d in domains}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: seeds for unknown domains {unknown}; domains are {sorted(known)}")
+    updated = []
+    for domain in domains:
+        rows = data.get(domain.name) or []
+        try:
+            seeds = [SeedRow.model_validate(r) for r in rows]
+        except Exception as err:
+            raise ValueError(f"{path}: domain '{domain.name}': {err}") from err
+        updated.append(domain.model_copy(update={"seeds": seeds or domain.seeds}))
+    return updated

@@ -1,0 +1,40 @@
+"""Settings of the learner, kept apart from the training code so the CLI can build them cheaply."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TemplateName = Literal["auto", "chat", "plain"]
+
+
+class TuneConfig(BaseModel):
+    """Settings of `daar tune`; the defaults are the paper's (rank 8, alpha 16, lr 5e-5, 4 x 4, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rank: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+    lr: float = Field(5e-5, gt=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    scheduler: str = "linear"
+    weight_decay: float = Field(0.0, ge=0)
+    max_length: int = Field(2048, ge=8)
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(4, ge=1)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    max_rows: int | None = Field(None, ge=1)
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    template: TemplateName = "auto"
+    gradient_checkpointing: bool = False
+    trust_remote_code: bool = False
+    merge: bool = False
+    resume: bool = False
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(50, ge=1)
+    save_total_limit: int = Field(2, ge=1)
+    keep_checkpoints: bool = False
