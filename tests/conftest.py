@@ -13,6 +13,10 @@ import torch
 SHARED_DATA = Path(os.environ.get("DAAR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 POOL = SHARED_DATA / "pool" / "pool.jsonl.gz"
 
+# Tiny test models do microsecond-sized matrix products; with two threads the synchronisation
+# costs far more than the work (measured ~30 ms per product on a busy 2-core machine).
+torch.set_num_threads(1)
+
 
 def make_tiny_model(folder: Path, layers: int = 4, hidden: int = 64, arch: str = "llama") -> Path:
     """A randomly initialised model with the real tokenizer: real code paths, seconds to run."""

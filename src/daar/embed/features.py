@@ -71,11 +71,13 @@ class FeatureExtractor:
         self.model = load_truncated(self.model_dir, clip_layer, dtype, device, trust_remote_code)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
         return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
 
     @torch.inference_mode()
     def _forward(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        width = max(len(x) for x in ids)
+        width = max(1, max(len(x) for x in ids))  # a batch of empty texts still runs (and gives zeros)
         pad = self.tokenizer.pad_token_id or 0
         input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +110,7 @@ def _raw_rows(path: Path, name: str) -> Iterator[tuple[int, Any, str | None]]:
             yield from _table_rows(path, "parquet")
         else:
             yield from _table_rows(path, "csv")
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise PoolError(f"{path}: cannot be read: {err}") from err
 
 
@@ -124,7 +125,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
             if not line.strip():
                 continue
             try:
-                text = line.decode("utf-8")
+                text = line.decode("utf-8-sig" if line_no == 1 else "utf-8")  # a leading BOM is not data
             except UnicodeDecodeError as err:
                 yield position, None, f"line {line_no}: not valid UTF-8 ({err.reason} at byte {err.start})"
             else:
@@ -139,7 +140,7 @@ def _json_array_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
     with _open_bytes(path) as handle:
         data = handle.read()
     try:
-        rows = json.loads(data.decode("utf-8"))
+        rows = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as err:
         raise PoolError(f"{path}: not valid UTF-8 at byte {err.start}") from err
     except json.JSONDecodeError as err:
@@ -163,9 +164,34 @@ def _table_rows(path: Path, kind: str) -> Iterator[tuple[int, Any, str | None]]:
         else:
             import pyarrow.csv as pcsv
 
-            convert = pcsv.ConvertOptions(strings_can_be_null=False, quoted_strings_can_be_null=False)
-            table = pcsv.read_csv(path, convert_options=convert)
+            # Quoted cells may hold newlines (code, multi-line answers): the parser must know, or
+            # files over one read block (1 MB) fail to parse.
+            parse = pcsv.ParseOptions(newlines_in_values=True)
+            with pcsv.open_csv(path, parse_options=parse) as reader:
+                names = reader.schema.names
+            # CSV cells are text: every column is read as bytes and decoded per row, so "42" stays
+            # "42" (not an int the row checks would reject), "NA"/"null" stay text, and a cell that
+            # is not UTF-8 rejects its row instead of the whole file.
+            convert = pcsv.ConvertOptions(
+                column_types={name: pa.binary() for name in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            )
+            table = pcsv.read_csv(path, parse_options=parse, convert_options=convert)
     except pa.ArrowException as err:
         raise PoolError(f"{path}: cannot be read as {kind}: {err}") from err
     for position, row in enumerate(table.to_pylist()):
-        yield position, row, None
+        if kind == "csv":
+            yield (position, *_decode_cells(row))
+        else:
+            yield position, row, None
+
+
+def _decode_cells(row: dict[str, bytes | None]) -> tuple[dict[str, str | None] | None, str | None]:
+    decoded: dict[str, str | None] = {}
+    for name, value in row.items():
+        try:
+            decoded[name] = None if value is None else value.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return None, f"column '{name}': not valid UTF-8 ({err.reason} at byte {err.start})"
+    return decoded, None

@@ -21,6 +21,7 @@ from daar.embed import FeatureExtractor, Features, load_cached
 from daar.models import fingerprint, pick_device, pick_dtype, resolve_model
 from daar.read import Pool
 from daar.utils.cache import stable_key, texts_key
+from daar.utils.progress import StageTimer
 
 Scores = dict[str, np.ndarray]  # "score" is required; other columns go to scores.parquet
 
@@ -31,6 +32,7 @@ class Context:
 
     config: SelectConfig
     cache_dir: Path
+    timer: StageTimer = field(default_factory=StageTimer)
     _model_dir: Path | None = None
     _extractor: FeatureExtractor | None = field(default=None, repr=False)
 
@@ -69,11 +71,20 @@ class Context:
 
     def features(self, pool: Pool) -> Features:
         """e(x) and f(x) of every row, computed once per pool and kept on disk."""
-        folder = self.features_dir(pool.texts)
-        cached = load_cached(folder)
-        if cached is not None:
-            return cached
-        return self.extractor().extract(pool.texts, folder, description="prober features")
+        return self.text_features(pool.texts, "features", "prober features")
+
+    def text_features(self, texts: list[str], stage: str, description: str) -> Features:
+        folder = self.features_dir(texts)
+        with self.timer.stage(stage) as flag:
+            cached = load_cached(folder)
+            flag["cached"] = cached is not None
+            if cached is not None:
+                return cached
+            return self.extractor().extract(texts, folder, description=description)
+
+    def stage_path(self, name: str, *key_parts: object) -> Path:
+        """Where a stage's result lives: its name plus a digest of everything it depends on."""
+        return self.cache_dir / "stages" / f"{name}-{stable_key(*key_parts)}"
 
 
 class Selector(ABC):

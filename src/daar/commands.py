@@ -1,0 +1,154 @@
+"""`daar select`: one command from a pool file to a selected subset (DaaR or any baseline).
+
+Options map one-to-one onto SelectConfig fields; a YAML config and `--set key=value` overrides
+are merged underneath them, so anything in the config can be set from the command line. Errors a
+user can fix (bad file, unknown method, too few seeds) end with one red line and exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from daar.config import load_config, load_domains, parse_set_option
+from daar.models import ModelError
+from daar.probe.seeds import SeedError
+from daar.read import PoolError
+from daar.utils.progress import console
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _validation_message(err: ValidationError) -> str:
+    parts = []
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "config"
+        parts.append(f"{where}: {item['msg']}")
+    return "invalid settings: " + "; ".join(parts)
+
+
+def select_command(
+    pool: Annotated[Path, typer.Argument(help="Pool file: .jsonl, .jsonl.gz, .json, .json.gz, .parquet or .csv.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for selected.jsonl, scores, report.")],
+    method: Annotated[str | None, typer.Option(help="Selector: daar (default) or a baseline, see --list.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML/JSON file of settings (any SelectConfig field).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override any setting: key=value, dotted.")] = None,
+    model: Annotated[str | None, typer.Option(help="Local folder, cached hub id, or smollm2-135m-instruct.")] = None,
+    domains: Annotated[Path | None, typer.Option(help="YAML/JSON list of domains: name, description, seeds.")] = None,
+    seeds_file: Annotated[Path | None, typer.Option(help="Seed rows per domain instead of generating them.")] = None,
+    clip_layer: Annotated[int | None, typer.Option(help="Decoder layers the probe reads (default 3).")] = None,
+    probe_size: Annotated[int | None, typer.Option(help="Rows drawn for the probe set (default 5000).")] = None,
+    ratio: Annotated[float | None, typer.Option(help="Fraction of rows to keep (default 0.2).")] = None,
+    count: Annotated[int | None, typer.Option(help="Number of rows to keep (wins over --ratio).")] = None,
+    strategy: Annotated[str | None, typer.Option(help="overall (top rows) or customized (aim at --target).")] = None,
+    target: Annotated[str | None, typer.Option(help="Target domain of the customized strategy.")] = None,
+    target_fraction: Annotated[float | None, typer.Option(help="Customized: share of the target group.")] = None,
+    other_fraction: Annotated[float | None, typer.Option(help="Customized: share of every other group.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed for sampling, clustering, heads.")] = None,
+    sample: Annotated[int | None, typer.Option(help="Score only a seeded sample of this many rows.")] = None,
+    batch_tokens: Annotated[int | None, typer.Option(help="Tokens per prober batch (default 8192).")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Tokens read per row (default 512).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16 or float16.")] = None,
+    field: Annotated[
+        list[str] | None, typer.Option(help="Field mapping, e.g. instruction=prompt (repeatable).")
+    ] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code (off by default).")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="Feature/stage cache (default OUT/cache).")] = None,
+    show_domain_field: Annotated[
+        str | None, typer.Option(help="Row field with true domains, shown in the summary only.")
+    ] = None,
+    report: Annotated[bool, typer.Option(help="Write report.html at the end.")] = True,
+) -> None:
+    """Select the rows of POOL that DaaR (or --method) rates highest; write them to --out."""
+    from daar.pipeline import run_select
+
+    overrides: dict[str, Any] = {}
+    try:
+        overrides.update(parse_set_option(set_ or []))
+        for item in field or []:
+            key, sep, value = item.partition("=")
+            if not sep or not value:
+                raise ValueError(f"--field expects NAME=COLUMN (e.g. instruction=prompt), got {item!r}")
+            overrides[f"fields.{key}"] = value
+        named = {
+            "method": method,
+            "model": model,
+            "seeds_file": str(seeds_file) if seeds_file else None,
+            "clip_layer": clip_layer,
+            "probe_size": probe_size,
+            "ratio": ratio,
+            "count": count,
+            "strategy": strategy,
+            "target": target,
+            "target_fraction": target_fraction,
+            "other_fraction": other_fraction,
+            "seed": seed,
+            "sample": sample,
+            "batch_tokens": batch_tokens,
+            "max_length": max_length,
+            "device": device,
+            "dtype": dtype,
+            "trust_remote_code": trust_remote_code or None,
+        }
+        overrides.update({k: v for k, v in named.items() if v is not None})
+        if domains is not None:
+            overrides["domains"] = [d.model_dump() for d in load_domains(domains)]
+        settings = load_config(config, overrides)
+        from daar.select.base import make_selector
+
+        make_selector(settings.method)  # unknown names fail here, before any work
+        result = run_select(
+            settings, pool, out, cache_dir=cache_dir, show_domain_field=show_domain_field, report=report
+        )
+    except ValidationError as err:
+        _fail(_validation_message(err))
+    except (PoolError, ModelError, SeedError, ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    _print_summary(result.manifest, out)
+
+
+def _print_summary(manifest: dict[str, Any], out: Path) -> None:
+    counts = manifest["counts"]
+    console.print(
+        f"[bold]{manifest['method']}[/]: {counts['rows_in']} rows in, {counts['selected']} selected, "
+        f"{counts['not_selected']} not selected ({counts['sampled_out']} outside the sample), "
+        f"{counts['rejected']} rejected"
+    )
+    stages = Table(title="time per stage", show_edge=False)
+    for column in ("stage", "seconds", "cached"):
+        stages.add_column(column, justify="right" if column != "stage" else "left")
+    for name, info in manifest["stages"].items():
+        stages.add_row(name, f"{info['seconds']:.1f}", "yes" if info["cached"] else "")
+    stages.add_row("[bold]total", f"[bold]{manifest['wall_seconds']:.1f}", "")
+    console.print(stages)
+    if "probe" in manifest:
+        probe, reward = manifest["probe"], manifest["reward"]
+        console.print(
+            f"probe: validation accuracy {probe.get('val_accuracy', float('nan')):.3f}; reward model: validation "
+            f"MSE {reward.get('val_mse', float('nan')):.4f} (predicting the mean: "
+            f"{reward.get('val_mse_of_mean', float('nan')):.4f}); pseudo-domains {probe['pseudo_domain_sizes']}"
+        )
+    truth = manifest.get("ground_truth")
+    if truth:
+        mix = Table(title=f"domain mix by the rows' '{truth['field']}' field (shown only, never used)", show_edge=False)
+        for column in ("domain", "pool", "selected", "selected %"):
+            mix.add_column(column, justify="right" if column != "domain" else "left")
+        for name, n in truth["pool"]["counts"].items():
+            chosen = truth["selected"]["counts"].get(name, 0)
+            share = 100 * chosen / max(1, truth["selected"]["rows"])
+            mix.add_row(name, str(n), str(chosen), f"{share:.1f}")
+        mix.add_row("entropy", f"{truth['pool']['entropy']:.3f}", f"{truth['selected']['entropy']:.3f}", "")
+        console.print(mix)
+    console.print(f"outputs in {out}/: selected.jsonl, scores.parquet, rejected.jsonl, manifest.json, report.html")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("select")(select_command)

@@ -1,0 +1,187 @@
+"""One cell of the experiment grid: select -> tune -> evaluate, cached as one JSON file.
+
+A cell's `cell.json` is written atomically and last, with a key over everything its numbers
+depend on; a rerun finds it and skips the cell, so an interrupted experiment resumes where it
+stopped. Inside an unfinished cell the parts resume too: `run_select` caches each stage in
+`select/`, `tune` reuses a finished adapter with the same key and continues from its last
+checkpoint, and only the evaluation is repeated.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+from daar.experiment.config import ExperimentConfig
+from daar.utils.cache import read_json, stable_key, write_json
+
+BASE = "base"
+CELL_FILE = "cell.json"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A method at a ratio with a seed; the base model is the cell with method `base` and neither."""
+
+    method: str
+    ratio: float | None = None
+    seed: int | None = None
+
+    @property
+    def is_base(self) -> bool:
+        return self.method == BASE
+
+    @property
+    def name(self) -> str:
+        return BASE if self.is_base else f"{self.method}-r{self.ratio:g}-s{self.seed}"
+
+
+def plan(config: ExperimentConfig) -> list[Cell]:
+    """Every cell in table order: the base model first, then methods x ratios x seeds as configured."""
+    cells = [Cell(BASE)]
+    cells += [Cell(m, r, s) for m in config.methods for r in config.ratios for s in config.seeds]
+    return cells
+
+
+def cell_key(config: ExperimentConfig, cell: Cell, pool_sha256: str, model_fingerprint: str) -> str:
+    """Hash of everything the cell's numbers depend on (the base model's: only the model and scoring)."""
+    scoring = ("model", config.model, model_fingerprint, "eval", config.eval.model_dump(mode="json"), config.device)
+    if cell.is_base:
+        return stable_key(*scoring)
+    assert cell.ratio is not None and cell.seed is not None
+    select = config.select_config(cell.method, cell.ratio, cell.seed).result_dict()
+    tune = config.tune_config(cell.seed).model_dump(mode="json")
+    return stable_key(*scoring, "pool", pool_sha256, "select", select, "tune", tune)
+
+
+def load_cell(folder: Path, key: str | None = None) -> dict[str, Any] | None:
+    """The finished result in `folder` (None if absent, unreadable or, given `key`, made from other inputs)."""
+    path = folder / CELL_FILE
+    if not path.is_file():
+        return None
+    try:
+        result = read_json(path)
+    except (OSError, ValueError):
+        return None
+    if key is not None and result.get("key") != key:
+        return None
+    return result
+
+
+def headline_metrics(tasks: list[str], mode: str) -> dict[str, str]:
+    """The one metric per task that the table shows: NLL per token in nll mode, else the task's score."""
+    from daar.evaluate.prompts import generation_metric
+    from daar.evaluate.registry import get_task
+
+    return {t: "nll" if mode == "nll" else generation_metric(get_task(t)) for t in tasks}
+
+
+def run_cell(
+    config: ExperimentConfig, cell: Cell, pool_path: Path, folder: Path, cache_dir: Path, key: str
+) -> dict[str, Any]:
+    """Compute one cell (select, tune, evaluate; the base cell only evaluates) and write its cell.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    cached: dict[str, bool] = {}
+    result: dict[str, Any] = {"cell": cell.name, "method": cell.method, "ratio": cell.ratio, "seed": cell.seed}
+    adapter: Path | None = None
+    if not cell.is_base:
+        assert cell.ratio is not None and cell.seed is not None
+        start = time.perf_counter()
+        selection = _select(config, cell, pool_path, folder / "select", cache_dir)
+        seconds["select"] = round(time.perf_counter() - start, 3)
+        result["selection"] = selection
+        start = time.perf_counter()
+        tuned = _tune(config, cell.seed, Path(selection["path"]), folder / "tune")
+        cached["tune"] = tuned.pop("cached")
+        # a reused adapter (the cell was interrupted after tuning) reports the time its training took
+        spent = tuned["train_seconds"] if cached["tune"] and tuned["train_seconds"] else time.perf_counter() - start
+        seconds["tune"] = round(spent, 3)
+        result["tune"] = tuned
+        adapter = folder / "tune"
+    start = time.perf_counter()
+    report = _evaluate(config, adapter, folder / "eval")
+    seconds["eval"] = round(time.perf_counter() - start, 3)
+
+    metrics = headline_metrics(list(report["tasks"]), config.eval.mode)
+    scores = {task: float(report["tasks"][task]["metrics"][name]) for task, name in metrics.items()}
+    result |= {
+        "key": key,
+        "mode": config.eval.mode,
+        "metrics": metrics,
+        "scores": scores,
+        "average": fmean(scores.values()),
+        "items": {task: int(value["n"]) for task, value in report["tasks"].items()},
+        "all_metrics": {task: value["metrics"] for task, value in report["tasks"].items()},
+        "seconds": seconds,
+        "parts_cached": cached,
+        "eval_report": str(folder / "eval" / "eval.json"),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json(folder / CELL_FILE, result)  # last: its presence marks the cell as done
+    return result
+
+
+def _select(config: ExperimentConfig, cell: Cell, pool_path: Path, out: Path, cache_dir: Path) -> dict[str, Any]:
+    from daar.pipeline import run_select
+
+    assert cell.ratio is not None and cell.seed is not None
+    settings = config.select_config(cell.method, cell.ratio, cell.seed)
+    run = run_select(settings, pool_path, out, cache_dir=cache_dir, show_domain_field=config.domain_field, report=False)
+    stages = run.manifest.get("stages", {})
+    found: dict[str, Any] = {
+        "path": str(run.selected_path),
+        "rows": len(run.selected_ids),
+        "stages": {name: _stage_seconds(value) for name, value in stages.items()},
+    }
+    truth = run.manifest.get("ground_truth")
+    if truth:  # the share of each true domain in the selection: display only, never seen by a selector
+        found["domain_mix"] = truth.get("selected")
+    return found
+
+
+def _stage_seconds(value: Any) -> Any:
+    """A stage's seconds whether the manifest stores a number or a mapping with `seconds`."""
+    return value.get("seconds") if isinstance(value, dict) else value
+
+
+def _tune(config: ExperimentConfig, seed: int, selection: Path, out: Path) -> dict[str, Any]:
+    from daar.tune import tune
+
+    settings = config.tune_config(seed)
+    if (out / "checkpoints").is_dir():
+        settings = settings.model_copy(update={"resume": True})  # an interrupted run continues
+    result = tune(selection, config.model, out, settings)
+    m = result.manifest
+    return {
+        "cached": result.cached,
+        "steps": result.steps,
+        "final_loss": result.final_loss,
+        "rows_used": m.get("rows_used"),
+        "train_seconds": m.get("seconds"),
+        "device": m.get("device"),
+        "dtype": m.get("dtype"),
+    }
+
+
+def _evaluate(config: ExperimentConfig, adapter: Path | None, out: Path) -> dict[str, Any]:
+    from daar.evaluate import evaluate
+
+    e = config.eval
+    return evaluate(
+        config.model,
+        adapter=adapter,
+        tasks=e.tasks,
+        mode=e.mode,
+        limit=e.limit,
+        data_dir=e.data_dir,
+        device=config.device,
+        batch_size=e.batch_size,
+        seed=e.seed,
+        out=out,
+        num_fewshot=e.num_fewshot,
+        max_gen_toks=e.max_gen_toks,
+    )

@@ -1,0 +1,65 @@
+"""`daar experiment CONFIG.yaml`: methods x ratios x seeds, each selected, tuned and scored, in one table.
+
+Expected failures (bad config, missing pool, model or benchmark file) print one red line and exit
+with 2; heavy imports happen inside the command so `daar --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("experiment")
+    def experiment_command(
+        config: Annotated[Path, typer.Argument(help="Experiment YAML (see configs/experiment_cpu.yaml).")],
+        out: Annotated[
+            Path | None, typer.Option(help="Output folder (default: the file's `out`, else runs/<config name>).")
+        ] = None,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Validate and list the cells (done / to run); compute nothing.")
+        ] = False,
+    ) -> None:
+        """Compare selection methods: select from the pool, LoRA-tune, evaluate; results.csv/.md/.png."""
+        from daar.experiment.config import load_experiment
+        from daar.experiment.runner import default_out, run_experiment
+
+        errors = _expected_errors()
+        try:
+            settings = load_experiment(config, out)
+            target = settings.out or default_out(config)
+            result = run_experiment(settings, target, dry_run=dry_run)
+        except errors as err:
+            typer.secho(f"error: {' '.join(str(err).split())}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+        if dry_run:
+            _print_plan(result)
+        else:
+            typer.echo(str(result.out_dir / "results.md"))
+
+
+def _expected_errors() -> tuple[type[Exception], ...]:
+    """Errors whose message is meant for the user (everything else is a bug and keeps its traceback)."""
+    from daar.evaluate.registry import EvalError
+    from daar.experiment.config import ConfigError
+    from daar.models import ModelError
+    from daar.read import PoolError
+    from daar.tune.data import TuneError
+
+    return (ConfigError, EvalError, ModelError, PoolError, TuneError)
+
+
+def _print_plan(result) -> None:
+    from rich.table import Table
+
+    from daar.utils.progress import console
+
+    table = Table(title=f"daar experiment (dry run): {result.out_dir}")
+    table.add_column("cell")
+    table.add_column("status")
+    for name, cell in result.cells.items():
+        table.add_row(name, "[green]done[/]" if cell is not None else "to run")
+    console.print(table)

@@ -1,0 +1,191 @@
+"""The experiment's one typed configuration: which pool, methods, ratios and seeds, and how to tune and score.
+
+Everything that changes a number in the results table lives here, so a cell's cache key can be
+derived from this object alone. The `select:` and `tune:` sections are partial SelectConfig and
+TuneConfig mappings: they are validated against those classes at load time, so a typo fails in a
+second instead of after the first hour of selection.
+
+Relative paths inside the file (pool, out, select.seeds_file, eval.data_dir) are read from the
+config file's folder, so a config works from any working directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from daar.config import DEFAULT_MODEL, SelectConfig
+from daar.tune.settings import TuneConfig
+
+# Set per cell by the experiment; a `select:` or `tune:` section may not fix them for all cells.
+CELL_SELECT_KEYS = ("method", "model", "ratio", "count", "seed", "sample")
+CELL_TUNE_KEYS = ("seed",)
+_SELECT_PATH_KEYS = ("seeds_file",)
+
+
+class ConfigError(ValueError):
+    """The experiment configuration is unusable; the message names the key."""
+
+
+class EvalSettings(BaseModel):
+    """How every model of the experiment is scored; one set for all cells so their numbers compare."""
+
+    model_config = ConfigDict(extra="forbid")
+    tasks: list[str] | str = "all"
+    mode: Literal["generate", "nll"] = "generate"
+    limit: int | None = Field(None, ge=1)
+    data_dir: Path | None = None
+    batch_size: int = Field(8, ge=1)
+    # The benchmark subsample seed: fixed across cells (not the cell seed) so every model sees the same items.
+    seed: int = 42
+    num_fewshot: int | None = Field(None, ge=0)
+    max_gen_toks: int | None = Field(None, ge=1)
+
+
+class ExperimentConfig(BaseModel):
+    """Settings of `daar experiment`; see configs/experiment_cpu.yaml for a commented example."""
+
+    model_config = ConfigDict(extra="forbid")
+    pool: Path
+    sample: int | None = Field(None, ge=1)
+    seed: int = 42  # draws the sample, before anything else, so every method sees the same sub-pool
+    model: str = DEFAULT_MODEL
+    methods: list[str] = Field(min_length=1)
+    ratios: list[float] = Field(default_factory=lambda: [0.2], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # torch CPU threads; on a shared, busy machine 1 can be several times faster than spinning threads.
+    threads: int | None = Field(None, ge=1)
+    # A pool field with true domains, to report each selection's domain mix; selectors never read it.
+    domain_field: str | None = None
+    select: dict[str, Any] = Field(default_factory=dict)
+    tune: dict[str, Any] = Field(default_factory=dict)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    out: Path | None = None
+
+    @field_validator("methods", "seeds")
+    @classmethod
+    def _unique(cls, values: list[Any]) -> list[Any]:
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"repeated entries: {', '.join(repeated)}")
+        return values
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, values: list[float]) -> list[float]:
+        bad = [v for v in values if not 0 < v <= 1]
+        if bad:
+            raise ValueError(f"every ratio must be in (0, 1], got {bad}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"repeated ratios in {values}")
+        return values
+
+    @field_validator("select")
+    @classmethod
+    def _select(cls, values: dict[str, Any]) -> dict[str, Any]:
+        fixed = [k for k in CELL_SELECT_KEYS if k in values]
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} set per cell by the experiment (use methods/ratios/seeds/model)")
+        _check_section(SelectConfig, values, "select")
+        return values
+
+    @field_validator("tune")
+    @classmethod
+    def _tune(cls, values: dict[str, Any]) -> dict[str, Any]:
+        if "seed" in values:
+            raise ValueError("seed is set per cell by the experiment (use seeds)")
+        _check_section(TuneConfig, values, "tune")
+        return values
+
+    def select_config(self, method: str, ratio: float, seed: int) -> SelectConfig:
+        """The SelectConfig of one cell: the `select:` overrides plus the cell's method, ratio and seed."""
+        data = {"device": self.device, **self.select, "method": method, "model": self.model, "ratio": ratio}
+        return SelectConfig.model_validate(data | {"seed": seed})
+
+    def tune_config(self, seed: int) -> TuneConfig:
+        """The TuneConfig of one cell: the `tune:` overrides plus the cell's seed."""
+        return TuneConfig.model_validate({"device": self.device, **self.tune, "seed": seed})
+
+    def result_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON values, for the manifest."""
+        return json.loads(self.model_dump_json())
+
+
+def _check_section(model: type[BaseModel], values: dict[str, Any], section: str) -> None:
+    """Validate a partial section against its full class, naming the offending key in the error."""
+    try:
+        model.model_validate(values)
+    except ValidationError as err:
+        raise ValueError("; ".join(_describe(e, section) for e in err.errors())) from None
+
+
+def _describe(error: Any, prefix: str = "") -> str:
+    where = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+    message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+    return f"{where}: {message}" if where else message
+
+
+def load_experiment(path: Path, out: Path | None = None) -> ExperimentConfig:
+    """Read and validate a YAML experiment file; `out` (from the CLI) replaces the file's `out`.
+
+    Raises ConfigError with every problem on one line, each prefixed by its key (`tune.lr: ...`).
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: an experiment config must be a mapping of settings")
+    base = path.resolve().parent
+    _resolve_paths(data, base)
+    try:
+        config = ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{path}: " + "; ".join(_describe_top(e) for e in err.errors())) from None
+    if out is not None:
+        config = config.model_copy(update={"out": Path(out)})
+    _check_methods(config.methods, path)
+    return config
+
+
+def _describe_top(error: Any) -> str:
+    # errors raised inside a section validator already carry the key path in their message
+    if error["type"] == "value_error" and error["loc"] and error["loc"][0] in ("select", "tune"):
+        return str(error["msg"]).removeprefix("Value error, ")
+    return _describe(error)
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make the file's relative paths relative to its own folder (in place; other values untouched)."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            return str(base / value)
+        return value
+
+    for key in ("pool", "out"):
+        if key in data:
+            data[key] = fix(data[key])
+    for section, keys in (("select", _SELECT_PATH_KEYS), ("eval", ("data_dir",))):
+        if isinstance(data.get(section), dict):
+            for key in keys:
+                if key in data[section]:
+                    data[section][key] = fix(data[section][key])
+
+
+def _check_methods(methods: list[str], path: Path) -> None:
+    """Every method must name a registered selector (importing them is why this is not a validator)."""
+    from daar.select.base import available_selectors
+
+    known = available_selectors()
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise ConfigError(f"{path}: methods: unknown {', '.join(map(repr, unknown))}; known: {', '.join(known)}")

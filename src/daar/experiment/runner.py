@@ -1,0 +1,237 @@
+"""`run_experiment`: the grid of cells, then results.csv / results.md / results.png / experiment.json.
+
+Order of work: validate what can fail cheaply (benchmark files, model, pool), draw the shared
+sub-pool once, then run every cell that has no finished `cell.json` with the same key. The
+outputs are rebuilt from all the cells of the plan each time, so an interrupted run followed by a
+rerun gives the same files as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daar.experiment.cells import BASE, Cell, cell_key, headline_metrics, load_cell, plan, run_cell
+from daar.experiment.config import ConfigError, ExperimentConfig
+from daar.experiment.machine import machine_info, package_versions
+from daar.experiment.plot import plot_results
+from daar.experiment.table import PARTS, aggregate, mix_markdown, to_csv, to_markdown
+from daar.utils.cache import read_json, write_json, write_jsonl, write_text
+from daar.utils.progress import console
+
+MANIFEST = "experiment.json"
+
+
+@dataclass
+class ExperimentResult:
+    """What a run did: every cell's result (None for a dry run's pending cells) and what it computed."""
+
+    out_dir: Path
+    cells: dict[str, dict[str, Any] | None]
+    computed: list[str] = field(default_factory=list)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> list[str]:
+        return [name for name, result in self.cells.items() if result is None]
+
+
+def default_out(config_path: Path) -> Path:
+    """Where results go when neither the file nor --out says: runs/<config file stem> in the working directory."""
+    return Path("runs") / Path(config_path).stem
+
+
+@dataclass
+class Plan:
+    """What the checking half of a run found: inputs, the cells with their keys, and the finished ones."""
+
+    config: ExperimentConfig
+    out_dir: Path
+    tasks: list[str]
+    pool_path: Path
+    pool_info: dict[str, Any]
+    model_fingerprint: str
+    cells: list[Cell]
+    keys: dict[str, str]
+    results: dict[str, dict[str, Any] | None]
+
+
+def make_plan(config: ExperimentConfig, out_dir: Path, write: bool = True) -> Plan:
+    """Validate what can fail cheaply (benchmark files, model, pool), draw the sub-pool, find finished cells."""
+    from daar.models import fingerprint, resolve_model
+
+    tasks = check_eval(config)
+    model_fp = fingerprint(resolve_model(config.model))
+    pool_path, pool_info = prepare_pool(config, out_dir, write=write)
+    cells = plan(config)
+    keys = {c.name: cell_key(config, c, pool_info["sha256"], model_fp) for c in cells}
+    results = {c.name: load_cell(out_dir / "cells" / c.name, keys[c.name]) for c in cells}
+    return Plan(config, out_dir, tasks, pool_path, pool_info, model_fp, cells, keys, results)
+
+
+def run_experiment(config: ExperimentConfig, out_dir: Path, dry_run: bool = False) -> ExperimentResult:
+    """Run (or, with dry_run, only plan and validate) the experiment into `out_dir`."""
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    clock = time.perf_counter()
+    found = make_plan(config, Path(out_dir), write=not dry_run)
+    _announce(found)
+    if dry_run:
+        return ExperimentResult(found.out_dir, found.results)
+    with torch_threads(config.threads):
+        return _run(found, started, clock)
+
+
+def _run(p: Plan, started: str, clock: float) -> ExperimentResult:
+    """Compute the missing cells, then rebuild every output from all the cells of the plan."""
+    manifest: dict[str, Any] = {
+        "status": "running",
+        "config": p.config.result_dict(),
+        "out": str(p.out_dir.resolve()),
+        "pool": p.pool_info,
+        "model_fingerprint": p.model_fingerprint,
+        "versions": package_versions(),
+        "machine": machine_info(),
+        "started_at": started,
+    }
+    write_json(p.out_dir / MANIFEST, manifest)
+    computed: list[str] = []
+    for index, cell in enumerate(p.cells, start=1):
+        prefix = f"[{index}/{len(p.cells)}] {cell.name}"
+        if p.results[cell.name] is not None:
+            console.print(f"{prefix}: [dim]cached[/]")
+            continue
+        console.print(f"{prefix}: [bold]running[/]")
+        folder = p.out_dir / "cells" / cell.name
+        result = run_cell(p.config, cell, p.pool_path, folder, p.out_dir / "cache", p.keys[cell.name])
+        p.results[cell.name] = result
+        computed.append(cell.name)
+        console.print(f"{prefix}: {_summary(result)}")
+
+    done = [r for r in p.results.values() if r is not None]
+    write_tables(done, p.tasks, p.config.eval.mode, p.out_dir, _notes(p.config, p.pool_info))
+    manifest |= {
+        "status": "finished",
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(time.perf_counter() - clock, 3),
+        "cells_computed": computed,
+        "cells": {name: {"key": p.keys[name], "seconds": r.get("seconds")} for name, r in p.results.items() if r},
+        "part_seconds": _part_totals(done),
+        "outputs": ["results.csv", "results.md", "results.png", "cells/"],
+    }
+    write_json(p.out_dir / MANIFEST, manifest)
+    console.print(f"[green]done[/]: {len(computed)} cell(s) computed, {len(done) - len(computed)} cached; {p.out_dir}")
+    return ExperimentResult(p.out_dir, p.results, computed, manifest)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with `threads` torch CPU threads (None: unchanged), restoring the previous count after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def write_tables(cells: list[dict[str, Any]], tasks: list[str], mode: str, out_dir: Path, notes: list[str]) -> None:
+    """results.csv, results.md and results.png from the cells' results."""
+    metrics = headline_metrics(tasks, mode)
+    rows = aggregate(cells, tasks)
+    write_text(out_dir / "results.csv", to_csv(cells, tasks))
+    write_text(out_dir / "results.md", to_markdown(rows, tasks, metrics, mode, notes) + mix_markdown(cells))
+    plot_results(rows, tasks, mode, out_dir / "results.png")
+
+
+def check_eval(config: ExperimentConfig) -> list[str]:
+    """Task names in order, after checking their benchmark files exist (an hour of selection is no help
+    if scoring then fails on a missing file). Raises EvalError."""
+    from daar.evaluate.registry import EvalError, parse_tasks, resolve_data_dir
+
+    specs = parse_tasks(config.eval.tasks)
+    bench = resolve_data_dir(config.eval.data_dir)
+    missing = [str(bench / s.file) for s in specs if not (bench / s.file).is_file()]
+    if missing:
+        raise EvalError(f"benchmark files missing: {', '.join(missing)}")
+    return [s.name for s in specs]
+
+
+def prepare_pool(config: ExperimentConfig, out_dir: Path, write: bool = True) -> tuple[Path, dict[str, Any]]:
+    """The pool every cell selects from: the file itself, or `sample` rows drawn with the experiment
+    seed and written once to out/pool.jsonl (kept while the source, size and seed are unchanged)."""
+    from daar.config import FieldMap
+    from daar.read import file_sha256, read_pool
+
+    source_sha = file_sha256(config.pool) if config.pool.is_file() else ""
+    info: dict[str, Any] = {"source": str(config.pool), "source_sha256": source_sha, "sample": config.sample}
+    info["seed"] = config.seed
+    if config.sample is None:
+        pool = read_pool(config.pool, FieldMap.model_validate(config.select.get("fields", {})))
+        return config.pool, info | {"rows": len(pool), "sha256": source_sha}
+    target, meta_path = out_dir / "pool.jsonl", out_dir / "pool.json"
+    if target.is_file() and meta_path.is_file():
+        meta = read_json(meta_path)
+        if all(meta.get(k) == info[k] for k in ("source_sha256", "sample", "seed")):
+            return target, meta
+    pool = read_pool(config.pool, FieldMap.model_validate(config.select.get("fields", {})))
+    if config.sample > len(pool):
+        raise ConfigError(f"sample: {config.sample} rows asked, but {config.pool} has {len(pool)} usable rows")
+    chosen = sorted(random.Random(config.seed).sample(range(len(pool)), config.sample))
+    if not write:
+        return target, info | {"rows": config.sample, "source_rows": len(pool), "sha256": "(not drawn yet)"}
+    write_jsonl(target, (pool.records[i].raw for i in chosen))
+    info |= {"rows": len(chosen), "source_rows": len(pool), "sha256": file_sha256(target), "path": str(target)}
+    write_json(meta_path, info)
+    return target, info
+
+
+def _announce(p: Plan) -> None:
+    config, pool = p.config, p.pool_info
+    grid = f"{len(config.methods)} method(s) x {len(config.ratios)} ratio(s) x {len(config.seeds)} seed(s)"
+    todo = sum(1 for result in p.results.values() if result is None)
+    sampled = f"sample of {pool.get('source_rows', '?')}, seed {config.seed}" if config.sample else "whole file"
+    console.print(
+        f"[bold]daar experiment[/]: {grid} + base model = {len(p.cells)} cells ({todo} to run); "
+        f"pool {pool['rows']} rows ({sampled}); model {config.model}; eval {config.eval.mode}; out {p.out_dir}"
+    )
+
+
+def _summary(result: dict[str, Any]) -> str:
+    s = result["seconds"]
+    parts = []
+    if "select" in s:
+        parts.append(f"select {s['select']:.1f} s ({result['selection']['rows']} rows)")
+    if "tune" in s:
+        loss = result["tune"].get("final_loss")
+        loss_text = "n/a" if loss is None else f"{loss:.3f}"
+        parts.append(f"tune {s['tune']:.1f} s ({result['tune']['steps']} steps, loss {loss_text})")
+    parts.append(f"eval {s['eval']:.1f} s")
+    metric = "nll" if result["mode"] == "nll" else "score"
+    return " · ".join(parts) + f" · average {metric} {result['average']:.4f}"
+
+
+def _notes(config: ExperimentConfig, pool: dict[str, Any]) -> list[str]:
+    sampled = f", a seeded sample (seed {config.seed}) of {pool.get('source_rows')}" if config.sample else ""
+    limit = f"at most {config.eval.limit} items per task" if config.eval.limit else "the paper's subsample sizes"
+    return [
+        f"Model {config.model}; pool {Path(config.pool).name}: {pool['rows']} rows{sampled}.",
+        f"Evaluation: {config.eval.mode} mode, {limit} (subsample seed {config.eval.seed}).",
+    ]
+
+
+def _part_totals(cells: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds spent per part over all cells (as recorded when each cell was computed)."""
+    totals = {part: 0.0 for part in PARTS}
+    for cell in cells:
+        for part, value in cell.get("seconds", {}).items():
+            totals[part] = round(totals.get(part, 0.0) + float(value), 3)
+    totals["base_eval"] = sum(float(c["seconds"].get("eval", 0.0)) for c in cells if c["method"] == BASE)
+    return totals

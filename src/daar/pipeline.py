@@ -1,0 +1,248 @@
+"""One selection run: pool file in, RUN_DIR out (DESIGN steps 1-8 for DaaR, or any baseline).
+
+RUN_DIR holds selected.jsonl (original rows, unchanged), rejected.jsonl, scores.parquet, seeds/,
+fitted/, analysis.json, map.json, report.html and manifest.json. The manifest is written last, so
+its presence means the run finished. Expensive stages are cached under RUN_DIR/cache (or a shared
+cache folder), keyed by their inputs, so a rerun with another ratio only re-selects and rewrites.
+
+Every input row ends in exactly one of: selected, not selected (scored below the cut, or left
+out by --sample), rejected (with a reason). The manifest records the counts and checks the sum.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from daar import __version__
+from daar.analyze.diversity import domain_mix, encode_labels, kept_per_domain, summarize
+from daar.analyze.maps import embed_2d
+from daar.config import SelectConfig
+from daar.embed import load_cached
+from daar.read import Pool, file_sha256, read_pool
+from daar.select.base import Context, Scores, make_selector, target_count
+from daar.utils.cache import atomic_path, write_json, write_jsonl
+from daar.utils.progress import console
+
+MISSING_LABEL = "(missing)"
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+    selected_ids: list[str]
+
+    @property
+    def selected_path(self) -> Path:
+        return self.out_dir / "selected.jsonl"
+
+
+def run_select(
+    config: SelectConfig,
+    pool_path: Path,
+    out_dir: Path,
+    *,
+    cache_dir: Path | None = None,
+    show_domain_field: str | None = None,
+    report: bool = True,
+) -> RunResult:
+    """Read, fit, score, select and write one run; see the module docstring for what lands where."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = Context(config, Path(cache_dir) if cache_dir else out_dir / "cache")
+    timer = ctx.timer
+    selector = make_selector(config.method)
+
+    with timer.stage("read"):
+        full = read_pool(pool_path, config.fields)
+        sha = file_sha256(Path(pool_path))
+    pool, sampled_out = _sample(full, config.sample, config.seed)
+    selector.fit(pool, ctx)
+    with timer.stage("score"):
+        scores = selector.score(pool, ctx)
+    with timer.stage("select"):
+        n = target_count(len(pool), config.ratio, config.count)
+        chosen = selector.select(pool, ctx, n, scores)
+        mask = np.zeros(len(pool), dtype=bool)
+        mask[chosen] = True
+
+    with timer.stage("write"):
+        write_jsonl(out_dir / "selected.jsonl", (pool.records[i].raw for i in np.flatnonzero(mask)))
+        write_jsonl(
+            out_dir / "rejected.jsonl",
+            ({"position": r.position, "id": r.id, "reason": r.reason} for r in full.rejected),
+        )
+        _write_scores(out_dir / "scores.parquet", pool, scores, mask)
+        if hasattr(selector, "save"):
+            selector.save(out_dir / "fitted")
+        seeds_folder = getattr(selector, "seeds_folder", None)
+        if seeds_folder is not None:
+            _copy_seeds(Path(seeds_folder), out_dir / "seeds")
+
+    truth = _truth(pool, show_domain_field)
+    with timer.stage("analysis"):
+        _write_analysis(out_dir, ctx, pool, scores, mask, truth, show_domain_field)
+
+    counts = {
+        "rows_in": full.rows_in,
+        "selected": int(mask.sum()),
+        "not_selected": int(len(pool) - mask.sum() + len(sampled_out)),
+        "rejected": len(full.rejected),
+        "sampled_out": len(sampled_out),
+        "scored": len(pool),
+    }
+    counts["adds_up"] = counts["selected"] + counts["not_selected"] + counts["rejected"] == counts["rows_in"]
+    if not counts["adds_up"]:
+        raise RuntimeError(f"row accounting is off, please report this bug: {counts}")
+    manifest = _manifest(config, pool_path, sha, counts, selector, truth, mask, show_domain_field)
+    if report:
+        with timer.stage("report"):
+            write_json(out_dir / "manifest.json", {**manifest, "stages": timer.summary()})
+            _write_report(out_dir)
+    manifest["stages"] = timer.summary()
+    manifest["wall_seconds"] = round(time.perf_counter() - started, 3)
+    write_json(out_dir / "manifest.json", manifest)
+    return RunResult(out_dir, manifest, [pool.records[i].id for i in np.flatnonzero(mask)])
+
+
+def _sample(pool: Pool, sample: int | None, seed: int) -> tuple[Pool, list[int]]:
+    """A seeded sample of the usable rows; the rest count as not selected (never silently dropped)."""
+    if sample is None or sample >= len(pool):
+        return pool, []
+    keep = np.sort(np.random.default_rng(seed).choice(len(pool), size=sample, replace=False))
+    left = np.setdiff1d(np.arange(len(pool)), keep)
+    return pool.subset(keep.tolist()), left.tolist()
+
+
+def _write_scores(path: Path, pool: Pool, scores: Scores, mask: np.ndarray) -> None:
+    score = np.asarray(scores["score"], dtype=np.float64)
+    order = np.lexsort((np.arange(len(score)), -score))
+    rank = np.empty(len(score), dtype=np.int64)
+    rank[order] = np.arange(1, len(score) + 1)
+    frame = pd.DataFrame({"position": [r.position for r in pool.records], "id": pool.ids, "score": score})
+    for name, values in scores.items():
+        if name != "score":
+            frame[name] = values
+    frame["rank"] = rank
+    frame["selected"] = mask
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def _copy_seeds(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.glob("*.json")):
+        with atomic_path(target / path.name) as tmp:
+            shutil.copyfile(path, tmp)
+
+
+def _truth(pool: Pool, field: str | None) -> list[str] | None:
+    """Ground-truth labels for display only; selectors never see them."""
+    if not field:
+        return None
+    return [str(r.raw.get(field)) if r.raw.get(field) not in (None, "") else MISSING_LABEL for r in pool.records]
+
+
+def _write_analysis(
+    out_dir: Path,
+    ctx: Context,
+    pool: Pool,
+    scores: Scores,
+    mask: np.ndarray,
+    truth: list[str] | None,
+    field: str | None,
+) -> None:
+    """Diversity measures and a 2-D map on e(x), when this run's prober features exist.
+
+    Baselines that never read the model (random, lengths) get no analysis of their own unless a
+    shared cache already holds the features: computing them only for a figure would cost more
+    than the selection itself.
+    """
+    feats = load_cached(ctx.features_dir(pool.texts))
+    if feats is None:
+        write_json(out_dir / "analysis.json", {"available": False, "reason": "no prober features for this pool"})
+        return
+    sections: dict[str, Any] = {"available": True}
+    label_sets: list[tuple[str, list[str]]] = []
+    if "pseudo_domain" in scores:
+        label_sets.append(("pseudo_domain", [str(v) for v in scores["pseudo_domain"]]))
+    if truth is not None:
+        label_sets.append((field or "truth", truth))
+    for source, values in label_sets:
+        labels, names = encode_labels(values)
+        sections["ground_truth" if source != "pseudo_domain" else "pseudo_domain"] = {
+            "labels": source,
+            "names": names,
+            "pool": summarize(feats.emb, labels, names),
+            "selected": summarize(feats.emb[mask], labels[mask], names),
+            "mix": {"pool": domain_mix(labels, names), "selected": domain_mix(labels[mask], names)},
+            "kept": kept_per_domain(labels, mask, names),
+        }
+    if label_sets:
+        first = next(iter(k for k in ("pseudo_domain", "ground_truth") if k in sections))
+        sections.update({k: sections[first][k] for k in ("labels", "names", "pool", "selected", "mix", "kept")})
+    write_json(out_dir / "analysis.json", sections)
+    with ctx.timer.stage("map"):
+        result = embed_2d(feats.emb, seed=ctx.config.seed, max_points=2000, selected=mask)
+        source, values = label_sets[-1] if label_sets else ("none", None)
+        labels, names = encode_labels(values) if values else (None, None)
+        write_json(out_dir / "map.json", {**result.to_json(labels, names, mask), "labels": source})
+
+
+def _manifest(
+    config: SelectConfig,
+    pool_path: Path,
+    sha: str,
+    counts: dict[str, Any],
+    selector: Any,
+    truth: list[str] | None,
+    mask: np.ndarray,
+    field: str | None,
+) -> dict[str, Any]:
+    from daar.experiment.machine import machine_info, package_versions
+
+    manifest: dict[str, Any] = {
+        "daar_version": __version__,
+        "method": config.method,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": config.result_dict(),
+        "versions": package_versions(),
+        "machine": machine_info(),
+        "input": {"path": str(Path(pool_path).resolve()), "sha256": sha},
+        "counts": counts,
+        "domains": [d.name for d in config.domains],
+    }
+    info = getattr(selector, "info", None)
+    probe, reward = getattr(selector, "probe", None), getattr(selector, "reward", None)
+    if probe is not None and reward is not None and info:
+        manifest["probe"] = {**probe.metrics, "pseudo_domain_sizes": info["pseudo_domain_sizes"]}
+        manifest["reward"] = {**reward.metrics, "entropy_max": info["entropy_max"]}
+        manifest["seed_pairs"] = info["seed_pairs"]
+    if truth is not None:
+        labels, names = encode_labels(truth)
+        manifest["ground_truth"] = {
+            "field": field,
+            "pool": domain_mix(labels, names),
+            "selected": domain_mix(labels[mask], names),
+        }
+    return manifest
+
+
+def _write_report(out_dir: Path) -> None:
+    try:
+        from daar.report import write_report
+    except ImportError:  # the report package is optional for a bare selection
+        return
+    try:
+        write_report([out_dir])
+    except Exception as err:  # a figure must never cost the user the selection itself
+        console.print(f"[yellow]warning:[/] the report could not be written: {err}")

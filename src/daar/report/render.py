@@ -1,0 +1,124 @@
+"""`write_report`: one self-contained report.html (figures inline as base64 PNG) plus figures/*.png.
+
+Self-contained because a report is mailed, archived and opened on machines without network access:
+nothing in it may load from elsewhere. Jinja's autoescape escapes every value, and user or model
+text (seed pairs, raw model answers, file paths) only ever reaches the page as a value.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from daar import __version__
+from daar.report import build
+from daar.report.figures import PngFigure, save_figures
+from daar.report.load import DomainSeeds, RunData, label_runs, load_run, verdict_text
+from daar.utils.cache import write_text
+
+TEMPLATE_NAME = "report.html.j2"  # in src/daar/resources (package data)
+
+SECTIONS = [
+    ("settings", "Settings"),
+    ("counts", "Counts & timings"),
+    ("seeds", "Seeds"),
+    ("pseudo-domains", "Pseudo-domains"),
+    ("probe", "Probe & reward"),
+    ("histograms", "Histograms"),
+    ("map", "Map"),
+    ("mix", "Domain mix"),
+    ("comparison", "Comparison"),
+]
+
+
+def write_report(run_dirs: list[Path], out: Path | None = None) -> Path:
+    """Render the runs into `out` (default: FIRST_RUN/report.html) and their figures into figures/ beside it."""
+    if not run_dirs:
+        raise ValueError("give at least one run folder")
+    runs = [load_run(Path(d)) for d in run_dirs]
+    label_runs(runs)
+    out = Path(out) if out is not None else runs[0].path / "report.html"
+    figures: list[PngFigure] = []
+    views = []
+    for run in runs:
+        view, run_figures = _run_view(run, prefix="" if len(runs) == 1 else f"{run.label}_")
+        views.append(view)
+        figures += run_figures
+    html = render_html(views, build.comparison_rows(runs))
+    save_figures(figures, out.parent / "figures")
+    write_text(out, html)
+    return out
+
+
+def render_html(views: list[dict[str, Any]], comparison: list[dict[str, Any]]) -> str:
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    template = env.from_string((resources.files("daar") / "resources" / TEMPLATE_NAME).read_text(encoding="utf-8"))
+    title = ", ".join(f"{v['label']} ({v['method']})" for v in views)
+    return template.render(
+        title=title,
+        runs=views,
+        comparison=comparison,
+        sections=SECTIONS,
+        written=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        version=__version__,
+        fmt=build.fmt,
+    )
+
+
+def _run_view(run: RunData, prefix: str) -> tuple[dict[str, Any], list[PngFigure]]:
+    """Template values for one run, and the figures it drew (to be saved as PNG files)."""
+    manifest = run.manifest
+    histograms, hist_notes = build.histogram_figures(run, prefix)
+    map_png = build.map_section(run, prefix)
+    mix = build.mix_sections(run, prefix)
+    stages = build.stage_rows(manifest)
+    settings = build.settings_rows(run.config)
+    input_info = manifest.get("input") or {}
+    versions = [(k, str(v)) for k, v in (manifest.get("versions") or {}).items()]
+    versions += [(f"machine {k}", str(v)) for k, v in (manifest.get("machine") or {}).items()]
+    view = {
+        "label": run.label,
+        "method": run.method,
+        "path": str(run.path),
+        "created": str(manifest.get("created", "-")),
+        "input_path": str(input_info.get("path", "-")),
+        "input_sha": str(input_info.get("sha256", "")),
+        "settings": [row for row in settings if build.is_key_setting(row[0])],
+        "more_settings": [row for row in settings if not build.is_key_setting(row[0])],
+        "versions": [("daar", str(manifest.get("daar_version", "-"))), *versions],
+        "counts": [(k, build.fmt(v)) for k, v in run.counts.items()],
+        "equation": build.count_equation(run.counts),
+        "rejected": list(run.rejected_reasons.items()),
+        "stages": stages,
+        "total_seconds": sum(s["seconds"] or 0.0 for s in stages),
+        "seeds": [_seed_view(s) for s in run.seeds],
+        "pseudo": build.pseudo_domains(run),
+        "probe": build.probe_metrics(run),
+        "histograms": histograms,
+        "hist_notes": hist_notes,
+        "map": map_png,
+        "mix": mix,
+        "analysis_note": build.analysis_note(run),
+    }
+    figures = histograms + ([map_png] if map_png else []) + [m["figure"] for m in mix]
+    return view, figures
+
+
+def _seed_view(seeds: DomainSeeds) -> dict[str, Any]:
+    raw = None
+    if seeds.raw is not None:
+        raw = [
+            {"stage": str(r.get("stage", "-")), "verdict": verdict_text(r.get("verdict")), "raw": r.get("raw", "")}
+            for r in seeds.raw
+        ]
+    return {
+        "domain": seeds.domain,
+        "accepted": seeds.accepted,
+        "source": seeds.source,
+        "raw": raw,
+        "verdicts": seeds.verdicts,
+    }

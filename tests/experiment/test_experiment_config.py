@@ -1,0 +1,104 @@
+"""ExperimentConfig: what a YAML file may say, how mistakes are reported, and what each cell gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from daar.experiment.config import ConfigError, load_experiment
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_config(folder: Path, **settings) -> Path:
+    data = {"pool": "pool.jsonl", "methods": ["random"], **settings}
+    path = folder / "exp.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_relative_paths_are_read_from_the_config_folder(tmp_path: Path) -> None:
+    path = write_config(tmp_path, select={"seeds_file": "seeds.yaml"}, eval={"data_dir": "bench"}, out="res")
+    config = load_experiment(path)
+    assert config.pool == tmp_path / "pool.jsonl"
+    assert config.out == tmp_path / "res"
+    assert config.select["seeds_file"] == str(tmp_path / "seeds.yaml")
+    assert config.eval.data_dir == tmp_path / "bench"
+    assert load_experiment(path, out=Path("elsewhere")).out == Path("elsewhere")
+
+
+def test_cells_get_their_method_ratio_and_seed_over_the_sections(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        methods=["random", "instruction_length"],
+        ratios=[0.1, 0.25],
+        seeds=[1, 2],
+        device="cpu",
+        select={"probe_size": 100, "heads": {"epochs": 1}},
+        tune={"max_steps": 3, "lr": 1e-4},
+    )
+    config = load_experiment(path)
+    select = config.select_config("instruction_length", 0.25, 2)
+    assert (select.method, select.ratio, select.seed, select.probe_size) == ("instruction_length", 0.25, 2, 100)
+    assert select.heads.epochs == 1 and select.device == "cpu" and select.model == config.model
+    tune = config.tune_config(7)
+    assert (tune.seed, tune.max_steps, tune.lr, tune.device) == (7, 3, 1e-4, "cpu")
+    assert config.eval.mode == "generate" and config.eval.seed == 42
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"ratio": [0.2]}, "ratio: unknown key"),
+        ({"tune": {"learning_rate": 1e-4}}, "tune.learning_rate: unknown key"),
+        ({"select": {"probe_sise": 10}}, "select.probe_sise: unknown key"),
+        ({"select": {"heads": {"lr": "fast"}}}, "select.heads.lr"),
+        ({"eval": {"mode": "accuracy"}}, "eval.mode"),
+        ({"eval": {"limit": 0}}, "eval.limit"),
+        ({"ratios": [0.2, 1.5]}, "every ratio must be in (0, 1]"),
+        ({"seeds": [1, 1]}, "seeds: Value error, repeated entries: 1"),
+        ({"methods": []}, "methods"),
+        ({"select": {"ratio": 0.5}}, "ratio set per cell"),
+        ({"tune": {"seed": 3}}, "seed is set per cell"),
+        ({"methods": ["randon"]}, "unknown 'randon'"),
+    ],
+)
+def test_bad_settings_name_the_key(tmp_path: Path, settings: dict, expected: str) -> None:
+    with pytest.raises(ConfigError, match="exp.yaml") as caught:
+        load_experiment(write_config(tmp_path, **settings))
+    assert expected in str(caught.value)
+
+
+def test_missing_required_and_unreadable_files(tmp_path: Path) -> None:
+    (tmp_path / "exp.yaml").write_text("methods: [random]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="pool: Field required"):
+        load_experiment(tmp_path / "exp.yaml")
+    (tmp_path / "exp.yaml").write_text("- just a list\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_experiment(tmp_path / "exp.yaml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_experiment(tmp_path / "absent.yaml")
+
+
+def test_cli_prints_one_red_line_and_exits_2(tmp_path: Path) -> None:
+    from daar.cli import app
+
+    path = write_config(tmp_path, tune={"learning_rate": 1e-4})
+    result = CliRunner().invoke(app, ["experiment", str(path)])
+    assert result.exit_code == 2
+    assert "tune.learning_rate: unknown key" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+    missing_pool = write_config(tmp_path, pool="nowhere.jsonl", eval={"tasks": ["nq"]})
+    result = CliRunner().invoke(app, ["experiment", str(missing_pool), "--dry-run", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_example_cpu_config_is_valid() -> None:
+    config = load_experiment(REPO / "configs" / "experiment_cpu.yaml")
+    assert config.methods == ["daar", "random"] and config.ratios == [0.2] and config.seeds == [1, 2]
+    assert config.sample == 800 and config.eval.mode == "nll" and config.eval.limit == 100
+    assert config.pool.resolve() == (REPO.parent / "shared" / "data" / "pool" / "pool.jsonl.gz").resolve()
