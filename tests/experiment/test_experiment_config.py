@@ -21,6 +21,7 @@ def write_config(folder: Path, **settings) -> Path:
 
 
 def test_relative_paths_are_read_from_the_config_folder(tmp_path: Path) -> None:
+    (tmp_path / "seeds.yaml").write_text(yaml.safe_dump({"coding": [{"instruction": "Sort a list.", "output": "x"}]}))
     path = write_config(tmp_path, select={"seeds_file": "seeds.yaml"}, eval={"data_dir": "bench"}, out="res")
     config = load_experiment(path)
     assert config.pool == tmp_path / "pool.jsonl"
@@ -70,6 +71,18 @@ def test_bad_settings_name_the_key(tmp_path: Path, settings: dict, expected: str
     with pytest.raises(ConfigError, match="exp.yaml") as caught:
         load_experiment(write_config(tmp_path, **settings))
     assert expected in str(caught.value)
+
+
+def test_seeds_file_is_checked_at_load(tmp_path: Path) -> None:
+    domains = [{"name": "numbers", "description": "arithmetic"}, {"name": "programs", "description": "code"}]
+    with pytest.raises(ConfigError, match="select.seeds_file: cannot read"):
+        load_experiment(write_config(tmp_path, select={"seeds_file": "absent.yaml", "domains": domains}))
+    (tmp_path / "seeds.yaml").write_text("poetry:\n  - {instruction: Write a haiku., output: Leaves fall.}\n")
+    with pytest.raises(ConfigError, match="select.seeds_file: .*unknown domains \\['poetry'\\]"):
+        load_experiment(write_config(tmp_path, select={"seeds_file": "seeds.yaml", "domains": domains}))
+    (tmp_path / "seeds.yaml").write_text(yaml.safe_dump({"numbers": [{"instruction": "What is 2+2?", "output": "4"}]}))
+    config = load_experiment(write_config(tmp_path, select={"seeds_file": "seeds.yaml", "domains": domains}))
+    assert config.select_config("random", 0.2, 1).seeds_file == tmp_path / "seeds.yaml"
 
 
 def test_missing_required_and_unreadable_files(tmp_path: Path) -> None:

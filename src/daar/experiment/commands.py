@@ -46,10 +46,11 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from daar.evaluate.registry import EvalError
     from daar.experiment.config import ConfigError
     from daar.models import ModelError
+    from daar.probe.seeds import SeedError
     from daar.read import PoolError
     from daar.tune.data import TuneError
 
-    return (ConfigError, EvalError, ModelError, PoolError, TuneError)
+    return (ConfigError, EvalError, ModelError, PoolError, SeedError, TuneError)
 
 
 def _print_plan(result) -> None:

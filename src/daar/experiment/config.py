@@ -153,6 +153,7 @@ def load_experiment(path: Path, out: Path | None = None) -> ExperimentConfig:
     if out is not None:
         config = config.model_copy(update={"out": Path(out)})
     _check_methods(config.methods, path)
+    _check_seeds_file(config, path)
     return config
 
 
@@ -189,3 +190,18 @@ def _check_methods(methods: list[str], path: Path) -> None:
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise ConfigError(f"{path}: methods: unknown {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
+
+
+def _check_seeds_file(config: ExperimentConfig, path: Path) -> None:
+    """A seeds file must exist and match the domains now, not when the first DaaR cell reaches it."""
+    if config.select.get("seeds_file") is None:
+        return
+    from daar.probe.seeds import load_seeds_file
+
+    settings = config.select_config(config.methods[0], config.ratios[0], config.seeds[0])
+    try:
+        load_seeds_file(Path(settings.seeds_file), list(settings.domains))
+    except OSError as err:
+        raise ConfigError(f"{path}: select.seeds_file: cannot read {settings.seeds_file}: {err.strerror}") from None
+    except (ValueError, KeyError, TypeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: select.seeds_file: {err}") from None

@@ -39,12 +39,13 @@ def plot_results(rows: list[Row], tasks: list[str], mode: str, target: Path) -> 
             reference = np.array([_or_nan(base.mean(c)) for c in columns]) * scale
             axes[1].bar(x + offset, means - reference, width, yerr=errors, capsize=2, color=colours(i % 10))
     axes[0].set_ylabel(label)
-    axes[0].legend(fontsize="small", ncols=min(len(rows), 4))
     axes[1].axhline(0.0, color="black", linewidth=0.8)
     axes[1].set_ylabel("change from base model")
     axes[1].set_xticks(x, [column_title(c) for c in columns], rotation=30, ha="right")
-    axes[0].set_title("daar experiment: mean over seeds, bars = standard deviation")
-    figure.tight_layout()
+    figure.suptitle("daar experiment: mean over seeds, error bars = standard deviation")
+    # the legend sits between title and plots, so it never hides a bar
+    figure.legend(loc="upper center", bbox_to_anchor=(0.5, 0.955), ncols=min(len(rows), 4), fontsize="small")
+    figure.tight_layout(rect=(0, 0, 1, 0.93))
     with atomic_path(target) as tmp:
         figure.savefig(tmp, format="png", dpi=120)
     plt.close(figure)

@@ -170,18 +170,18 @@ def prepare_pool(config: ExperimentConfig, out_dir: Path, write: bool = True) ->
     from daar.config import FieldMap
     from daar.read import file_sha256, read_pool
 
+    fields = FieldMap.model_validate(config.select.get("fields", {}))
     source_sha = file_sha256(config.pool) if config.pool.is_file() else ""
     info: dict[str, Any] = {"source": str(config.pool), "source_sha256": source_sha, "sample": config.sample}
     info["seed"] = config.seed
     if config.sample is None:
-        pool = read_pool(config.pool, FieldMap.model_validate(config.select.get("fields", {})))
-        return config.pool, info | {"rows": len(pool), "sha256": source_sha}
+        return config.pool, info | {"rows": len(read_pool(config.pool, fields)), "sha256": source_sha}
     target, meta_path = out_dir / "pool.jsonl", out_dir / "pool.json"
     if target.is_file() and meta_path.is_file():
         meta = read_json(meta_path)
         if all(meta.get(k) == info[k] for k in ("source_sha256", "sample", "seed")):
             return target, meta
-    pool = read_pool(config.pool, FieldMap.model_validate(config.select.get("fields", {})))
+    pool = read_pool(config.pool, fields)
     if config.sample > len(pool):
         raise ConfigError(f"sample: {config.sample} rows asked, but {config.pool} has {len(pool)} usable rows")
     chosen = sorted(random.Random(config.seed).sample(range(len(pool)), config.sample))

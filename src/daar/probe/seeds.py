@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -133,7 +135,9 @@ class SeedWriter:
         mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         return torch.nn.functional.normalize(mean, dim=-1).cpu()
 
-    def write(self, domain: Domain, others: list[Domain], log: list[dict]) -> list[SeedRow]:
+    def write(
+        self, domain: Domain, others: list[Domain], log: list[dict], on_round: Callable[[], None] = lambda: None
+    ) -> list[SeedRow]:
         """Warm-up: several instructions in one answer; then rounds of single ones until enough pass."""
         cfg = self.cfg
         rng = random.Random(f"{self.seed}:{domain.name}")
@@ -151,6 +155,7 @@ class SeedWriter:
         answers = self._generate([self._chat(warm, prefill)], 1, 60 * cfg.warmup_pairs, ["]"])
         self._consider([prefill + a for a in answers], "warmup", domain, accepted, vectors, log, target)
         console.print(f"  {domain.name}: warm-up, {len(accepted)}/{target} pairs accepted")
+        on_round()
         for round_no in range(cfg.max_rounds):
             if len(accepted) >= target:
                 break
@@ -166,6 +171,7 @@ class SeedWriter:
                 [prefill + a for a in answers], f"round {round_no + 1}", domain, accepted, vectors, log, target
             )
             console.print(f"  {domain.name}: round {round_no + 1}, {len(accepted)}/{target} pairs accepted")
+            on_round()
         return accepted
 
     def _consider(
@@ -233,8 +239,11 @@ def domain_seeds(
         writer = writer or make_writer()
         console.print(f"[bold]seeds[/]: generating examples for domain '{domain.name}'")
         log: list[dict] = []
-        accepted = writer.write(domain, [d for d in domains if d.name != domain.name], log)
-        write_json(folder / f"{domain.name}.raw.json", log)
+        raw_path = folder / f"{domain.name}.raw.json"
+        accepted = writer.write(
+            domain, [d for d in domains if d.name != domain.name], log, partial(write_json, raw_path, log)
+        )
+        write_json(raw_path, log)
         if len(accepted) < min_pairs:
             raise SeedError(
                 f"the model wrote only {len(accepted)} valid, distinct seed pairs for domain "

@@ -1,0 +1,85 @@
+"""`daar select` from the command line: a full run, its summary, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from conftest import write_jsonl
+from typer.testing import CliRunner
+
+from daar.cli import app
+
+
+def _seeds(path):
+    rows = {
+        "alpha": [{"instruction": "Add 2 and 2.", "output": "4"}, {"instruction": "What is 9 - 3?", "output": "6"}],
+        "beta": [
+            {"instruction": "Name a colour.", "output": "Blue."},
+            {"instruction": "Name a fruit.", "output": "Pear."},
+        ],
+    }
+    path.write_text(yaml.safe_dump(rows), encoding="utf-8")
+    return path
+
+
+def _domains(path):
+    path.write_text(
+        yaml.safe_dump([{"name": "alpha", "description": "numbers"}, {"name": "beta", "description": "words"}]),
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_select_runs_and_prints_a_summary(tmp_path, tiny_model, real_rows):
+    pool = write_jsonl(tmp_path / "pool.jsonl", real_rows[:60])
+    args = ["select", str(pool), "--out", str(tmp_path / "run"), "--model", str(tiny_model)]
+    args += ["--domains", str(_domains(tmp_path / "d.yaml")), "--seeds-file", str(_seeds(tmp_path / "s.yaml"))]
+    args += ["--count", "7", "--probe-size", "50", "--set", "heads.epochs=1", "--show-domain-field", "domain"]
+    result = CliRunner().invoke(app, args + ["--no-report"])
+    assert result.exit_code == 0, result.output
+    assert "60 rows in, 7 selected, 53 not selected" in result.output and "0 rejected" in result.output
+    assert "domain mix" in result.output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["config"]["heads"]["epochs"] == 1 and manifest["config"]["count"] == 7
+    assert len((tmp_path / "run" / "selected.jsonl").read_text().splitlines()) == 7
+
+
+def test_baseline_by_name_and_field_mapping(tmp_path, real_rows):
+    rows = [{"prompt": r["instruction"], "response": r["output"]} for r in real_rows[:30]]
+    pool = write_jsonl(tmp_path / "renamed.jsonl", rows)
+    args = ["select", str(pool), "--out", str(tmp_path / "run"), "--method", "output_length", "--ratio", "0.1"]
+    result = CliRunner().invoke(
+        app, args + ["--field", "instruction=prompt", "--field", "output=response", "--no-report"]
+    )
+    assert result.exit_code == 0, result.output
+    selected = [json.loads(line) for line in (tmp_path / "run" / "selected.jsonl").read_text().splitlines()]
+    longest = sorted(rows, key=lambda r: -len(r["response"]))[:3]
+    assert sorted(r["response"] for r in selected) == sorted(r["response"] for r in longest)
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path, real_rows):
+    pool = write_jsonl(tmp_path / "pool.jsonl", real_rows[:10])
+    runner = CliRunner()
+    cases = [
+        (["select", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")], "missing.jsonl"),
+        (["select", str(pool), "--out", str(tmp_path / "o"), "--method", "randm"], "Did you mean 'random'"),
+        (["select", str(pool), "--out", str(tmp_path / "o"), "--ratio", "2"], "ratio"),
+        (["select", str(pool), "--out", str(tmp_path / "o"), "--strategy", "customized"], "target"),
+        (["select", str(pool), "--out", str(tmp_path / "o"), "--set", "nonsense=1"], "nonsense"),
+        (["select", str(pool), "--out", str(tmp_path / "o"), "--model", str(tmp_path)], str(tmp_path)),
+    ]
+    for args, expected in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "error:" in result.output and expected in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_help_explains_every_option():
+    result = CliRunner().invoke(app, ["select", "--help"])
+    assert result.exit_code == 0
+    for option in ("--model", "--domains", "--seeds-file", "--clip-layer", "--probe-size", "--ratio", "--count"):
+        assert option in result.output
+    for option in ("--strategy", "--target", "--seed", "--batch-tokens", "--device", "--dtype", "--field"):
+        assert option in result.output
