@@ -73,7 +73,7 @@ class SynthesisConfig(BaseModel):
     similarity_threshold: float = Field(0.85, gt=0, le=1)
     top_p: float = 0.95
     temperature: float = 0.9
-    max_new_tokens: int = 160
+    max_new_tokens: int = 128
     candidates_per_round: int = Field(8, ge=1)
     max_rounds: int = Field(6, ge=1)
     min_pairs: int = Field(3, ge=1)

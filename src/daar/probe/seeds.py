@@ -14,8 +14,6 @@ import json
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -31,13 +29,6 @@ _META = re.compile(r"\bjson\b|\binstruction\b|\bnew task\b|\bai assistant\b", re
 
 class SeedError(RuntimeError):
     """Too few valid seeds; the message says how to give seeds instead."""
-
-
-@dataclass
-class Candidate:
-    raw: str
-    pair: SeedRow | None
-    verdict: str
 
 
 def seed_text(seed: SeedRow) -> str:
@@ -135,124 +126,153 @@ class SeedWriter:
         mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         return torch.nn.functional.normalize(mean, dim=-1).cpu()
 
-    def write(
-        self, domain: Domain, others: list[Domain], log: list[dict], on_round: Callable[[], None] = lambda: None
-    ) -> list[SeedRow]:
-        """Warm-up: several instructions in one answer; then rounds of single ones until enough pass."""
+    def write(self, states: list[DomainState], on_round: Callable[[], None] = lambda: None) -> None:
+        """Warm-up (several instructions in one answer), then rounds of single ones, for all
+        domains at once: one batched generate call per round serves every unfinished domain,
+        which on a CPU costs little more than serving one. Results accumulate in `states`."""
         cfg = self.cfg
-        rng = random.Random(f"{self.seed}:{domain.name}")
-        torch.manual_seed(rng.randrange(2**31))
-        accepted: list[SeedRow] = []
-        vectors: list[torch.Tensor] = []
-        avoid = ", ".join(o.name.replace("_", " ") for o in others)
-        intro = f"Domain: {_label(domain)}. Not about: {avoid}."
         target = cfg.warmup_pairs + cfg.pairs_per_domain
-        warm = (
-            f"{intro}\nWrite {cfg.warmup_pairs} different questions or tasks a user could give an AI assistant "
-            'in this domain. Reply in JSON: [{"instruction": "..."}, ...]'
-        )
-        prefill = '[{"instruction": "'
-        answers = self._generate([self._chat(warm, prefill)], 1, 60 * cfg.warmup_pairs, ["]"])
-        self._consider([prefill + a for a in answers], "warmup", domain, accepted, vectors, log, target)
-        console.print(f"  {domain.name}: warm-up, {len(accepted)}/{target} pairs accepted")
+        torch.manual_seed(self.seed)
+        warm = [
+            self._chat(
+                f"{st.intro}\nWrite {cfg.warmup_pairs} different questions about this. "
+                'Reply in JSON: [{"instruction": "<question 1>"}, {"instruction": "<question 2>"}, ...]',
+                '[{"instruction": "',
+            )
+            for st in states
+        ]
+        answers = self._generate(warm, 1, 48 * cfg.warmup_pairs, ["]"])
+        self._consider(states, [['[{"instruction": "' + a] for a in answers], "warmup", target)
+        self._progress(states, "warm-up", target)
         on_round()
         for round_no in range(cfg.max_rounds):
-            if len(accepted) >= target:
+            pending = [st for st in states if len(st.accepted) < target]
+            if not pending:
                 break
-            shown = rng.sample(accepted, min(3, len(accepted)))
-            examples = "".join(f"\n- {s.instruction}" for s in shown)
-            ask = f"{intro}\nWrite one question or task a user could give an AI assistant in this domain."
-            if examples:
-                ask += f" It must be different from these:{examples}"
-            ask += '\nReply in JSON: {"instruction": "..."}'
-            prefill = '{"instruction": "'
-            answers = self._generate([self._chat(ask, prefill)], cfg.candidates_per_round, 80, ['"}'])
-            self._consider(
-                [prefill + a for a in answers], f"round {round_no + 1}", domain, accepted, vectors, log, target
-            )
-            console.print(f"  {domain.name}: round {round_no + 1}, {len(accepted)}/{target} pairs accepted")
+            prompts = [self._chat(st.round_prompt(), '{"instruction": "') for st in pending]
+            flat = self._generate(prompts, cfg.candidates_per_round, 64, ['"}'])
+            n = cfg.candidates_per_round
+            raws = [['{"instruction": "' + a for a in flat[i * n : (i + 1) * n]] for i in range(len(pending))]
+            self._consider(pending, raws, f"round {round_no + 1}", target)
+            self._progress(states, f"round {round_no + 1}", target)
             on_round()
-        return accepted
 
-    def _consider(
-        self,
-        raws: list[str],
-        stage: str,
-        domain: Domain,
-        accepted: list[SeedRow],
-        vectors: list[torch.Tensor],
-        log: list[dict],
-        target: int,
-    ) -> None:
+    @staticmethod
+    def _progress(states: list[DomainState], stage: str, target: int) -> None:
+        done = ", ".join(f"{st.domain.name} {len(st.accepted)}/{target}" for st in states)
+        console.print(f"  seeds {stage}: {done}")
+
+    def _consider(self, states: list[DomainState], raws: list[list[str]], stage: str, target: int) -> None:
         """Parse each raw answer, answer its instructions, keep pairs unlike every accepted one."""
-        found: list[tuple[str, str]] = []
-        for raw in raws:
-            instructions = parse_instructions(raw)
-            if not instructions:
-                log.append({"domain": domain.name, "stage": stage, "raw": raw, "verdict": "no usable JSON instruction"})
-            found.extend((raw, text) for text in dict.fromkeys(instructions))
+        found: list[tuple[DomainState, str, str]] = []
+        for st, answers in zip(states, raws, strict=True):
+            for raw in answers:
+                instructions = [t for t in parse_instructions(raw) if not _echoes(t, st.intro)]
+                if not instructions:
+                    st.log.append({"stage": stage, "raw": raw, "verdict": "no usable JSON instruction"})
+                found.extend((st, raw, text) for text in dict.fromkeys(instructions))
         if not found:
             return
-        outputs = self._generate([self._chat(text) for _, text in found], 1, self.cfg.max_new_tokens, None)
-        for (raw, text), output in zip(found, outputs, strict=True):
-            entry = {"domain": domain.name, "stage": stage, "raw": raw, "answer": output}
+        outputs = self._generate([self._chat(text) for _, _, text in found], 1, self.cfg.max_new_tokens, None)
+        for (st, raw, text), output in zip(found, outputs, strict=True):
+            entry = {"stage": stage, "raw": raw, "answer": output}
             if len(output) < 2:
-                log.append({**entry, "verdict": "empty answer"})
+                st.log.append({**entry, "verdict": "empty answer"})
                 continue
             pair = SeedRow(instruction=text, output=output)
             verdict = "accepted"
-            if len(accepted) >= target:
+            if len(st.accepted) >= target:
                 verdict = "not needed (enough accepted)"
             else:
                 vec = self._vectors([pair])[0]
-                best = max((float(vec @ v) for v in vectors), default=0.0)
+                best = max((float(vec @ v) for v in st.vectors), default=0.0)
                 if best >= self.cfg.similarity_threshold:
                     verdict = f"too similar to an accepted pair (cosine {best:.3f})"
                 else:
-                    accepted.append(pair)
-                    vectors.append(vec)
-            log.append({**entry, "pair": pair.model_dump(), "verdict": verdict})
+                    st.accepted.append(pair)
+                    st.vectors.append(vec)
+            st.log.append({**entry, "pair": pair.model_dump(), "verdict": verdict})
+
+
+class DomainState:
+    """One domain's prompt, accepted pairs, their vectors and the log of every raw answer."""
+
+    def __init__(self, domain: Domain, others: list[Domain], seed: int) -> None:
+        self.domain = domain
+        avoid = ", ".join(o.name.replace("_", " ") for o in others)
+        self.intro = f"Topic: {_label(domain)}. Not about: {avoid}."
+        self.rng = random.Random(f"{seed}:{domain.name}")
+        self.accepted: list[SeedRow] = []
+        self.vectors: list[torch.Tensor] = []
+        self.log: list[dict] = []
+
+    def round_prompt(self) -> str:
+        shown = self.rng.sample(self.accepted, min(3, len(self.accepted)))
+        ask = f"{self.intro}\nWrite one question about this."
+        if shown:
+            ask += " It must be different from these:" + "".join(f"\n- {s.instruction}" for s in shown)
+        return ask + '\nReply in JSON: {"instruction": "<the question>"}'
+
+
+def _echoes(instruction: str, prompt: str) -> bool:
+    """True when most of the instruction's word trigrams come from our own prompt (a restatement)."""
+    words = re.findall(r"\w+", instruction.lower())
+    source = " ".join(re.findall(r"\w+", prompt.lower()))
+    grams = [" ".join(words[i : i + 3]) for i in range(len(words) - 2)]
+    return bool(grams) and sum(g in source for g in grams) / len(grams) > 0.5
 
 
 def domain_seeds(
     domains: list[Domain],
     folder: Path,
-    make_writer,
+    make_writer: Callable[[], SeedWriter],
     min_pairs: int,
 ) -> dict[str, list[SeedRow]]:
     """Seeds per domain: user-given ones as they are, the rest generated once and cached in `folder`.
 
     `make_writer` builds the SeedWriter lazily, so a run whose domains all carry seeds (or whose
-    seeds are cached) never loads the generating model.
+    seeds are cached) never loads the generating model. Domains are generated together; each
+    one's accepted pairs and raw answers are saved as soon as generation ends.
     """
     folder.mkdir(parents=True, exist_ok=True)
     result: dict[str, list[SeedRow]] = {}
-    writer = None
+    todo: list[Domain] = []
     for domain in domains:
+        done = folder / f"{domain.name}.json"
         if domain.seeds:
             result[domain.name] = list(domain.seeds)
-            continue
-        done = folder / f"{domain.name}.json"
-        if done.exists():
+        elif done.exists():
             result[domain.name] = [SeedRow.model_validate(s) for s in read_json(done)["accepted"]]
-            continue
-        writer = writer or make_writer()
-        console.print(f"[bold]seeds[/]: generating examples for domain '{domain.name}'")
-        log: list[dict] = []
-        raw_path = folder / f"{domain.name}.raw.json"
-        accepted = writer.write(
-            domain, [d for d in domains if d.name != domain.name], log, partial(write_json, raw_path, log)
-        )
-        write_json(raw_path, log)
-        if len(accepted) < min_pairs:
-            raise SeedError(
-                f"the model wrote only {len(accepted)} valid, distinct seed pairs for domain "
-                f"'{domain.name}' (at least {min_pairs} needed); raw answers are in "
-                f"{folder / (domain.name + '.raw.json')}. Give seeds yourself with --seeds-file "
-                "(YAML: domain name -> list of {instruction, output}), or use a larger instruct model."
+        else:
+            todo.append(domain)
+    if not todo:
+        return result
+    writer = make_writer()
+    console.print(f"[bold]seeds[/]: the model writes examples for {', '.join(d.name for d in todo)}")
+    states = [DomainState(d, [o for o in domains if o.name != d.name], writer.seed) for d in todo]
+
+    def save_logs() -> None:
+        for st in states:
+            write_json(folder / f"{st.domain.name}.raw.json", [{"domain": st.domain.name, **e} for e in st.log])
+
+    writer.write(states, save_logs)
+    save_logs()
+    short = [st for st in states if len(st.accepted) < min_pairs]
+    for st in states:
+        if st not in short:
+            write_json(
+                folder / f"{st.domain.name}.json",
+                {"domain": st.domain.name, "accepted": [s.model_dump() for s in st.accepted]},
             )
-        write_json(done, {"domain": domain.name, "accepted": [s.model_dump() for s in accepted]})
-        result[domain.name] = accepted
+            result[st.domain.name] = st.accepted
+    if short:
+        names = ", ".join(f"'{st.domain.name}' ({len(st.accepted)})" for st in short)
+        raise SeedError(
+            f"the model wrote too few valid, distinct seed pairs for {names}; at least {min_pairs} are "
+            f"needed. Raw answers and verdicts are in {folder}/<domain>.raw.json. Give seeds yourself "
+            "with --seeds-file (YAML: domain name -> list of {instruction, output}), or use a larger "
+            "instruct model with --model."
+        )
     return result
 
 

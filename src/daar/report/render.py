@@ -112,7 +112,12 @@ def _seed_view(seeds: DomainSeeds) -> dict[str, Any]:
     raw = None
     if seeds.raw is not None:
         raw = [
-            {"stage": str(r.get("stage", "-")), "verdict": verdict_text(r.get("verdict")), "raw": r.get("raw", "")}
+            {
+                "stage": str(r.get("stage", "-")),
+                "verdict": verdict_text(r.get("verdict")),
+                "raw": r.get("raw", ""),
+                "answer": r.get("answer"),
+            }
             for r in seeds.raw
         ]
     return {

@@ -1,0 +1,76 @@
+"""Seed synthesis: JSON parsing and validation, caching, and a clear error when a model cannot write seeds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from daar.config import Domain, SeedRow, SynthesisConfig
+from daar.probe.seeds import SeedError, SeedWriter, _echoes, domain_seeds, load_seeds_file, parse_instructions
+
+DOMAINS = [Domain(name="alpha", description="numbers and sums"), Domain(name="beta", description="words and names")]
+
+
+def test_parse_instructions_keeps_valid_json_strings_only():
+    text = '[{"instruction": "What is the sum of 17 and 25?"}, {"instruction": "Name a \\"red\\" fruit please"}'
+    assert parse_instructions(text) == ["What is the sum of 17 and 25?", 'Name a "red" fruit please']
+    assert parse_instructions('{"instruction": "too short"}') == []
+    assert parse_instructions('{"instruction": "Reply in JSON with a new task"}') == []  # restates the request
+    assert parse_instructions('{"instruction": "never closed because the model stopped') == []
+    assert parse_instructions("no json at all") == []
+
+
+def test_echo_of_the_prompt_is_recognised():
+    prompt = "Topic: mathematics (arithmetic, algebra and word problems). Not about: coding."
+    assert _echoes("Ask about arithmetic, algebra and word problems", prompt)
+    assert not _echoes("How many apples are left if Tom eats three of ten?", prompt)
+
+
+def test_given_seeds_never_load_a_model(tmp_path):
+    seeded = [d.model_copy(update={"seeds": [SeedRow(instruction="1+1?", output="2")]}) for d in DOMAINS]
+
+    def no_writer():
+        raise AssertionError("the generating model must not be loaded")
+
+    result = domain_seeds(seeded, tmp_path, no_writer, min_pairs=1)
+    assert {k: len(v) for k, v in result.items()} == {"alpha": 1, "beta": 1}
+
+
+def test_cached_domains_are_not_regenerated(tmp_path):
+    for d in DOMAINS:
+        rows = [{"instruction": f"{d.name} question {i}?", "input": "", "output": "ok"} for i in range(3)]
+        (tmp_path / f"{d.name}.json").write_text(json.dumps({"domain": d.name, "accepted": rows}))
+    result = domain_seeds(DOMAINS, tmp_path, lambda: pytest.fail("regenerated"), min_pairs=3)
+    assert [s.instruction for s in result["beta"]] == ["beta question 0?", "beta question 1?", "beta question 2?"]
+
+
+def test_a_model_that_cannot_write_seeds_fails_clearly_and_keeps_its_answers(tmp_path, tiny_model):
+    cfg = SynthesisConfig(warmup_pairs=2, pairs_per_domain=1, candidates_per_round=2, max_rounds=1, max_new_tokens=8)
+
+    def writer():
+        return SeedWriter(tiny_model, cfg, seed=0, device="cpu", dtype=torch.float32)
+
+    with pytest.raises(SeedError, match="--seeds-file") as err:
+        domain_seeds(DOMAINS, tmp_path, writer, min_pairs=3)
+    assert "'alpha'" in str(err.value) and "'beta'" in str(err.value)
+    log = json.loads((tmp_path / "alpha.raw.json").read_text())
+    assert len(log) >= 3 and all(entry["verdict"] and entry["domain"] == "alpha" for entry in log)
+    assert not (tmp_path / "alpha.json").exists()
+
+
+def test_seeds_file_attaches_rows_and_names_bad_domains(tmp_path):
+    good = tmp_path / "seeds.yaml"
+    good.write_text(yaml.safe_dump({"alpha": [{"instruction": "2+2?", "output": "4"}]}))
+    domains = load_seeds_file(good, DOMAINS)
+    assert [len(d.seeds) for d in domains] == [1, 0]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"gamma": [{"instruction": "x", "output": "y"}]}))
+    with pytest.raises(ValueError, match="unknown domains"):
+        load_seeds_file(bad, DOMAINS)
+    empty_output = tmp_path / "empty.yaml"
+    empty_output.write_text(yaml.safe_dump({"alpha": [{"instruction": "x", "output": ""}]}))
+    with pytest.raises(ValueError, match="alpha"):
+        load_seeds_file(empty_output, DOMAINS)
