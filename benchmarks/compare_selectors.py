@@ -12,7 +12,8 @@ table.csv, results.json and report.html (all runs side by side, via daar.report.
 Columns: wall seconds; the selection's ground-truth domain counts and their entropy (nats, and
 normalised by log K); inter- and intra-diversity of the selection on e(x) with ground-truth
 labels (from each run's analysis.json "ground_truth" section); overlap with DaaR's selection as
-|A ∩ D| / |A| and Jaccard |A ∩ D| / |A ∪ D|.
+|A ∩ D| / |A| and Jaccard |A ∩ D| / |A ∪ D|, over the rows both runs scored ("-" when a smaller
+--ifd-sample shares no row with DaaR's sample).
 """
 
 from __future__ import annotations
@@ -32,16 +33,32 @@ DEFAULT_METHODS = "daar,random,instruction_length,output_length,kcenter,deita,if
 MODEL_SCORED = {"ifd", "alpagasus"}  # a full forward pass (or two) of the LM per row: slow on CPU
 
 
-def selected_ids(run_dir: Path) -> list[str]:
-    """Selected row ids of a run folder (scores.parquet, the run's own record of its choice)."""
+def run_ids(run_dir: Path) -> tuple[list[str], set[str]]:
+    """(selected ids, every scored id) of a run folder, from scores.parquet (the run's own record)."""
     import pandas as pd
 
     scores = pd.read_parquet(Path(run_dir) / "scores.parquet", columns=["id", "selected"])
-    return scores.loc[scores["selected"].astype(bool), "id"].astype(str).tolist()
+    ids = scores["id"].astype(str)
+    return ids[scores["selected"].astype(bool)].tolist(), set(ids)
 
 
-def summarize_run(method: str, run_dir: Path, seconds: float, reference: list[str] | None) -> dict[str, Any]:
-    """One table row from a finished run folder; `reference` = the selected ids to measure overlap with."""
+def overlap(
+    selected: list[str], scored: set[str], reference: tuple[list[str], set[str]]
+) -> tuple[float | None, float | None]:
+    """|A ∩ D| / |A| and Jaccard, both over the rows that both runs scored (a run on a smaller
+    sample is compared with the part of the reference's selection it could have chosen)."""
+    both = scored & reference[1]
+    mine, theirs = set(selected) & both, set(reference[0]) & both
+    if not mine:
+        return None, None
+    common = len(mine & theirs)
+    return common / len(mine), common / len(mine | theirs)
+
+
+def summarize_run(
+    method: str, run_dir: Path, seconds: float, reference: tuple[list[str], set[str]] | None
+) -> dict[str, Any]:
+    """One table row from a finished run folder; `reference` = run_ids() of the run to measure overlap with."""
     run_dir = Path(run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     analysis_path = run_dir / "analysis.json"
@@ -51,12 +68,8 @@ def summarize_run(method: str, run_dir: Path, seconds: float, reference: list[st
         truth = analysis  # a method without pseudo-domains analyses by the ground-truth field directly
     mix = (truth.get("mix") or {}).get("selected") or (manifest.get("ground_truth") or {}).get("selected") or {}
     diversity = truth.get("selected") or {}
-    ids = selected_ids(run_dir)
-    overlap = jaccard = None
-    if reference is not None and ids:
-        common = len(set(ids) & set(reference))
-        overlap = common / len(ids)
-        jaccard = common / len(set(ids) | set(reference))
+    ids, scored = run_ids(run_dir)
+    shared, jaccard = overlap(ids, scored, reference) if reference is not None else (None, None)
     counts = manifest.get("counts") or {}
     return {
         "method": method,
@@ -68,7 +81,7 @@ def summarize_run(method: str, run_dir: Path, seconds: float, reference: list[st
         "normalized_entropy": mix.get("normalized_entropy"),
         "inter": diversity.get("inter_diversity"),
         "intra": diversity.get("intra_diversity"),
-        "overlap_with_daar": overlap,
+        "overlap_with_daar": shared,
         "jaccard_with_daar": jaccard,
         "run_dir": str(run_dir),
     }
@@ -123,13 +136,13 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     methods.sort(key=lambda m: m != "daar")  # daar first: it computes the shared features and is the reference
     rows: list[dict[str, Any]] = []
-    reference: list[str] | None = None
+    reference: tuple[list[str], set[str]] | None = None
     for method in methods:
         sample = args.ifd_sample if method in MODEL_SCORED and args.ifd_sample else args.sample
         settings: dict[str, Any] = {"method": method, "sample": sample, "ratio": args.ratio, "seed": args.seed}
         if args.model:
             settings["model"] = args.model
-        if args.seeds_file:
+        if args.seeds_file and method == "daar":
             settings["seeds_file"] = args.seeds_file
         print(f"== {method}: {sample} rows, ratio {args.ratio}", file=sys.stderr, flush=True)
         start = time.perf_counter()
@@ -143,7 +156,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         )
         seconds = time.perf_counter() - start
         if reference is None:  # overlap is measured against daar's selection (else the first method's)
-            reference = [str(i) for i in result.selected_ids]
+            reference = run_ids(result.out_dir)
         rows.append(summarize_run(method, result.out_dir, seconds, reference))
         print(markdown_table(rows[-1:]), file=sys.stderr, flush=True)
     return rows

@@ -27,8 +27,8 @@ def compare():
 def test_summary_row_reads_ground_truth_and_overlap(compare, tmp_path):
     daar = make_run(tmp_path / "daar", "daar")
     rand = make_run(tmp_path / "random", "random", seed=1)
-    reference = compare.selected_ids(daar)
-    assert len(reference) == 12
+    reference = compare.run_ids(daar)
+    assert len(reference[0]) == 12 and len(reference[1]) == 57
     own = compare.summarize_run("daar", daar, 12.34, reference)
     other = compare.summarize_run("random", rand, 1.0, reference)
     truth = json.loads((daar / "analysis.json").read_text())["ground_truth"]
@@ -36,7 +36,7 @@ def test_summary_row_reads_ground_truth_and_overlap(compare, tmp_path):
     assert own["inter"] == truth["selected"]["inter_diversity"] and own["overlap_with_daar"] == 1.0
     plain = json.loads((rand / "analysis.json").read_text())["ground_truth"]
     assert other["entropy"] == plain["mix"]["selected"]["entropy"] and other["intra"] is not None
-    common = len(set(reference) & set(compare.selected_ids(rand)))
+    common = len(set(reference[0]) & set(compare.run_ids(rand)[0]))
     assert other["overlap_with_daar"] == common / 12 and other["jaccard_with_daar"] == common / (24 - common)
 
     compare.write_tables([own, other], tmp_path, "note")
@@ -55,13 +55,21 @@ class FakeResult:
     selected_ids: list[str]
 
 
+def test_overlap_counts_only_rows_both_runs_scored(compare):
+    reference = (["a", "b", "c"], {"a", "b", "c", "d", "e", "f"})
+    assert compare.overlap(["a", "x"], {"a", "x", "d"}, reference) == (1.0, 1.0)  # x was not in D's sample
+    assert compare.overlap(["a", "d"], {"a", "d", "x"}, reference) == (0.5, 0.5)
+    assert compare.overlap(["x"], {"x", "y"}, reference) == (None, None)  # disjoint samples: no overlap to speak of
+    assert compare.overlap(["d", "e"], {"d", "e", "f"}, reference) == (0.0, 0.0)
+
+
 def test_driver_runs_every_method_and_writes_report(compare, tmp_path, monkeypatch):
     calls = []
 
     def run_select(config, pool_path, out_dir, *, cache_dir=None, show_domain_field=None, report=True):
         calls.append((config.method, config.sample, cache_dir, show_domain_field))
         make_run(out_dir, config.method, seed=len(calls))
-        return FakeResult(out_dir, {}, compare.selected_ids(out_dir))
+        return FakeResult(out_dir, {}, compare.run_ids(out_dir)[0])
 
     monkeypatch.setitem(sys.modules, "daar.pipeline", types.SimpleNamespace(run_select=run_select))
     pool = tmp_path / "pool.jsonl"

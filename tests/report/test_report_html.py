@@ -67,7 +67,7 @@ def test_random_run_says_not_available(runs, tmp_path):
     sections = _sections(out.read_text(encoding="utf-8"))
     for sid in ("seeds", "pseudo-domains", "probe", "map"):
         assert "not available for method random" in sections[sid], sid
-    assert "histogram of entropy: not available for method random" in sections["histograms"]
+    assert "histograms of entropy and predicted reward: not available for method random" in sections["histograms"]
     assert "Score of method random" in sections["histograms"]
     assert sections["mix"].count("<h3>by ") == 1 and "by ground truth: domain" in sections["mix"]
     assert sorted(p.name for p in (out.parent / "figures").glob("*.png")) == ["mix_0.png", "score_hist.png"]
@@ -96,6 +96,29 @@ def test_run_without_analysis_shows_the_manifest_mix(tmp_path):
     assert "not available for method output_length (no prober features for this pool)" in sections["mix"]
     assert "by ground truth: domain" in sections["mix"]  # from manifest.json
     assert "12" in sections["mix"]
+
+
+def test_user_given_seeds_are_shown(tmp_path):
+    """Seeds from a seeds file (and from the config's domains) when none were generated."""
+    import json
+    import shutil
+
+    run = make_run(tmp_path / "given", "daar")
+    shutil.rmtree(run / "seeds")
+    seeds_file = tmp_path / "seeds.yaml"
+    seeds_file.write_text("coding:\n  - {instruction: 'Reverse a list <b>', output: 'xs[::-1]'}\n")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"]["seeds_file"] = str(seeds_file)
+    manifest["config"]["domains"][1]["seeds"] = [{"instruction": "What is 2+2?", "input": "", "output": "4"}]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    seeds = _sections(write_report([run]).read_text(encoding="utf-8"))["seeds"]
+    assert "coding: 1 accepted (seeds file" in seeds and "Reverse a list &lt;b&gt;" in seeds
+    assert "mathematics: 1 accepted (given in the config)" in seeds and "not available" not in seeds
+    manifest["method"] = manifest["config"]["method"] = "random"  # a baseline never used them
+    del manifest["probe"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    seeds = _sections(write_report([run]).read_text(encoding="utf-8"))["seeds"]
+    assert "not available for method random" in seeds and "Reverse a list" not in seeds
 
 
 def test_not_a_run_folder(tmp_path):

@@ -115,20 +115,25 @@ def histogram_figures(run: RunData, prefix: str) -> tuple[list[PngFigure], list[
     """Entropy and predicted reward (DaaR); for other methods, the method's own score instead."""
     selected = run.column("selected")
     sel = None if selected is None else selected.astype(bool).to_numpy()
-    figures, notes = [], []
+    figures, missing = [], []
     for column, title, xlabel in [
         ("entropy", "Diversity reward H of the probe rows", "entropy of the domain probe (nats)"),
         ("reward", "Predicted reward of every scored row", "predicted entropy (reward model)"),
     ]:
         values = run.column(column)
         if values is None or not np.isfinite(values.to_numpy(dtype=np.float64)).any():
-            notes.append(unavailable(run, f"histogram of {column}"))
+            missing.append(column)
             continue
         figures.append(histogram(f"{prefix}{column}_hist", f"{title} ({run.label})", xlabel, values.to_numpy(), sel))
     score = run.column("score")
-    if run.column("reward") is None and score is not None:
+    own_score = run.column("reward") is None and score is not None
+    if own_score:
         title = f"Score of method {run.method} ({run.label})"
         figures.append(histogram(f"{prefix}score_hist", title, "score (higher = kept first)", score.to_numpy(), sel))
+    notes = []
+    if missing:
+        what = "histograms of " + " and ".join("predicted reward" if c == "reward" else c for c in missing)
+        notes.append(unavailable(run, what) + ("; the method's own score is shown instead" if own_score else ""))
     return figures, notes
 
 
@@ -193,23 +198,21 @@ def _mix_rows(mix: dict[str, Any], kept: dict[str, Any]) -> list[dict[str, Any]]
 def comparison_rows(runs: list[RunData]) -> list[dict[str, Any]]:
     """Diversity of each run's selection side by side; overlap is measured against the first run."""
     base_ids = runs[0].selected_ids() if runs else None
-    base = set(base_ids or [])
+    base_scored = runs[0].scored_ids() if runs else None
     rows = []
     for run in runs:
         analysis = run.analysis or {}
-        truth = analysis.get("ground_truth") or {}
+        truth = analysis.get("ground_truth") or _manifest_truth(run.manifest)
         ids = run.selected_ids()
         overlap = jaccard = None
-        if ids is not None and base_ids is not None and ids:
-            common = len(base & set(ids))
-            overlap = common / len(ids)
-            union = len(base | set(ids))
-            jaccard = common / union if union else None
+        if ids and base_ids is not None:
+            overlap, jaccard = selection_overlap(set(ids), run.scored_ids(), set(base_ids), base_scored)
         rows.append(
             {
                 "label": run.label,
                 "method": run.method,
                 "rows_in": run.counts.get("rows_in"),
+                "scored": run.counts.get("scored"),
                 "selected": run.counts.get("selected", len(ids) if ids is not None else None),
                 "own": _diversity(analysis),
                 "truth": _diversity(truth) if truth else None,
@@ -219,6 +222,28 @@ def comparison_rows(runs: list[RunData]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def selection_overlap(
+    mine: set[str], my_scored: set[str] | None, base: set[str], base_scored: set[str] | None
+) -> tuple[float | None, float | None]:
+    """|A ∩ B| / |A| and Jaccard over the rows both runs scored (runs on different samples are
+    compared on their common rows); (None, None) when A has no selected row among them."""
+    if my_scored is not None and base_scored is not None:
+        both = my_scored & base_scored
+        mine, base = mine & both, base & both
+    if not mine:
+        return None, None
+    common = len(mine & base)
+    return common / len(mine), common / len(mine | base)
+
+
+def _manifest_truth(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ground-truth mix in analysis.json's shape (no diversity: that needs features)."""
+    gt = manifest.get("ground_truth")
+    if not isinstance(gt, dict) or not isinstance(gt.get("selected"), dict):
+        return {}
+    return {"labels": gt.get("field"), "mix": {k: gt[k] for k in ("pool", "selected") if isinstance(gt.get(k), dict)}}
 
 
 def _diversity(block: dict[str, Any]) -> dict[str, Any]:

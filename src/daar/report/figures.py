@@ -112,11 +112,13 @@ def mix_figure(name: str, title: str, mixes: dict[str, dict[str, Any]]) -> PngFi
             color=colours[i % len(colours)],
             label=f"{key} ({mix.get('rows', '?')} rows{suffix})",
         )
+    tallest = max((float(f or 0.0) for _, mix in sets for f in mix["fractions"].values()), default=1.0)
+    ax.set_ylim(0, max(tallest, 0.05) * 1.35)  # head room for the legend above the bars
     ax.set_xticks(np.arange(len(domains)), domains, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("fraction of rows")
     ax.set_title(title)
     if sets:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left")
     return PngFigure(name, title, _png(fig))
 
 

@@ -80,6 +80,12 @@ class RunData:
                     ids.append(str(row[id_field]))
         return ids
 
+    def scored_ids(self) -> set[str] | None:
+        """Ids of every row the run scored (its sample), or None without scores.parquet."""
+        if self.scores is None or "id" not in self.scores.columns:
+            return None
+        return set(self.scores["id"].astype(str))
+
     def column(self, name: str) -> pd.Series | None:
         if self.scores is None or name not in self.scores.columns:
             return None
@@ -103,7 +109,9 @@ def load_run(path: Path) -> RunData:
     run.analysis = analysis if isinstance(analysis, dict) else None
     map_data = _read_json(path / "map.json") if (path / "map.json").exists() else None
     run.map = map_data if isinstance(map_data, dict) and map_data.get("points") else None
-    run.seeds = _read_seeds(path / "seeds", run.config)
+    # Seeds a user gave are part of every run's config, but only a run that built centroids used them.
+    uses_seeds = run.method == "daar" or "probe" in manifest
+    run.seeds = _read_seeds(path / "seeds", run.config if uses_seeds else {})
     run.rejected_reasons = _read_rejected(path / "rejected.jsonl")
     return run
 
@@ -134,7 +142,8 @@ def _read_scores(path: Path) -> pd.DataFrame | None:
 
 
 def _read_seeds(folder: Path, config: dict[str, Any]) -> list[DomainSeeds]:
-    """Generated seeds from seeds/<domain>.json (+ .raw.json); else seed rows given in the config."""
+    """Generated seeds from seeds/<domain>.json (+ .raw.json); for the other domains, the seed rows
+    the user gave (in the config's domains, or in its seeds_file when that file is still readable)."""
     result: list[DomainSeeds] = []
     if folder.is_dir():
         for file in sorted(folder.glob("*.json")):
@@ -147,12 +156,30 @@ def _read_seeds(folder: Path, config: dict[str, Any]) -> list[DomainSeeds]:
             raw = _read_json(raw_path) if raw_path.exists() else None
             raw_list = [r if isinstance(r, dict) else {"raw": r} for r in raw] if isinstance(raw, list) else None
             result.append(DomainSeeds(domain, [_pair(p) for p in accepted], raw_list, "generated"))
-    if result:
-        return result
+    given: dict[str, tuple[list[Any], str]] = {}
     for domain in config.get("domains") or []:
         if isinstance(domain, dict) and domain.get("seeds"):
-            result.append(DomainSeeds(str(domain.get("name")), [_pair(p) for p in domain["seeds"]], None, "config"))
+            given[str(domain.get("name"))] = (domain["seeds"], "given in the config")
+    if config.get("seeds_file"):
+        given |= {name: (rows, f"seeds file {config['seeds_file']}") for name, rows in _seeds_file(config).items()}
+    done = {d.domain for d in result}
+    for name, (rows, source) in given.items():
+        if name not in done:
+            result.append(DomainSeeds(name, [_pair(p) for p in rows], None, source))
     return result
+
+
+def _seeds_file(config: dict[str, Any]) -> dict[str, list[Any]]:
+    """{domain: rows} from the run's seeds file (a mapping, or a list of {name, seeds}); {} if gone."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(config["seeds_file"]).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}  # moved or edited since the run: the report still renders, without those seeds
+    if isinstance(data, list):
+        data = {str(item.get("name")): item.get("seeds") or [] for item in data if isinstance(item, dict)}
+    return {str(k): v for k, v in data.items() if isinstance(v, list)} if isinstance(data, dict) else {}
 
 
 def _read_rejected(path: Path) -> dict[str, int]:

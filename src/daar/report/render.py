@@ -66,7 +66,19 @@ def render_html(views: list[dict[str, Any]], comparison: list[dict[str, Any]]) -
         written=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         version=__version__,
         fmt=build.fmt,
+        grid={key: side_by_side(views, key) for key in ("settings", "more_settings", "versions", "counts", "stages")},
     )
+
+
+def side_by_side(views: list[dict[str, Any]], key: str) -> list[tuple[str, list[str]]]:
+    """Rows of one table with a column per run: the union of the runs' (name, value) pairs under
+    `key`, in first-seen order, "-" where a run lacks a name. Runs differ mostly in a few settings,
+    so one table shows at a glance what changed between them."""
+    names: dict[str, None] = {}
+    for view in views:
+        names.update(dict.fromkeys(name for name, _ in view[key]))
+    values = [dict(view[key]) for view in views]
+    return [(name, [v.get(name, "-") for v in values]) for name in names]
 
 
 def _run_view(run: RunData, prefix: str) -> tuple[dict[str, Any], list[PngFigure]]:
@@ -83,17 +95,19 @@ def _run_view(run: RunData, prefix: str) -> tuple[dict[str, Any], list[PngFigure
     view = {
         "label": run.label,
         "method": run.method,
-        "path": str(run.path),
-        "created": str(manifest.get("created", "-")),
-        "input_path": str(input_info.get("path", "-")),
-        "input_sha": str(input_info.get("sha256", "")),
-        "settings": [row for row in settings if build.is_key_setting(row[0])],
+        "settings": [
+            ("folder", str(run.path)),
+            ("created", str(manifest.get("created", "-"))),
+            ("input", str(input_info.get("path", "-"))),
+            ("input sha256", str(input_info.get("sha256", "-"))[:16] + "…"),
+            *[row for row in settings if build.is_key_setting(row[0])],
+        ],
         "more_settings": [row for row in settings if not build.is_key_setting(row[0])],
         "versions": [("daar", str(manifest.get("daar_version", "-"))), *versions],
         "counts": [(k, build.fmt(v)) for k, v in run.counts.items()],
         "equation": build.count_equation(run.counts),
         "rejected": list(run.rejected_reasons.items()),
-        "stages": stages,
+        "stages": [(s["name"], build.fmt(s["seconds"], 1) + (" (cached)" if s["cached"] else "")) for s in stages],
         "total_seconds": sum(s["seconds"] or 0.0 for s in stages),
         "seeds": [_seed_view(s) for s in run.seeds],
         "pseudo": build.pseudo_domains(run),
