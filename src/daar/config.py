@@ -83,12 +83,16 @@ class SynthesisConfig(BaseModel):
 
 
 class HeadConfig(BaseModel):
-    """Training of the domain probe and the reward model (DESIGN steps 5 and 7)."""
+    """Training of the domain probe and the reward model (DESIGN steps 5 and 7): the authors'
+    settings (Adam, lr 1e-5, one epoch, batch 1). Measured on the demo's 2,000 rows: a longer,
+    faster schedule (lr 1e-4, 3 epochs, batch 8) lifts probe accuracy from 0.87-0.90 to
+    0.93-0.95 but makes the probe overconfident (mean entropy 0.07 instead of 0.48 nats), and the
+    reward model then ranks held-out rows worse (Spearman 0.69-0.76 instead of 0.88-0.90)."""
 
     model_config = ConfigDict(extra="forbid")
-    lr: float = 1e-4
-    epochs: int = Field(3, ge=1)
-    batch_size: int = Field(8, ge=1)
+    lr: float = 1e-5
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(1, ge=1)
     val_fraction: float = Field(0.03, ge=0, lt=1)
     max_reward_rows: int = Field(5000, ge=1)
 

@@ -82,7 +82,7 @@ def train_head(x: np.ndarray, y: np.ndarray, kind: Kind, out: int, cfg: HeadConf
     train, val = split_rows(len(x), cfg.val_fraction, seed)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    xt = torch.as_tensor(x)
+    xt = torch.from_numpy(np.array(x, dtype=np.float32))
     mean = xt[train].mean(0)
     std = xt[train].std(0, unbiased=False).clamp(min=1e-6)
     mlp = make_mlp(x.shape[1], out)
