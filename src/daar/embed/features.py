@@ -69,6 +69,9 @@ class FeatureExtractor:
         self.dtype = dtype
         self.tokenizer = load_tokenizer(self.model_dir, trust_remote_code)
         self.model = load_truncated(self.model_dir, clip_layer, dtype, device, trust_remote_code)
+        for layer in getattr(self.model, "layers", []):
+            if isinstance(getattr(layer, "mlp", None), torch.nn.Module):
+                layer.mlp.forward = _token_chunked(layer.mlp.forward, MLP_CHUNK_TOKENS)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         if not texts:
@@ -85,10 +88,11 @@ class FeatureExtractor:
             input_ids[row, : len(seq)] = torch.tensor(seq)
             mask[row, : len(seq)] = 1
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-        out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
+        embeds = self.model.get_input_embeddings()(input_ids)
         weights = mask.unsqueeze(-1).to(torch.float32)
         denom = weights.sum(1).clamp(min=1)
-        emb = (out.hidden_states[0].float() * weights).sum(1) / denom
+        emb = (embeds.float() * weights).sum(1) / denom
+        out = self.model(inputs_embeds=embeds, attention_mask=mask)
         hid = (out.last_hidden_state.float() * weights).sum(1) / denom
         return emb.cpu().numpy(), hid.cpu().numpy()
 
@@ -118,6 +122,22 @@ class FeatureExtractor:
             np.save(Path(cache_dir) / "tokens.npy", lengths)
             write_json(Path(cache_dir) / "complete.json", {"rows": n, "dim": d, "tokens": int(lengths.sum())})
         return Features(np.asarray(emb), np.asarray(hid), lengths)
+
+
+# The MLP's intermediate activations (3 x tokens x intermediate size) are the largest tensors of
+# a forward pass; the MLP works token by token, so running it on slices of the batch gives the
+# same result with a fraction of the peak memory, while attention still sees whole batches.
+MLP_CHUNK_TOKENS = 1024
+
+
+def _token_chunked(forward, size: int):
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2 or x.shape[:-1].numel() <= size:
+            return forward(x)
+        flat = x.reshape(-1, x.shape[-1])
+        return torch.cat([forward(part) for part in flat.split(size)]).reshape(*x.shape[:-1], -1)
+
+    return run
 
 
 def _open_maps(folder: Path, n: int, d: int) -> tuple[np.memmap, np.memmap, np.memmap]:
