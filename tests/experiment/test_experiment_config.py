@@ -113,5 +113,5 @@ def test_cli_prints_one_red_line_and_exits_2(tmp_path: Path) -> None:
 def test_example_cpu_config_is_valid() -> None:
     config = load_experiment(REPO / "configs" / "experiment_cpu.yaml")
     assert config.methods == ["daar", "random"] and config.ratios == [0.2] and config.seeds == [1, 2]
-    assert config.sample == 800 and config.eval.mode == "nll" and config.eval.limit == 100
+    assert config.sample == 800 and config.eval.mode == "nll" and config.eval.limit == 60
     assert config.pool.resolve() == (REPO.parent / "shared" / "data" / "pool" / "pool.jsonl.gz").resolve()

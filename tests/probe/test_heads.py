@@ -33,7 +33,7 @@ def test_split_is_seeded_and_disjoint():
 
 def test_classifier_learns_separable_domains():
     x, y = _blobs(600, 3, 16)
-    head = train_head(x, y, "classify", 3, HeadConfig(val_fraction=0.1, epochs=3), seed=0)
+    head = train_head(x, y, "classify", 3, HeadConfig(val_fraction=0.1, epochs=3, lr=1e-4, batch_size=8), seed=0)
     assert head.metrics["val_rows"] == 60 and head.metrics["train_rows"] == 540
     assert head.metrics["val_accuracy"] >= 0.9
     assert head.predict(x).shape == (600, 3)
@@ -43,9 +43,14 @@ def test_regressor_beats_predicting_the_mean():
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (800, 8)).astype(np.float32)
     y = np.tanh(x[:, 0]) + 0.5 * x[:, 1] ** 2
-    head = train_head(x, y, "regress", 1, HeadConfig(val_fraction=0.1, epochs=5, lr=1e-3), seed=0)
+    head = train_head(x, y, "regress", 1, HeadConfig(val_fraction=0.1, epochs=5, lr=1e-3, batch_size=8), seed=0)
     assert head.metrics["val_mse"] < 0.5 * head.metrics["val_mse_of_mean"]
     assert head.metrics["val_spearman"] > 0.8
+
+
+def test_default_settings_are_the_authors():
+    cfg = HeadConfig()
+    assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.val_fraction, cfg.max_reward_rows) == (1e-5, 1, 1, 0.03, 5000)
 
 
 def test_training_is_deterministic_for_a_seed():

@@ -126,7 +126,8 @@ class SeedWriter:
             tokenizer=self.tokenizer,
         )
         start = inputs["input_ids"].shape[1]
-        return [self.tokenizer.decode(row[start:], skip_special_tokens=True).strip() for row in out]
+        # Only the end is trimmed: a continuation of a pre-filled word starts with its own space.
+        return [self.tokenizer.decode(row[start:], skip_special_tokens=True).rstrip() for row in out]
 
     @torch.inference_mode()
     def _vectors(self, pairs: list[SeedRow]) -> torch.Tensor:
@@ -202,7 +203,7 @@ class SeedWriter:
         if not found:
             return
         outputs = self._generate([self._chat(text) for _, _, text in found], 1, self.cfg.max_new_tokens, None)
-        for (st, raw, text), output in zip(found, outputs, strict=True):
+        for (st, raw, text), output in zip(found, [o.strip() for o in outputs], strict=True):
             entry = {"stage": stage, "raw": raw, "answer": output}
             if len(output) < 2:
                 st.log.append({**entry, "verdict": "empty answer"})
