@@ -208,7 +208,7 @@ def _manifest(
     mask: np.ndarray,
     field: str | None,
 ) -> dict[str, Any]:
-    from daar.experiment.machine import machine_info, package_versions
+    from daar.utils.machine import machine_info, package_versions
 
     manifest: dict[str, Any] = {
         "daar_version": __version__,

@@ -44,7 +44,7 @@ def test_nll_mode_all_tasks(tiny_model: Path, bench_dir: Path, tmp_path: Path) -
         if TASKS[name].choice:
             assert 0 <= result["metrics"]["acc"] <= 1
     written = json.loads((tmp_path / "eval.json").read_text())
-    assert written["mode"] == "nll" and written["versions"]["lm_eval"] == "0.4.13"
+    assert written["mode"] == "nll" and written["versions"]["lm-eval"] == "0.4.13"
     assert written["settings"]["limit"] == 2
     samples = [json.loads(line) for line in (tmp_path / "eval.samples.jsonl").read_text().splitlines()]
     assert len(samples) == 2 * len(TASKS)

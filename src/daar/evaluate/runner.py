@@ -9,29 +9,17 @@ written as `eval.json`, next to `<stem>.samples.jsonl` with every item's answer 
 from __future__ import annotations
 
 import json
-import platform
 import time
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Literal
 
 from daar.evaluate import harness
 from daar.evaluate.registry import EvalError, load_fewshot_rows, load_task_rows, parse_tasks, resolve_data_dir
 from daar.evaluate.sandbox import run_python
+from daar.utils.machine import package_versions
 
 CODE_TIMEOUT_S = 10.0
 CODE_MEMORY_MB = 1024
-
-
-def versions() -> dict[str, str]:
-    """Versions of everything that can change a score."""
-    found = {"python": platform.python_version()}
-    for package in ("daar", "lm_eval", "torch", "transformers", "peft", "datasets"):
-        try:
-            found[package] = importlib_metadata.version(package.replace("_", "-"))
-        except importlib_metadata.PackageNotFoundError:
-            found[package] = "not installed"
-    return found
 
 
 def load_model(model: str, adapter: Path | None, device: str):
@@ -138,7 +126,7 @@ def evaluate(
         },
         "load_seconds": round(load_seconds, 2),
         "seconds": round(time.perf_counter() - start, 2),
-        "versions": versions(),
+        "versions": package_versions(),
     }
     if out is not None:
         write_report(report, all_samples, Path(out))

@@ -18,10 +18,10 @@ from typing import Any
 
 from daar.experiment.cells import BASE, Cell, cell_key, headline_metrics, load_cell, plan, run_cell
 from daar.experiment.config import ConfigError, ExperimentConfig
-from daar.experiment.machine import machine_info, package_versions
 from daar.experiment.plot import plot_results
 from daar.experiment.table import PARTS, aggregate, mix_markdown, to_csv, to_markdown
 from daar.utils.cache import read_json, write_json, write_jsonl, write_text
+from daar.utils.machine import machine_info, package_versions
 from daar.utils.progress import console
 
 MANIFEST = "experiment.json"

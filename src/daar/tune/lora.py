@@ -10,7 +10,6 @@ folder without one is known to be unfinished.
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import tempfile
 import time
@@ -27,6 +26,7 @@ from daar.tune.callbacks import TrainLogCallback
 from daar.tune.data import ExampleDataset, PadCollator, TuneError, build_examples, choose_template
 from daar.tune.settings import TuneConfig
 from daar.utils.cache import read_json, stable_key, write_json
+from daar.utils.machine import package_versions
 from daar.utils.progress import console
 
 MANIFEST = "tune_manifest.json"
@@ -155,7 +155,7 @@ def tune(selection: Path, model: str, out_dir: Path, settings: TuneConfig | None
         "tokens_per_second": round(tokens_this_run / loop_seconds, 1) if loop_seconds > 0 else None,
         "trainable_parameters": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
         "merged": merged_dir is not None,
-        "versions": _versions(),
+        "versions": package_versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_json(manifest_path, manifest)  # last: its presence marks the folder as finished
@@ -338,24 +338,3 @@ def load_tuned(
     if merge:
         tuned = tuned.merge_and_unload()
     return tuned.to(device).eval(), tokenizer
-
-
-def _versions() -> dict[str, str]:
-    import accelerate
-    import peft
-    import transformers
-
-    try:
-        from importlib.metadata import version
-
-        daar_version = version("daar")
-    except Exception:  # running from a source tree that was never installed
-        daar_version = "unknown"
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "accelerate": accelerate.__version__,
-        "daar": daar_version,
-    }

@@ -1,8 +1,8 @@
-"""What an experiment ran on: the machine and the package versions, recorded next to its numbers.
+"""What a run ran on: the machine and the package versions, recorded next to its numbers.
 
-A table of scores is only comparable with another one made on the same stack; seconds only with
-the same hardware. Package versions come from `daar.evaluate.runner.versions` (the stack that
-changes a score) plus the packages that only the selection and tuning steps use.
+A selection, a tuned model or a table of scores is only comparable with another one made on the
+same stack; seconds only with the same hardware. Every manifest (select, tune, eval, experiment)
+records both with these two functions.
 """
 
 from __future__ import annotations
@@ -12,15 +12,26 @@ import platform
 from importlib import metadata
 from typing import Any
 
-EXTRA_PACKAGES = ("accelerate", "numpy", "scikit-learn", "pydantic", "matplotlib", "safetensors")
+PACKAGES = (
+    "daar",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "lm-eval",
+    "datasets",
+    "numpy",
+    "scikit-learn",
+    "pydantic",
+    "matplotlib",
+    "safetensors",
+)
 
 
 def package_versions() -> dict[str, str]:
     """Versions of Python and of every package that can change a selection, a tuned model or a score."""
-    from daar.evaluate.runner import versions
-
-    found = versions()
-    for name in EXTRA_PACKAGES:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
