@@ -53,7 +53,7 @@ def select_command(
     other_fraction: Annotated[float | None, typer.Option(help="Customized: share of every other group.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed for sampling, clustering, heads.")] = None,
     sample: Annotated[int | None, typer.Option(help="Score only a seeded sample of this many rows.")] = None,
-    batch_tokens: Annotated[int | None, typer.Option(help="Tokens per prober batch (default 8192).")] = None,
+    batch_tokens: Annotated[int | None, typer.Option(help="Tokens per prober batch (default: by model size).")] = None,
     max_length: Annotated[int | None, typer.Option(help="Tokens read per row (default 512).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16 or float16.")] = None,

@@ -116,7 +116,7 @@ class SelectConfig(BaseModel):
     target_fraction: float = Field(0.5, gt=0, le=1)
     other_fraction: float = Field(0.1, ge=0, le=1)
     seed: int = 42
-    batch_tokens: int = Field(8192, ge=64)
+    batch_tokens: int | None = Field(None, ge=64)  # None: sized from the model (embed.auto_batch_tokens)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     sample: int | None = Field(None, ge=1)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from daar.embed import FeatureExtractor, Features, length_batches, load_cached
+from daar.embed.features import auto_batch_tokens
 from daar.models import load_embedding_matrix, load_truncated
 
 CLIP = 2
@@ -274,3 +275,26 @@ def test_cache_folder_path_may_be_a_string(ext, tmp_path):
     folder = str(Path(tmp_path) / "as-string")
     feats = ext.extract(TEXTS[:2], folder)
     np.testing.assert_array_equal(load_cached(folder).emb, feats.emb)
+
+
+def _empty_model(**shape) -> torch.nn.Module:
+    from accelerate import init_empty_weights
+    from transformers import AutoModel, Qwen2Config
+
+    with init_empty_weights():
+        return AutoModel.from_config(Qwen2Config(num_hidden_layers=3, tie_word_embeddings=True, **shape))
+
+
+def test_batch_budget_follows_the_model_size_on_cpu(tiny_model, ext):
+    # Qwen2.5-0.5B cut to 3 layers: 180.9 M fp32 weights x 0.4 / (20 x 896 + 3 x 4864) x 4 bytes per token
+    qwen = _empty_model(
+        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_attention_heads=14, num_key_value_heads=2
+    )
+    assert auto_batch_tokens(qwen, "cpu") == 2225
+    assert auto_batch_tokens(qwen, "cuda") == 8192
+    huge_vocab = _empty_model(
+        vocab_size=2_000_000, hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2
+    )
+    assert auto_batch_tokens(huge_vocab, "cpu") == 8192  # capped
+    assert FeatureExtractor(tiny_model, CLIP).batch_tokens == 1024  # a tiny model gets the floor
+    assert ext.batch_tokens == 8192  # an explicit budget is kept

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from daar.embed.features import length_batches
+from daar.embed.features import DEFAULT_BATCH_TOKENS, length_batches
 from daar.models import ModelError, fingerprint, load_causal_lm, load_tokenizer
 from daar.read import Pool, Record
 from daar.select.base import Context, Scores, Selector, register
@@ -137,7 +137,7 @@ def chunked_scores(
 
 
 def _batches(lengths: list[int], ctx: Context) -> list[np.ndarray]:
-    return length_batches(np.asarray(lengths, dtype=np.int64), ctx.config.batch_tokens)
+    return length_batches(np.asarray(lengths, dtype=np.int64), ctx.config.batch_tokens or DEFAULT_BATCH_TOKENS)
 
 
 @register
