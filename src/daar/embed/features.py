@@ -170,7 +170,7 @@ def release_freed_memory() -> None:
 
     glibc keeps large freed blocks in its heap once it has seen them reused, so without this a
     long pass holds the high-water mark of every batch shape it met (measured: +330 MB over the
-    weights on a 24-layer 576-wide shape) instead of one batch's worth; the cost is about 5-10%.
+    weights on a 24-layer 576-wide shape) instead of one batch's worth; the cost is about 10%.
     """
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
