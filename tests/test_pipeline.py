@@ -159,17 +159,29 @@ def test_same_seed_same_selection_other_seed_other_probe(first_run, tiny_model, 
 
 
 def test_customized_takes_half_of_the_target_and_a_tenth_of_the_rest(first_run, tiny_model, seeds_file, pool_file):
-    config = make_config(tiny_model, seeds_file, strategy="customized", target="code")
+    groups = pd.read_parquet(first_run.out_dir / "scores.parquet")["pseudo_domain"].value_counts()
+    paper = {name: size * (0.5 if name == "code" else 0.1) for name, size in groups.items()}
+    # with the paper's own budget (its fractions summed), each group gets exactly its fraction
+    config = make_config(tiny_model, seeds_file, strategy="customized", target="code", count=round(sum(paper.values())))
     result = run_select(
         config, pool_file, first_run.out_dir / "custom", cache_dir=first_run.out_dir / "cache", report=False
     )
     scores = pd.read_parquet(first_run.out_dir / "custom" / "scores.parquet")
     for name, group in scores.groupby("pseudo_domain"):
-        fraction = 0.5 if name == "code" else 0.1
-        assert group["selected"].sum() == round(len(group) * fraction), name
+        assert abs(group["selected"].sum() - paper[name]) < 1, name
         if group["selected"].any() and not group["selected"].all():
             assert group.loc[group["selected"], "score"].min() >= group.loc[~group["selected"], "score"].max()
     assert result.manifest["counts"]["adds_up"]
+    # any other budget keeps the paper's proportions, scaled to n rows
+    config = make_config(tiny_model, seeds_file, strategy="customized", target="code", ratio=0.3)
+    result = run_select(
+        config, pool_file, first_run.out_dir / "custom30", cache_dir=first_run.out_dir / "cache", report=False
+    )
+    scores = pd.read_parquet(first_run.out_dir / "custom30" / "scores.parquet")
+    n = result.manifest["counts"]["selected"]
+    assert n == round(0.3 * len(scores))
+    for name, group in scores.groupby("pseudo_domain"):
+        assert abs(group["selected"].sum() - n * paper[name] / sum(paper.values())) < 1, name
 
 
 def test_fitted_state_loads_and_scores_identically(first_run, tiny_model, seeds_file, pool_file):

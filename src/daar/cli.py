@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 
 import typer
 
@@ -23,6 +24,16 @@ COMMAND_MODULES = [
     "daar.analyze.commands",
     "daar.report.commands",
 ]
+
+
+
+@app.callback()
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of user errors too (or DAAR_DEBUG=1)."),
+) -> None:
+    if debug:
+        os.environ["DAAR_DEBUG"] = "1"
+
 
 for _name in COMMAND_MODULES:
     if importlib.util.find_spec(_name) is not None:

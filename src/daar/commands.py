@@ -2,7 +2,8 @@
 
 Options map one-to-one onto SelectConfig fields; a YAML config and `--set key=value` overrides
 are merged underneath them, so anything in the config can be set from the command line. Errors a
-user can fix (bad file, unknown method, too few seeds) end with one red line and exit code 2.
+user can fix (bad file, unknown method, too few seeds) end with one red line and exit code 2
+(daar.errors); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,29 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from daar.config import load_config, load_domains, parse_set_option
-from daar.models import ModelError
-from daar.probe.seeds import SeedError
-from daar.read import PoolError
+from daar.errors import UserError, friendly
 from daar.utils.progress import console
 
 
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def _validation_message(err: ValidationError) -> str:
-    parts = []
-    for item in err.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "config"
-        parts.append(f"{where}: {item['msg']}")
-    return "invalid settings: " + "; ".join(parts)
-
-
+@friendly
 def select_command(
     pool: Annotated[Path, typer.Argument(help="Pool file: .jsonl, .jsonl.gz, .json, .json.gz, .parquet or .csv.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for selected.jsonl, scores, report.")],
@@ -47,7 +33,10 @@ def select_command(
     probe_size: Annotated[int | None, typer.Option(help="Rows drawn for the probe set (default 5000).")] = None,
     ratio: Annotated[float | None, typer.Option(help="Fraction of rows to keep (default 0.2).")] = None,
     count: Annotated[int | None, typer.Option(help="Number of rows to keep (wins over --ratio).")] = None,
-    strategy: Annotated[str | None, typer.Option(help="overall (top rows) or customized (aim at --target).")] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="balanced (shares per pseudo-domain), overall (top rows) or customized.")
+    ] = None,
+    shares: Annotated[str | None, typer.Option(help="balanced: equal (default) or proportional shares.")] = None,
     target: Annotated[str | None, typer.Option(help="Target domain of the customized strategy.")] = None,
     target_fraction: Annotated[float | None, typer.Option(help="Customized: share of the target group.")] = None,
     other_fraction: Annotated[float | None, typer.Option(help="Customized: share of every other group.")] = None,
@@ -71,47 +60,43 @@ def select_command(
     from daar.pipeline import run_select
 
     overrides: dict[str, Any] = {}
-    try:
-        overrides.update(parse_set_option(set_ or []))
-        for item in field or []:
-            key, sep, value = item.partition("=")
-            if not sep or not value:
-                raise ValueError(f"--field expects NAME=COLUMN (e.g. instruction=prompt), got {item!r}")
-            overrides[f"fields.{key}"] = value
-        named = {
-            "method": method,
-            "model": model,
-            "seeds_file": str(seeds_file) if seeds_file else None,
-            "clip_layer": clip_layer,
-            "probe_size": probe_size,
-            "ratio": ratio,
-            "count": count,
-            "strategy": strategy,
-            "target": target,
-            "target_fraction": target_fraction,
-            "other_fraction": other_fraction,
-            "seed": seed,
-            "sample": sample,
-            "batch_tokens": batch_tokens,
-            "max_length": max_length,
-            "device": device,
-            "dtype": dtype,
-            "trust_remote_code": trust_remote_code or None,
-        }
-        overrides.update({k: v for k, v in named.items() if v is not None})
-        if domains is not None:
-            overrides["domains"] = [d.model_dump() for d in load_domains(domains)]
-        settings = load_config(config, overrides)
-        from daar.select.base import make_selector
+    overrides.update(parse_set_option(set_ or []))
+    for item in field or []:
+        key, sep, value = item.partition("=")
+        if not sep or not value:
+            raise UserError(f"--field expects NAME=COLUMN (e.g. instruction=prompt), got {item!r}")
+        overrides[f"fields.{key}"] = value
+    named = {
+        "method": method,
+        "model": model,
+        "seeds_file": str(seeds_file) if seeds_file else None,
+        "clip_layer": clip_layer,
+        "probe_size": probe_size,
+        "ratio": ratio,
+        "count": count,
+        "strategy": strategy,
+        "shares": shares,
+        "target": target,
+        "target_fraction": target_fraction,
+        "other_fraction": other_fraction,
+        "seed": seed,
+        "sample": sample,
+        "batch_tokens": batch_tokens,
+        "max_length": max_length,
+        "device": device,
+        "dtype": dtype,
+        "trust_remote_code": trust_remote_code or None,
+    }
+    overrides.update({k: v for k, v in named.items() if v is not None})
+    if domains is not None:
+        overrides["domains"] = [d.model_dump() for d in load_domains(domains)]
+    settings = load_config(config, overrides)
+    from daar.select.base import make_selector
 
-        make_selector(settings.method)  # unknown names fail here, before any work
-        result = run_select(
-            settings, pool, out, cache_dir=cache_dir, show_domain_field=show_domain_field, report=report
-        )
-    except ValidationError as err:
-        _fail(_validation_message(err))
-    except (PoolError, ModelError, SeedError, ValueError, FileNotFoundError) as err:
-        _fail(str(err))
+    make_selector(settings.method)  # unknown names fail here, before any work
+    result = run_select(
+        settings, pool, out, cache_dir=cache_dir, show_domain_field=show_domain_field, report=report
+    )
     _print_summary(result.manifest, out)
 
 
@@ -147,6 +132,8 @@ def _print_summary(manifest: dict[str, Any], out: Path) -> None:
             mix.add_row(name, str(n), str(chosen), f"{share:.1f}")
         mix.add_row("entropy", f"{truth['pool']['entropy']:.3f}", f"{truth['selected']['entropy']:.3f}", "")
         console.print(mix)
+    for warning in manifest.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {warning['message']}", highlight=False, soft_wrap=True)
     console.print(f"outputs in {out}/: selected.jsonl, scores.parquet, rejected.jsonl, manifest.json, report.html")
 
 

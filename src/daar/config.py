@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from daar.errors import UserError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -111,7 +113,8 @@ class SelectConfig(BaseModel):
     probe_size: int = Field(5000, ge=2)
     ratio: float | None = Field(0.2, gt=0, le=1)
     count: int | None = Field(None, ge=1)
-    strategy: Literal["overall", "customized"] = "overall"
+    strategy: Literal["overall", "balanced", "customized"] = "overall"
+    shares: Literal["equal", "proportional"] = "equal"  # balanced: budget per pseudo-domain
     target: str | None = None
     target_fraction: float = Field(0.5, gt=0, le=1)
     other_fraction: float = Field(0.1, ge=0, le=1)
@@ -149,8 +152,11 @@ def load_domains(path: Path) -> list[Domain]:
     if isinstance(data, dict) and "domains" in data:
         data = data["domains"]
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a list of domains (name, description, optional seeds)")
-    return [Domain.model_validate(item) for item in data]
+        raise UserError(f"{path}: expected a list of domains (name, description, optional seeds)")
+    try:
+        return [Domain.model_validate(item) for item in data]
+    except ValidationError as err:
+        raise UserError(f"{path}: {err.errors()[0]['loc']}: {err.errors()[0]['msg']}") from None
 
 
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> SelectConfig:
@@ -159,7 +165,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> S
     if path is not None:
         loaded = _load_yaml(path)
         if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a config file must be a mapping of settings")
+            raise UserError(f"{path}: a config file must be a mapping of settings")
         data = loaded
     for key, value in (overrides or {}).items():
         if value is None:
@@ -177,7 +183,7 @@ def parse_set_option(items: list[str]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         result[key.strip()] = yaml.safe_load(value)
     return result
@@ -187,8 +193,8 @@ def _load_yaml(path: Path) -> Any:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
-        raise ValueError(f"cannot read {path}: {err.strerror}") from err
+        raise UserError(f"cannot read {path}: {err.strerror}") from err
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML/JSON: {err}") from err
+        raise UserError(f"{path}: not valid YAML/JSON: {err}") from err

@@ -6,7 +6,8 @@ its presence means the run finished. Expensive stages are cached under RUN_DIR/c
 cache folder), keyed by their inputs, so a rerun with another ratio only re-selects and rewrites.
 
 Every input row ends in exactly one of: selected, not selected (scored below the cut, or left
-out by --sample), rejected (with a reason). The manifest records the counts and checks the sum.
+out by --sample), rejected (with a reason). The counts in the manifest are read back from the
+files written (daar.write.account), which also checks that they cover every input row once.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from daar.analyze.diversity import domain_mix, encode_labels, kept_per_domain, s
 from daar.analyze.maps import embed_2d
 from daar.config import SelectConfig
 from daar.embed import load_cached
-from daar.read import Pool, file_sha256, read_pool
-from daar.select.base import Context, Scores, make_selector, target_count
-from daar.utils.cache import atomic_path, write_json, write_jsonl
+from daar.read import Pool, read_pool
+from daar.select.base import Context, Scores, choose, make_selector, target_count
+from daar.select.checks import selection_warnings
+from daar.utils.cache import atomic_path, write_json
 from daar.utils.progress import console
+from daar.write import account, finish, run_folder, write_rows, write_scores
 
 MISSING_LABEL = "(missing)"
 
@@ -57,60 +60,51 @@ def run_select(
     """Read, fit, score, select and write one run; see the module docstring for what lands where."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(config, Path(cache_dir) if cache_dir else out_dir / "cache")
-    timer = ctx.timer
-    selector = make_selector(config.method)
+    cache = Path(cache_dir) if cache_dir else out_dir / "cache"
+    with run_folder(out_dir, "daar select", *([cache] if cache_dir else [])):
+        ctx = Context(config, cache)
+        timer = ctx.timer
+        selector = make_selector(config.method)
 
-    with timer.stage("read"):
-        full = read_pool(pool_path, config.fields)
-        sha = file_sha256(Path(pool_path))
-    pool, sampled_out = _sample(full, config.sample, config.seed)
-    selector.fit(pool, ctx)
-    with timer.stage("score"):
-        scores = selector.score(pool, ctx)
-    with timer.stage("select"):
-        n = target_count(len(pool), config.ratio, config.count)
-        chosen = selector.select(pool, ctx, n, scores)
-        mask = np.zeros(len(pool), dtype=bool)
-        mask[chosen] = True
+        with timer.stage("read"):
+            full = read_pool(pool_path, config.fields)
+        pool, sampled_out = _sample(full, config.sample, config.seed)
+        selector.fit(pool, ctx)
+        with timer.stage("score"):
+            scores = selector.score(pool, ctx)
+        with timer.stage("select"):
+            n = target_count(len(pool), config.ratio, config.count)
+            mask = np.zeros(len(pool), dtype=bool)
+            mask[choose(selector, pool, ctx, n, scores)] = True
 
-    with timer.stage("write"):
-        write_jsonl(out_dir / "selected.jsonl", (pool.records[i].raw for i in np.flatnonzero(mask)))
-        write_jsonl(
-            out_dir / "rejected.jsonl",
-            ({"position": r.position, "id": r.id, "reason": r.reason} for r in full.rejected),
-        )
-        _write_scores(out_dir / "scores.parquet", pool, scores, mask)
-        if hasattr(selector, "save"):
+        artifacts = selector.artifacts()
+        with timer.stage("write"):
+            write_rows(
+                out_dir,
+                (pool.records[i].raw for i in np.flatnonzero(mask)),
+                ({"position": r.position, "id": r.id, "reason": r.reason} for r in full.rejected),
+            )
+            write_scores(out_dir, _scores_frame(pool, scores, mask, full.subset(sampled_out)))
             selector.save(out_dir / "fitted")
-        seeds_folder = getattr(selector, "seeds_folder", None)
-        if seeds_folder is not None:
-            _copy_seeds(Path(seeds_folder), out_dir / "seeds")
+            if artifacts.seeds_folder is not None:
+                _copy_seeds(Path(artifacts.seeds_folder), out_dir / "seeds")
+            counts = account(out_dir, full.rows_in)
+            counts["sampled_out"] = len(sampled_out)
+            counts["scored"] = len(pool)
 
-    truth = _truth(pool, show_domain_field)
-    with timer.stage("analysis"):
-        _write_analysis(out_dir, ctx, pool, scores, mask, truth, show_domain_field)
-
-    counts = {
-        "rows_in": full.rows_in,
-        "selected": int(mask.sum()),
-        "not_selected": int(len(pool) - mask.sum() + len(sampled_out)),
-        "rejected": len(full.rejected),
-        "sampled_out": len(sampled_out),
-        "scored": len(pool),
-    }
-    counts["adds_up"] = counts["selected"] + counts["not_selected"] + counts["rejected"] == counts["rows_in"]
-    if not counts["adds_up"]:
-        raise RuntimeError(f"row accounting is off, please report this bug: {counts}")
-    manifest = _manifest(config, pool_path, sha, counts, selector, truth, mask, show_domain_field)
-    if report:
-        with timer.stage("report"):
-            write_json(out_dir / "manifest.json", {**manifest, "stages": timer.summary()})
-            _write_report(out_dir)
-    manifest["stages"] = timer.summary()
-    manifest["wall_seconds"] = round(time.perf_counter() - started, 3)
-    write_json(out_dir / "manifest.json", manifest)
+        truth = _truth(pool, show_domain_field)
+        chars = np.array([len(t) for t in pool.texts], dtype=np.float64)
+        warnings = selection_warnings(scores, mask, chars, config.strategy)
+        with timer.stage("analysis"):
+            _write_analysis(out_dir, ctx, pool, scores, mask, truth, show_domain_field)
+        manifest = _manifest(config, pool_path, full.sha256, counts, artifacts.manifest, truth, mask, show_domain_field)
+        manifest["warnings"] = warnings
+        if report:
+            with timer.stage("report"):
+                _write_report(out_dir, {**manifest, "stages": timer.summary()})
+        manifest["stages"] = timer.summary()
+        manifest["wall_seconds"] = round(time.perf_counter() - started, 3)
+        finish(out_dir, manifest)
     return RunResult(out_dir, manifest, [pool.records[i].id for i in np.flatnonzero(mask)])
 
 
@@ -123,7 +117,9 @@ def _sample(pool: Pool, sample: int | None, seed: int) -> tuple[Pool, list[int]]
     return pool.subset(keep.tolist()), left.tolist()
 
 
-def _write_scores(path: Path, pool: Pool, scores: Scores, mask: np.ndarray) -> None:
+def _scores_frame(pool: Pool, scores: Scores, mask: np.ndarray, outside: Pool) -> pd.DataFrame:
+    """One row per usable input row: the scored ones with their rank, then the rows outside the
+    --sample (in_sample False, no score), so the file accounts for every usable row."""
     score = np.asarray(scores["score"], dtype=np.float64)
     order = np.lexsort((np.arange(len(score)), -score))
     rank = np.empty(len(score), dtype=np.int64)
@@ -132,10 +128,16 @@ def _write_scores(path: Path, pool: Pool, scores: Scores, mask: np.ndarray) -> N
     for name, values in scores.items():
         if name != "score":
             frame[name] = values
-    frame["rank"] = rank
+    frame["rank"] = pd.array(rank, dtype="Int64")
     frame["selected"] = mask
-    with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+    frame["in_sample"] = True
+    if len(outside):
+        rest = pd.DataFrame({"position": [r.position for r in outside.records], "id": outside.ids})
+        rest["rank"] = pd.array([None] * len(rest), dtype="Int64")
+        rest["selected"] = False
+        rest["in_sample"] = False
+        frame = pd.concat([frame, rest], ignore_index=True)
+    return frame
 
 
 def _copy_seeds(source: Path, target: Path) -> None:
@@ -203,7 +205,7 @@ def _manifest(
     pool_path: Path,
     sha: str,
     counts: dict[str, Any],
-    selector: Any,
+    fitted: dict[str, Any],
     truth: list[str] | None,
     mask: np.ndarray,
     field: str | None,
@@ -221,12 +223,7 @@ def _manifest(
         "counts": counts,
         "domains": [d.name for d in config.domains],
     }
-    info = getattr(selector, "info", None)
-    probe, reward = getattr(selector, "probe", None), getattr(selector, "reward", None)
-    if probe is not None and reward is not None and info:
-        manifest["probe"] = {**probe.metrics, "pseudo_domain_sizes": info["pseudo_domain_sizes"]}
-        manifest["reward"] = {**reward.metrics, "entropy_max": info["entropy_max"]}
-        manifest["seed_pairs"] = info["seed_pairs"]
+    manifest.update(fitted)
     if truth is not None:
         labels, names = encode_labels(truth)
         manifest["ground_truth"] = {
@@ -237,12 +234,12 @@ def _manifest(
     return manifest
 
 
-def _write_report(out_dir: Path) -> None:
+def _write_report(out_dir: Path, manifest: dict[str, Any]) -> None:
     try:
         from daar.report import write_report
     except ImportError:  # the report package is optional for a bare selection
         return
     try:
-        write_report([out_dir])
+        write_report([out_dir], manifest=manifest)
     except Exception as err:  # a figure must never cost the user the selection itself
         console.print(f"[yellow]warning:[/] the report could not be written: {err}")

@@ -8,8 +8,6 @@ costs nothing. Bad input ends with one red line and exit code 2, never a traceba
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,10 +21,12 @@ from daar.analyze.diversity import domain_mix, encode_labels, kept_per_domain, s
 from daar.analyze.maps import embed_2d, plot_map
 from daar.analyze.pools import contrastive_pool, diversity_ranks, diversity_score, parse_window
 from daar.config import SelectConfig, load_config
-from daar.models import ModelError, cache_root
-from daar.read import Pool, PoolError, read_pool
+from daar.errors import UserError, friendly
+from daar.models import cache_root
+from daar.read import Pool, read_pool
 from daar.select.base import Context
-from daar.utils.cache import write_json, write_jsonl
+from daar.utils.cache import write_json
+from daar.write import account, finish, run_folder, write_rows, write_scores
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -39,19 +39,6 @@ CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Feature cach
 LabelsOpt = Annotated[str | None, typer.Option("--labels", help="Row field holding the domain label.")]
 RunOpt = Annotated[Path | None, typer.Option("--run", help="Run folder whose pseudo-domains label the rows.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config; its model settings are used.")]
-
-
-def _clean_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (PoolError, ModelError, ValueError, KeyError, OSError) as err:
-            message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _setup(
@@ -72,7 +59,7 @@ def field_labels(pool: Pool, field: str) -> list[str | None]:
     values = [r.raw.get(field) for r in pool.records]
     if all(v is None for v in values):
         known = sorted({k for r in pool.records[:200] for k in r.raw})
-        raise ValueError(f"unknown label field {field!r}: no row has it (fields seen: {', '.join(known)})")
+        raise UserError(f"unknown label field {field!r}: no row has it (fields seen: {', '.join(known)})")
     return [None if v is None else str(v) for v in values]
 
 
@@ -82,10 +69,10 @@ def run_labels(pool: Pool, run_dir: Path) -> list[str | None]:
 
     path = Path(run_dir) / "scores.parquet"
     if not path.exists():
-        raise ValueError(f"{run_dir}: no scores.parquet; is it a `daar select` run folder?")
+        raise UserError(f"{run_dir}: no scores.parquet; is it a `daar select` run folder?")
     table = pd.read_parquet(path)
     if "pseudo_domain" not in table.columns or "id" not in table.columns:
-        raise ValueError(f"{path}: needs columns 'id' and 'pseudo_domain' (method without pseudo-domains?)")
+        raise UserError(f"{path}: needs columns 'id' and 'pseudo_domain' (method without pseudo-domains?)")
     mapping = dict(zip(table["id"].astype(str), table["pseudo_domain"].astype(str), strict=True))
     return [mapping.get(r.id) for r in pool.records]
 
@@ -95,10 +82,10 @@ def _labels(pool: Pool, field: str | None, run_dir: Path | None) -> tuple[list[s
         return field_labels(pool, field), f"field:{field}"
     if run_dir:
         return run_labels(pool, run_dir), f"run:{run_dir}"
-    raise ValueError("give --labels FIELD (e.g. domain) or --run RUN_DIR for pseudo-domains")
+    raise UserError("give --labels FIELD (e.g. domain) or --run RUN_DIR for pseudo-domains")
 
 
-@_clean_errors
+@friendly
 def analyze_command(
     data: Annotated[Path, typer.Argument(help="A pool or a selection (e.g. RUN/selected.jsonl).")],
     labels: LabelsOpt = None,
@@ -199,7 +186,7 @@ def _print_analysis(report: dict[str, Any]) -> None:
     )
 
 
-@_clean_errors
+@friendly
 def pools_command(
     pool_path: Annotated[Path, typer.Argument(help="Pool with known domains.")],
     by: Annotated[str, typer.Option("--by", help="inter or intra.")],
@@ -215,7 +202,7 @@ def pools_command(
 ) -> None:
     """A contrastive pool: per domain, the rows ranked [LOWER, UPPER) by diversity (rank 0 = most diverse)."""
     if by not in ("inter", "intra"):
-        raise ValueError(f"--by must be 'inter' or 'intra', got {by!r}")
+        raise UserError(f"--by must be 'inter' or 'intra', got {by!r}")
     win = parse_window(window)
     ctx = _setup(config, model, device, batch_tokens, max_length, cache_dir)
     pool = read_pool(pool_path, ctx.config.fields)
@@ -233,37 +220,32 @@ def pools_command(
     chosen = contrastive_pool(emb, codes, by, win, len(names))  # type: ignore[arg-type]
     selected = np.zeros(len(labelled), dtype=bool)
     selected[chosen] = True
-    out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "selected.jsonl", (labelled.records[i].raw for i in chosen))
-    rejected.sort(key=lambda r: r["position"])
-    write_jsonl(out / "rejected.jsonl", rejected)
-    _write_scores(out, labelled, codes, names, emb, by, selected)
-    per_domain = {
-        n: {"rows": int((codes == j).sum()), "selected": int(((codes == j) & selected).sum())}
-        for j, n in enumerate(names)
-    }
-    manifest = {
-        "command": "pools",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "pool": str(pool_path),
-        "pool_sha256": pool.sha256,
-        "labels": labels,
-        "by": by,
-        "window": str(win),
-        "window_fractional": win.fractional,
-        "rank_direction": "rank 0 = most diverse within its domain",
-        "model": ctx.config.model,
-        "settings": {k: ctx.config.result_dict()[k] for k in ("model", "clip_layer", "max_length", "dtype")},
-        "counts": {
-            "rows_in": pool.rows_in,
-            "selected": int(selected.sum()),
-            "not_selected": int((~selected).sum()),
-            "rejected": len(rejected),
-        },
-        "per_domain": per_domain,
-    }
-    write_json(out / "manifest.json", manifest)
-    counts = manifest["counts"]
+    with run_folder(out, "daar pools"):
+        write_rows(out, (labelled.records[i].raw for i in np.flatnonzero(selected)), rejected)
+        write_scores(out, _scores_frame(labelled, codes, names, emb, by, selected))
+        counts = account(out, pool.rows_in)
+        per_domain = {
+            n: {"rows": int((codes == j).sum()), "selected": int(((codes == j) & selected).sum())}
+            for j, n in enumerate(names)
+        }
+        finish(
+            out,
+            {
+                "command": "pools",
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "pool": str(pool_path),
+                "pool_sha256": pool.sha256,
+                "labels": labels,
+                "by": by,
+                "window": str(win),
+                "window_fractional": win.fractional,
+                "rank_direction": "rank 0 = most diverse within its domain",
+                "model": ctx.config.model,
+                "settings": {k: ctx.config.result_dict()[k] for k in ("model", "clip_layer", "max_length", "dtype")},
+                "counts": counts,
+                "per_domain": per_domain,
+            },
+        )
     out_console.print(
         f"kept {counts['selected']} of {counts['rows_in']} rows ({counts['rejected']} rejected) "
         f"by {by}-diversity window {win}: "
@@ -272,15 +254,15 @@ def pools_command(
     err_console.print(f"wrote {out}")
 
 
-def _write_scores(
-    out: Path, pool: Pool, codes: np.ndarray, names: list[str], emb: np.ndarray, by: str, selected: np.ndarray
-) -> None:
+def _scores_frame(
+    pool: Pool, codes: np.ndarray, names: list[str], emb: np.ndarray, by: str, selected: np.ndarray
+):
     import pandas as pd
 
     from daar.analyze.diversity import row_measures
 
     rows = row_measures(emb, codes, len(names))
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "position": [r.position for r in pool.records],
             "id": pool.ids,
@@ -292,12 +274,9 @@ def _write_scores(
             "selected": selected,
         }
     )
-    tmp = out / ".scores.parquet.tmp"
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(out / "scores.parquet")
 
 
-@_clean_errors
+@friendly
 def map_command(
     pool_path: Annotated[Path, typer.Argument(help="Pool to draw.")],
     labels: LabelsOpt = None,
@@ -315,7 +294,7 @@ def map_command(
 ) -> None:
     """A t-SNE/UMAP map of e(x) coloured by domain or pseudo-domain, a selection highlighted."""
     if method not in ("auto", "tsne", "umap"):
-        raise ValueError(f"--method must be auto, tsne or umap, got {method!r}")
+        raise UserError(f"--method must be auto, tsne or umap, got {method!r}")
     ctx = _setup(config, model, device, batch_tokens, max_length, cache_dir)
     pool = read_pool(pool_path, ctx.config.fields)
     codes = names = None
@@ -330,7 +309,7 @@ def map_command(
         wanted = set(read_pool(selection, ctx.config.fields).ids)
         selected = np.array([rid in wanted for rid in pool.ids])
         if not selected.any():
-            raise ValueError(f"{selection}: none of its row ids is in {pool_path}")
+            raise UserError(f"{selection}: none of its row ids is in {pool_path}")
     emb = ctx.features(pool).emb
     seed = ctx.config.seed
     result = embed_2d(emb, seed=seed, method=method, max_points=max_points, selected=selected)  # type: ignore[arg-type]

@@ -16,6 +16,8 @@ from typing import Literal
 
 import numpy as np
 
+from daar.errors import UserError
+
 Method = Literal["auto", "tsne", "umap"]
 
 
@@ -64,7 +66,7 @@ def embed_2d(
     data = x[idx]
     has_umap = importlib.util.find_spec("umap") is not None
     if method == "umap" and not has_umap:
-        raise ValueError("method 'umap' needs the optional package umap-learn; use 'tsne'")
+        raise UserError("method 'umap' needs the optional package umap-learn; use 'tsne'")
     chosen = "umap" if method == "umap" or (method == "auto" and has_umap) else "tsne"
     if len(idx) < 3:
         return MapResult(np.zeros((len(idx), 2)), idx, chosen)

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from daar.analyze.diversity import row_measures
+from daar.errors import UserError
 
 By = Literal["inter", "intra"]
 
@@ -39,17 +40,17 @@ def parse_window(text: str) -> Window:
     """'0:2000' (ranks) or '0.8:1.0' / '80%:100%' (fractions of each domain). Raises ValueError."""
     parts = text.split(":")
     if len(parts) != 2 or not all(p.strip() for p in parts):
-        raise ValueError(f"window must look like LOWER:UPPER (e.g. 0:2000 or 0.8:1.0), got {text!r}")
+        raise UserError(f"window must look like LOWER:UPPER (e.g. 0:2000 or 0.8:1.0), got {text!r}")
     fractional = any("." in p or "%" in p for p in parts)
     try:
         values = [float(p.strip().rstrip("%")) / (100 if p.strip().endswith("%") else 1) for p in parts]
     except ValueError as err:
-        raise ValueError(f"window bounds must be numbers, got {text!r}") from err
+        raise UserError(f"window bounds must be numbers, got {text!r}") from err
     lower, upper = values
     if not fractional and not all(v.is_integer() for v in values):
-        raise ValueError(f"window bounds must be whole ranks or fractions, got {text!r}")
+        raise UserError(f"window bounds must be whole ranks or fractions, got {text!r}")
     if lower < 0 or upper <= lower or (fractional and upper > 1):
-        raise ValueError(f"window needs 0 <= LOWER < UPPER{' <= 1' if fractional else ''}, got {text!r}")
+        raise UserError(f"window needs 0 <= LOWER < UPPER{' <= 1' if fractional else ''}, got {text!r}")
     return Window(lower, upper, fractional)
 
 
@@ -60,7 +61,7 @@ def diversity_score(x: np.ndarray, labels: np.ndarray, by: By, k: int | None = N
         return rows.inter
     if by == "intra":
         return -rows.intra
-    raise ValueError(f"--by must be 'inter' or 'intra', got {by!r}")
+    raise UserError(f"--by must be 'inter' or 'intra', got {by!r}")
 
 
 def diversity_ranks(x: np.ndarray, labels: np.ndarray, by: By, k: int | None = None) -> np.ndarray:

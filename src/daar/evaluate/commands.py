@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from daar.config import DEFAULT_MODEL
+from daar.errors import friendly
 from daar.evaluate.registry import TASKS, EvalError
 from daar.utils.progress import console
 
@@ -34,6 +35,7 @@ def _summary(report: dict) -> Table:
 
 def register(app: typer.Typer) -> None:
     @app.command("eval")
+    @friendly
     def eval_command(
         model: Annotated[str, typer.Argument(help="Built-in alias, local model folder or cached hub id.")] = (
             DEFAULT_MODEL
@@ -60,13 +62,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score a model on NQ, TriviaQA, HellaSwag, GSM8K, MATH, MBPP, HumanEval and MMLU."""
         from daar.evaluate.runner import evaluate
-        from daar.models import ModelError
-
         if mode not in ("generate", "nll"):
-            console.print(f"[red]error:[/red] --mode must be 'generate' or 'nll', got {mode!r}")
-            raise typer.Exit(2)
-        try:
-            report = evaluate(
+            raise EvalError(f"--mode must be 'generate' or 'nll', got {mode!r}")
+        report = evaluate(
                 model=model,
                 adapter=adapter,
                 tasks=tasks,
@@ -80,9 +78,6 @@ def register(app: typer.Typer) -> None:
                 num_fewshot=num_fewshot,
                 max_gen_toks=max_gen_toks,
             )
-        except (EvalError, ModelError) as err:
-            console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(2) from None
         console.print(_summary(report))
         if "out" in report:
             console.print(f"wrote {report['out']}")

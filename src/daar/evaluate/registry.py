@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from daar.errors import UserError
+
 Kind = Literal["qa", "gsm8k", "math", "mbpp", "humaneval", "hellaswag", "mmlu"]
 
 ENV_BENCH_DIR = "DAAR_BENCH_DIR"
 
 
-class EvalError(ValueError):
+class EvalError(UserError):
     """A task name, data file or setting is wrong; the message says what to do."""
 
 

@@ -11,9 +11,12 @@ from typing import Annotated
 
 import typer
 
+from daar.errors import friendly
+
 
 def register(app: typer.Typer) -> None:
     @app.command("experiment")
+    @friendly
     def experiment_command(
         config: Annotated[Path, typer.Argument(help="Experiment YAML (see configs/experiment_cpu.yaml).")],
         out: Annotated[
@@ -27,30 +30,13 @@ def register(app: typer.Typer) -> None:
         from daar.experiment.config import load_experiment
         from daar.experiment.runner import default_out, run_experiment
 
-        errors = _expected_errors()
-        try:
-            settings = load_experiment(config, out)
-            target = settings.out or default_out(config)
-            result = run_experiment(settings, target, dry_run=dry_run)
-        except errors as err:
-            typer.secho(f"error: {' '.join(str(err).split())}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
+        settings = load_experiment(config, out)
+        target = settings.out or default_out(config)
+        result = run_experiment(settings, target, dry_run=dry_run)
         if dry_run:
             _print_plan(result)
         else:
             typer.echo(str(result.out_dir / "results.md"))
-
-
-def _expected_errors() -> tuple[type[Exception], ...]:
-    """Errors whose message is meant for the user (everything else is a bug and keeps its traceback)."""
-    from daar.evaluate.registry import EvalError
-    from daar.experiment.config import ConfigError
-    from daar.models import ModelError
-    from daar.probe.seeds import SeedError
-    from daar.read import PoolError
-    from daar.tune.data import TuneError
-
-    return (ConfigError, EvalError, ModelError, PoolError, SeedError, TuneError)
 
 
 def _print_plan(result) -> None:

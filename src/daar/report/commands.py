@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from daar.report.load import ReportError
+from daar.errors import friendly
 from daar.report.render import write_report
 
 err_console = Console(stderr=True)
@@ -27,13 +27,9 @@ def report_command(
     ] = None,
 ) -> None:
     """Write report.html (settings, counts, seeds, probe, histograms, map, mix; side by side for several runs)."""
-    try:
-        path = write_report(run_dirs, out)
-    except (ReportError, OSError) as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    path = write_report(run_dirs, out)
     err_console.print(f"wrote {path} (figures in {path.parent / 'figures'})", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("report")(report_command)
+    app.command("report")(friendly(report_command))

@@ -17,8 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from daar.errors import UserError
 
-class ReportError(ValueError):
+
+class ReportError(UserError):
     """A folder is not a run, or one of its files is unreadable; the CLI prints it as one line."""
 
 
@@ -92,15 +94,18 @@ class RunData:
         return self.scores[name]
 
 
-def load_run(path: Path) -> RunData:
-    """A run folder's files; ReportError if `path` is not a folder written by `daar select`."""
+def load_run(path: Path, manifest: dict[str, Any] | None = None) -> RunData:
+    """A run folder's files; ReportError if `path` is not a folder written by `daar select`.
+
+    `manifest` stands in for manifest.json while a run writes its own report: the manifest is the
+    run's last file, so it does not exist yet."""
     path = Path(path)
     if not path.is_dir():
         raise ReportError(f"{path}: not a folder (give the run folder that `daar select --out` wrote)")
     manifest_path = path / "manifest.json"
-    if not manifest_path.exists():
-        raise ReportError(f"{path}: no manifest.json, so it is not a `daar select` run folder")
-    manifest = _read_json(manifest_path)
+    if manifest is None and not manifest_path.exists():
+        raise ReportError(f"{path}: no manifest.json, so it is not a finished `daar select` run folder")
+    manifest = manifest if manifest is not None else _read_json(manifest_path)
     if not isinstance(manifest, dict):
         raise ReportError(f"{manifest_path}: expected a JSON object")
     run = RunData(path=path, manifest=manifest)

@@ -17,7 +17,7 @@ import jinja2
 from daar import __version__
 from daar.report import build
 from daar.report.figures import PngFigure, save_figures
-from daar.report.load import DomainSeeds, RunData, label_runs, load_run, verdict_text
+from daar.report.load import DomainSeeds, ReportError, RunData, label_runs, load_run, verdict_text
 from daar.utils.cache import write_text
 
 TEMPLATE_NAME = "report.html.j2"  # in src/daar/resources (package data)
@@ -35,11 +35,15 @@ SECTIONS = [
 ]
 
 
-def write_report(run_dirs: list[Path], out: Path | None = None) -> Path:
-    """Render the runs into `out` (default: FIRST_RUN/report.html) and their figures into figures/ beside it."""
+def write_report(run_dirs: list[Path], out: Path | None = None, manifest: dict[str, Any] | None = None) -> Path:
+    """Render the runs into `out` (default: FIRST_RUN/report.html) and their figures into figures/ beside it.
+
+    `manifest`: the manifest of a single run that is still writing its outputs (see `load_run`)."""
     if not run_dirs:
-        raise ValueError("give at least one run folder")
-    runs = [load_run(Path(d)) for d in run_dirs]
+        raise ReportError("give at least one run folder")
+    if manifest is not None and len(run_dirs) != 1:
+        raise ValueError("a pending manifest is for a single run")
+    runs = [load_run(Path(d), manifest) for d in run_dirs]
     label_runs(runs)
     out = Path(out) if out is not None else runs[0].path / "report.html"
     figures: list[PngFigure] = []

@@ -18,8 +18,10 @@ import torch
 
 from daar.config import SelectConfig
 from daar.embed import FeatureExtractor, Features, load_cached
+from daar.errors import UserError
 from daar.models import fingerprint, pick_device, pick_dtype, resolve_model
 from daar.read import Pool
+from daar.select.strategies import top_n
 from daar.utils.cache import stable_key, texts_key
 from daar.utils.progress import StageTimer
 
@@ -87,8 +89,27 @@ class Context:
         return self.cache_dir / "stages" / f"{name}-{stable_key(*key_parts)}"
 
 
+@dataclass
+class Artifacts:
+    """What a fitted selector leaves for a run's outputs besides its scores: the folder of its seeds
+    (copied to RUN_DIR/seeds) and entries for the manifest (fitted metrics); empty by default."""
+
+    seeds_folder: Path | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
 class Selector(ABC):
-    """fit -> score -> select. Subclasses set `name` and document their source and settings."""
+    """The contract every selection method keeps, so the pipeline needs no knowledge of any one.
+
+    - `fit(pool, ctx)`: learn whatever the method needs (most baselines: nothing); returns self.
+    - `score(pool, ctx)`: per-row scores, `score` required (higher = kept first); every other
+      column goes to scores.parquet.
+    - `select(pool, ctx, n, scores)`: exactly min(n, rows) distinct row indices; `choose` checks it.
+    - `save(folder)`: write the fitted state; returns False when there is none (the default).
+    - `artifacts()`: seeds and manifest entries of the fitted state (the default has none).
+
+    Subclasses set `name` (the registry key) and document their source paper and settings.
+    """
 
     name: ClassVar[str]
 
@@ -103,10 +124,27 @@ class Selector(ABC):
         """Indices of the `n` rows to keep: the top scores, ties broken by row order."""
         return top_n(scores["score"], n)
 
+    def save(self, folder: Path) -> bool:
+        return False
 
-def top_n(score: np.ndarray, n: int) -> np.ndarray:
-    order = np.lexsort((np.arange(len(score)), -np.asarray(score, dtype=np.float64)))
-    return np.sort(order[: max(0, min(n, len(score)))])
+    def artifacts(self) -> Artifacts:
+        return Artifacts()
+
+
+def choose(selector: Selector, pool: Pool, ctx: Context, n: int, scores: Scores) -> np.ndarray:
+    """`selector.select`, held to its contract: a selector that breaks it is a bug, not a user error."""
+    chosen = np.asarray(selector.select(pool, ctx, n, scores), dtype=np.int64)
+    want = min(n, len(pool))
+    if (
+        len(chosen) != want
+        or len(np.unique(chosen)) != want
+        or (want and not 0 <= chosen.min() <= chosen.max() < len(pool))
+    ):
+        raise RuntimeError(
+            f"selector {selector.name!r} returned {len(chosen)} indices ({len(np.unique(chosen))} distinct) "
+            f"for a budget of {want} rows out of {len(pool)}; please report this bug"
+        )
+    return np.sort(chosen)
 
 
 def target_count(n_rows: int, ratio: float | None, count: int | None) -> int:
@@ -129,7 +167,7 @@ def make_selector(name: str, **params: Any) -> Selector:
     if name not in REGISTRY:
         close = difflib.get_close_matches(name, list(REGISTRY), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown selection method {name!r}.{hint} Known: {', '.join(sorted(REGISTRY))}")
+        raise UserError(f"unknown selection method {name!r}.{hint} Known: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name](**params)
 
 

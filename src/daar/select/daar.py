@@ -26,12 +26,16 @@ from daar.models import fingerprint
 from daar.probe.domains import probe_rows, pseudo_labels, seed_centroids
 from daar.probe.heads import Head, Kind, train_head
 from daar.probe.seeds import SeedWriter, domain_seeds, load_seeds_file, seed_text
-from daar.read import Pool
+from daar.read import Pool, file_sha256
 from daar.reward.entropy import entropy, softmax
-from daar.select.base import Context, Scores, Selector, register, top_n
-from daar.utils.cache import atomic_path, load_arrays, read_json, save_arrays, write_json
+from daar.select import strategies
+from daar.select.base import Artifacts, Context, Scores, Selector, register
+from daar.utils.cache import atomic_dir, atomic_path, load_arrays, read_json, save_arrays, write_json
 
-FITTED_VERSION = 1
+FITTED_VERSION = 2
+# Bumped when fitting changes what a cached cluster/probe/reward stage holds.
+FIT_VERSION = 1
+FITTED_FILES = ("probe.safetensors", "reward.safetensors", "centroids.safetensors")
 
 
 def resolve_domains(config: SelectConfig) -> list[Domain]:
@@ -61,54 +65,68 @@ class DaarSelector(Selector):
         self.probe: Head | None = None
         self.reward: Head | None = None
         self.info: dict = {}
+        self.seeds_folder: Path | None = None
 
     # ----------------------------------------------------------------------------------- fit
     def fit(self, pool: Pool, ctx: Context) -> Self:
         cfg = ctx.config
         domains = resolve_domains(cfg)
         self.domains = [d.name for d in domains]
-        k = len(domains)
         feats = ctx.features(pool)
         seeds = self._seeds(domains, ctx)
         seed_rows = [(j, s) for j, d in enumerate(domains) for s in seeds[d.name]]
         seed_feats = ctx.text_features([seed_text(s) for _, s in seed_rows], "seed_features", "seed features")
-        self.centroids = seed_centroids(seed_feats.emb, np.array([j for j, _ in seed_rows]), k)
+        self.centroids = seed_centroids(seed_feats.emb, np.array([j for j, _ in seed_rows]), len(domains))
+        self.info["seed_pairs"] = {d: len(v) for d, v in seeds.items()}
+        return self.fit_arrays(feats.emb, feats.hid, ctx.features_dir(pool.texts).name, ctx)
 
-        probe_idx = probe_rows(len(pool), cfg.probe_size, cfg.seed)
+    def fit_arrays(self, emb: np.ndarray, hid: np.ndarray, features_key: str, ctx: Context) -> Self:
+        """Steps 4-7 on given e(x) and f(x) of the pool (centroids already set): pseudo-labels, probe,
+        entropies, reward model. Separate from `fit` so that studies of other features reuse it;
+        `features_key` names the arrays in the stage cache keys."""
+        if self.centroids is None:
+            raise RuntimeError("DaarSelector.fit_arrays needs the seed centroids first")
+        cfg = ctx.config
+        k = len(self.domains)
+        probe_idx = probe_rows(len(emb), cfg.probe_size, cfg.seed)
         base_key = (
-            ctx.features_dir(pool.texts).name,
+            features_key,
             hashlib.sha256(self.centroids.tobytes()).hexdigest(),
             probe_idx.tolist(),
             cfg.seed,
+            FIT_VERSION,
         )
         with ctx.timer.stage("cluster") as flag:
             path = ctx.stage_path("cluster", *base_key).with_suffix(".safetensors")
             flag["cached"] = path.exists()
             if not path.exists():
-                labels, centers = pseudo_labels(feats.emb[probe_idx], self.centroids, cfg.seed)
+                labels, centers = pseudo_labels(emb[probe_idx], self.centroids, cfg.seed)
                 save_arrays(path, labels=labels, centers=centers)
             arrays = load_arrays(path)
             labels, self.cluster_centers = arrays["labels"], arrays["centers"]
 
-        hid = feats.hid[probe_idx]
+        probe_hid = np.asarray(hid[probe_idx])
         heads = cfg.heads.model_dump()
-        self.probe = _cached_head(ctx, "probe", (base_key, heads), hid, labels, "classify", k, cfg)
-        probe_entropy = entropy(softmax(self.probe.predict(hid)))
+        self.probe = _cached_head(ctx, "probe", (base_key, heads), probe_hid, labels, "classify", k, cfg)
+        probe_entropy = entropy(softmax(self.probe.predict(probe_hid)))
         rows = np.arange(len(probe_idx))
         if len(rows) > cfg.heads.max_reward_rows:
             rows = np.sort(np.random.default_rng(cfg.seed + 1).choice(rows, cfg.heads.max_reward_rows, replace=False))
-        self.reward = _cached_head(ctx, "reward", (base_key, heads), hid[rows], probe_entropy[rows], "regress", 1, cfg)
+        self.reward = _cached_head(
+            ctx, "reward", (base_key, heads), probe_hid[rows], probe_entropy[rows], "regress", 1, cfg
+        )
         sizes = np.bincount(labels, minlength=k)
-        self.info = {
-            "model": fingerprint(ctx.model_dir),
-            "clip_layer": cfg.clip_layer,
-            "max_length": cfg.max_length,
-            "probe_rows": len(probe_idx),
-            "pseudo_domain_sizes": {d: int(c) for d, c in zip(self.domains, sizes, strict=True)},
-            "seed_pairs": {d: len(v) for d, v in seeds.items()},
-            "probe_entropy_mean": float(probe_entropy.mean()),
-            "entropy_max": float(np.log(k)),
-        }
+        self.info.update(
+            {
+                "model": fingerprint(ctx.model_dir),
+                "clip_layer": cfg.clip_layer,
+                "max_length": cfg.max_length,
+                "probe_rows": len(probe_idx),
+                "pseudo_domain_sizes": {d: int(c) for d, c in zip(self.domains, sizes, strict=True)},
+                "probe_entropy_mean": float(probe_entropy.mean()),
+                "entropy_max": float(np.log(k)),
+            }
+        )
         return self
 
     def _seeds(self, domains: list[Domain], ctx: Context) -> dict:
@@ -122,7 +140,6 @@ class DaarSelector(Selector):
         with ctx.timer.stage("seeds") as flag:
             flag["cached"] = all(d.seeds or (folder / f"{d.name}.json").exists() for d in domains)
             seeds = domain_seeds(domains, folder, make_writer, cfg.synthesis.min_pairs)
-        self.info["seeds_folder"] = str(folder)
         self.seeds_folder = folder
         return seeds
 
@@ -146,32 +163,49 @@ class DaarSelector(Selector):
 
     def select(self, pool: Pool, ctx: Context, n: int, scores: Scores) -> np.ndarray:
         cfg = ctx.config
+        group = scores["pseudo_domain"]
         if cfg.strategy == "overall":
-            return top_n(scores["score"], n)
-        return customized(scores["score"], scores["pseudo_domain"], cfg.target, cfg.target_fraction, cfg.other_fraction)
+            return strategies.top_n(scores["score"], n)
+        if cfg.strategy == "balanced":
+            return strategies.balanced(scores["score"], group, self.domains, n, cfg.shares)
+        assert cfg.target is not None  # the config validator demands it for "customized"
+        return strategies.customized(
+            scores["score"], group, self.domains, n, cfg.target, cfg.target_fraction, cfg.other_fraction
+        )
+
+    def artifacts(self) -> Artifacts:
+        manifest: dict = {}
+        if self.probe is not None and self.reward is not None and self.info:
+            manifest = {
+                "probe": {**self.probe.metrics, "pseudo_domain_sizes": self.info["pseudo_domain_sizes"]},
+                "reward": {**self.reward.metrics, "entropy_max": self.info["entropy_max"]},
+                "seed_pairs": self.info.get("seed_pairs", {}),
+            }
+        return Artifacts(self.seeds_folder, manifest)
 
     # ----------------------------------------------------------------------------- save/load
-    def save(self, folder: Path) -> Path:
-        """Fitted state as safetensors + JSON; no pickle, loadable without the pool."""
+    def save(self, folder: Path) -> bool:
+        """Fitted state as safetensors + JSON, no pickle, loadable without the pool. The folder is
+        built under a temporary name and renamed into place, and `daar.json` records the sha256 of
+        each file, so `load` never mixes files from two fits."""
         if self.probe is None or self.reward is None or self.centroids is None:
             raise RuntimeError("nothing to save: fit() first")
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, head in (("probe", self.probe), ("reward", self.reward)):
-            with atomic_path(folder / f"{name}.safetensors") as tmp:
-                save_file(head.state(), str(tmp))
-        save_arrays(folder / "centroids.safetensors", seeds=self.centroids, clusters=self.cluster_centers)
-        write_json(
-            folder / "daar.json",
-            {
-                "version": FITTED_VERSION,
-                "domains": self.domains,
-                "info": self.info,
-                "probe_metrics": self.probe.metrics,
-                "reward_metrics": self.reward.metrics,
-            },
-        )
-        return folder
+        with atomic_dir(Path(folder)) as tmp:
+            for name, head in (("probe", self.probe), ("reward", self.reward)):
+                save_file(head.state(), str(tmp / f"{name}.safetensors"))
+            save_arrays(tmp / "centroids.safetensors", seeds=self.centroids, clusters=self.cluster_centers)
+            write_json(
+                tmp / "daar.json",
+                {
+                    "version": FITTED_VERSION,
+                    "domains": self.domains,
+                    "info": self.info,
+                    "probe_metrics": self.probe.metrics,
+                    "reward_metrics": self.reward.metrics,
+                    "files": {name: file_sha256(tmp / name) for name in FITTED_FILES},
+                },
+            )
+        return True
 
     @classmethod
     def load(cls, folder: Path) -> DaarSelector:
@@ -182,6 +216,9 @@ class DaarSelector(Selector):
         meta = read_json(meta_path)
         if meta.get("version") != FITTED_VERSION:
             raise ValueError(f"{meta_path}: fitted-state version {meta.get('version')}, expected {FITTED_VERSION}")
+        for name, digest in meta["files"].items():
+            if not (folder / name).is_file() or file_sha256(folder / name) != digest:
+                raise ValueError(f"{folder}: {name} does not belong to this fitted state (missing or changed)")
         self = cls()
         self.domains = list(meta["domains"])
         self.info = dict(meta["info"])
@@ -198,19 +235,6 @@ class DaarSelector(Selector):
         actual = (fingerprint(ctx.model_dir), cfg.clip_layer, cfg.max_length)
         if expected != actual:
             raise ValueError(f"fitted with model/clip_layer/max_length {expected}, scoring with {actual}")
-
-
-def customized(
-    score: np.ndarray, group: np.ndarray, target: str | None, target_fraction: float, other: float
-) -> np.ndarray:
-    """Top `target_fraction` of the target group plus top `other` of every other group (paper: 50% / 10%)."""
-    keep: list[np.ndarray] = []
-    for name in sorted(set(group.tolist())):
-        members = np.flatnonzero(group == name)
-        fraction = target_fraction if name == target else other
-        count = int(round(len(members) * fraction))
-        keep.append(members[top_n(score[members], count)])
-    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
 
 
 def _cached_head(

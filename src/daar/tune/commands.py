@@ -12,11 +12,12 @@ from typing import Annotated, Any
 import typer
 
 from daar.config import DEFAULT_MODEL
+from daar.errors import UserError, friendly
 
 
 def register(app: typer.Typer) -> None:
     """Add the `tune` command to the daar CLI."""
-    app.command("tune")(tune_command)
+    app.command("tune")(friendly(tune_command))
 
 
 def tune_command(
@@ -52,8 +53,6 @@ def tune_command(
     """LoRA-tune MODEL on SELECTION (DESIGN step 9); a finished run with the same settings is reused."""
     from pydantic import ValidationError
 
-    from daar.models import ModelError
-    from daar.read import PoolError
     from daar.tune.settings import TuneConfig
 
     overrides: dict[str, Any] = {
@@ -80,21 +79,11 @@ def tune_command(
         settings = TuneConfig.model_validate(values)
     except ValidationError as err:
         problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in err.errors())
-        _fail(f"invalid option: {problems}")
+        raise UserError(f"invalid option: {problems}") from None
 
-    from daar.tune.data import TuneError
     from daar.tune.lora import tune
 
-    try:
-        result = tune(selection, model, out, settings)
-    except (PoolError, ModelError, TuneError) as err:
-        _fail(str(err))
-    _print_summary(result)
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+    _print_summary(tune(selection, model, out, settings))
 
 
 def _print_summary(result: Any) -> None:

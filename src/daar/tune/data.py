@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import torch
 
+from daar.errors import UserError
 from daar.read import Record
 from daar.tune.settings import TemplateName
 
@@ -23,7 +24,7 @@ PLAIN_PROMPT = "### Instruction:\n{prompt}\n\n### Response:\n"
 """Template for tokenizers without a chat template; the response follows, then the EOS token."""
 
 
-class TuneError(ValueError):
+class TuneError(UserError):
     """Tuning cannot start or go on (no usable example, checkpoints from other settings...)."""
 
 

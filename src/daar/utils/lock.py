@@ -1,0 +1,71 @@
+"""One process at a time per output or cache folder.
+
+Two processes writing one folder both compute, then overwrite each other's files (seen with two
+experiment runs on one folder). The lock is an advisory `flock` on `<folder>/.daar.lock`, taken
+without waiting: the second process stops at once with a message naming the holder, instead of
+queueing behind a run that may take hours. The kernel drops the lock when its holder dies, so a
+killed run never leaves a folder locked. Within one process the lock is re-entrant (an
+experiment's cells share its cache folder).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from daar.errors import UserError
+
+LOCK_FILE = ".daar.lock"
+_held: dict[str, tuple[int, int]] = {}  # resolved folder -> (fd, depth)
+
+
+class BusyError(UserError):
+    """Another process is using the folder."""
+
+
+@contextmanager
+def folder_lock(folder: Path, purpose: str) -> Iterator[None]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = str(folder.resolve())
+    if key in _held:
+        fd, depth = _held[key]
+        _held[key] = (fd, depth + 1)
+        try:
+            yield
+        finally:
+            fd, depth = _held[key]
+            _held[key] = (fd, depth - 1)
+        return
+    path = folder / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _describe(path)
+        os.close(fd)
+        raise BusyError(
+            f"{folder} is in use by another daar process ({holder}); wait for it to finish, or use another folder"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({"pid": os.getpid(), "purpose": purpose, "since": time.strftime("%H:%M:%S")}).encode())
+    _held[key] = (fd, 1)
+    try:
+        yield
+    finally:
+        del _held[key]
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _describe(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text() or "{}")
+        return f"pid {info['pid']}, {info['purpose']}, since {info['since']}"
+    except (OSError, ValueError, KeyError):
+        return "holder unknown"

@@ -1,0 +1,27 @@
+"""Writing run folders: outputs that never look finished when they are not, and checked row accounting."""
+
+from daar.write.folder import (
+    MANIFEST,
+    SCORES,
+    SELECTED,
+    AccountingError,
+    account,
+    finish,
+    finished_manifest,
+    run_folder,
+    write_rows,
+    write_scores,
+)
+
+__all__ = [
+    "MANIFEST",
+    "SCORES",
+    "SELECTED",
+    "AccountingError",
+    "account",
+    "finish",
+    "finished_manifest",
+    "run_folder",
+    "write_rows",
+    "write_scores",
+]
