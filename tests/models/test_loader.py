@@ -9,6 +9,7 @@ model's, and a checkpoint with the unneeded tensors physically removed still loa
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -301,6 +302,29 @@ def test_fingerprint_follows_config_and_weights(checkpoints, tmp_path):
     config["rms_norm_eps"] = 1e-3
     (folder / "config.json").write_text(json.dumps(config))
     assert fingerprint(folder) != before
+
+
+def test_fingerprint_follows_tokenizer_template_and_same_size_weights(checkpoints, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(checkpoints["whole"], folder)
+    before = fingerprint(folder)
+    (folder / "README.md").write_text("docs do not change the model")
+    assert fingerprint(folder) == before
+    (folder / "chat_template.jinja").write_text("{{ messages }}")
+    with_template = fingerprint(folder)
+    assert with_template != before
+    tokenizer = folder / "tokenizer_config.json"
+    tokenizer.write_text(tokenizer.read_text().replace("}", ', "model_max_length": 77}', 1))
+    assert fingerprint(folder) != with_template
+    # the same bytes count, one value flipped, the mtime put back: content decides, not size or time
+    weights = next(folder.glob("*.safetensors"))
+    stat = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    keyed = fingerprint(folder)
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fingerprint(folder) != keyed
 
 
 def test_device_and_dtype_choice():

@@ -8,7 +8,6 @@ written as `eval.json`, next to `<stem>.samples.jsonl` with every item's answer 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -16,28 +15,11 @@ from typing import Any, Literal
 from daar.evaluate import harness
 from daar.evaluate.registry import EvalError, load_fewshot_rows, load_task_rows, parse_tasks, resolve_data_dir
 from daar.evaluate.sandbox import run_python
+from daar.utils.cache import write_json, write_jsonl
 from daar.utils.machine import package_versions
 
 CODE_TIMEOUT_S = 10.0
 CODE_MEMORY_MB = 1024
-
-
-def load_model(model: str, adapter: Path | None, device: str):
-    """The causal LM (adapter merged in, so lm-eval sees a plain model) and its tokenizer."""
-    from daar.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
-
-    device = pick_device(device)
-    folder = resolve_model(model)
-    tokenizer = load_tokenizer(folder)
-    lm = load_causal_lm(folder, dtype=pick_dtype("auto", device), device=device)
-    if adapter is not None:
-        adapter = Path(adapter)
-        if not (adapter / "adapter_config.json").is_file():
-            raise EvalError(f"{adapter}: no adapter_config.json; expected a PEFT/LoRA adapter folder")
-        from peft import PeftModel
-
-        lm = PeftModel.from_pretrained(lm, str(adapter)).merge_and_unload().eval()
-    return lm, tokenizer, folder, device
 
 
 def evaluate(
@@ -81,7 +63,12 @@ def evaluate(
     from lm_eval.models.huggingface import HFLM
 
     start = time.perf_counter()
-    lm_model, tokenizer, folder, device = load_model(model, adapter, device)
+    from daar.models import pick_device, resolve_model
+    from daar.models.adapter import load_tuned
+
+    device = pick_device(device)
+    folder = resolve_model(model)
+    lm_model, tokenizer = load_tuned(model, adapter, device=device)
     wrapper = HFLM(pretrained=lm_model, tokenizer=tokenizer, batch_size=batch_size, max_batch_size=batch_size)
     load_seconds = time.perf_counter() - start
 
@@ -142,13 +129,7 @@ def write_report(report: dict[str, Any], samples: dict[str, list[dict[str, Any]]
     """Write eval.json (see `report_path`) and `<stem>.samples.jsonl` with every item beside it."""
     out = report_path(out)
     report["out"] = str(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    lines = [
-        json.dumps({"task": name, **record}, ensure_ascii=False)
-        for name, records in samples.items()
-        for record in records
-    ]
-    sample_path = out.with_name(out.stem + ".samples.jsonl")
-    sample_path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    rows = ({"task": name, **record} for name, records in samples.items() for record in records)
+    write_jsonl(out.with_name(out.stem + ".samples.jsonl"), rows)
+    write_json(out, report)  # last, and whole: a report never points at half-written samples
     return out

@@ -42,7 +42,7 @@ class Cell:
 def plan(config: ExperimentConfig) -> list[Cell]:
     """Every cell in table order: the base model first, then methods x ratios x seeds as configured."""
     cells = [Cell(BASE)]
-    cells += [Cell(m, r, s) for m in config.methods for r in config.ratios for s in config.seeds]
+    cells += [Cell(m, r, s) for m in config.method_names for r in config.ratios for s in config.seeds]
     return cells
 
 

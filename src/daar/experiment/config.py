@@ -47,6 +47,16 @@ class EvalSettings(BaseModel):
     max_gen_toks: int | None = Field(None, ge=1)
 
 
+class MethodSpec(BaseModel):
+    """A named selection method: a registered selector plus settings of its own (e.g. a strategy),
+    so that one experiment can compare DaaR `overall` with DaaR `balanced`."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    method: str
+    select: dict[str, Any] = Field(default_factory=dict)
+
+
 class ExperimentConfig(BaseModel):
     """Settings of `daar experiment`; see configs/experiment_cpu.yaml for a commented example."""
 
@@ -55,7 +65,8 @@ class ExperimentConfig(BaseModel):
     sample: int | None = Field(None, ge=1)
     seed: int = 42  # draws the sample, before anything else, so every method sees the same sub-pool
     model: str = DEFAULT_MODEL
-    methods: list[str] = Field(min_length=1)
+    # A selector name, or {name, method, select} for a selector with settings of its own.
+    methods: list[str | MethodSpec] = Field(min_length=1)
     ratios: list[float] = Field(default_factory=lambda: [0.2], min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -68,13 +79,33 @@ class ExperimentConfig(BaseModel):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     out: Path | None = None
 
-    @field_validator("methods", "seeds")
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, values: list[str | MethodSpec]) -> list[str | MethodSpec]:
+        _no_repeats([v if isinstance(v, str) else v.name for v in values])
+        for value in values:
+            if isinstance(value, MethodSpec):
+                fixed = [k for k in CELL_SELECT_KEYS if k in value.select]
+                if fixed:
+                    raise ValueError(f"methods: {value.name}: {', '.join(fixed)} set per cell by the experiment")
+                _check_section(SelectConfig, value.select, f"methods.{value.name}.select")
+        return values
+
+    @property
+    def method_names(self) -> list[str]:
+        return [m if isinstance(m, str) else m.name for m in self.methods]
+
+    def method_spec(self, name: str) -> MethodSpec:
+        for value in self.methods:
+            spec = MethodSpec(name=value, method=value) if isinstance(value, str) else value
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    @field_validator("seeds")
     @classmethod
     def _unique(cls, values: list[Any]) -> list[Any]:
-        repeated = sorted({str(v) for v in values if values.count(v) > 1})
-        if repeated:
-            raise ValueError(f"repeated entries: {', '.join(repeated)}")
-        return values
+        return _no_repeats(values)
 
     @field_validator("ratios")
     @classmethod
@@ -105,7 +136,9 @@ class ExperimentConfig(BaseModel):
 
     def select_config(self, method: str, ratio: float, seed: int) -> SelectConfig:
         """The SelectConfig of one cell: the `select:` overrides plus the cell's method, ratio and seed."""
-        data = {"device": self.device, **self.select, "method": method, "model": self.model, "ratio": ratio}
+        spec = self.method_spec(method)
+        data = {"device": self.device, **self.select, **spec.select}
+        data |= {"method": spec.method, "model": self.model, "ratio": ratio}
         return SelectConfig.model_validate(data | {"seed": seed})
 
     def tune_config(self, seed: int) -> TuneConfig:
@@ -115,6 +148,13 @@ class ExperimentConfig(BaseModel):
     def result_dict(self) -> dict[str, Any]:
         """The settings as plain JSON values, for the manifest."""
         return json.loads(self.model_dump_json())
+
+
+def _no_repeats(values: list[Any]) -> list[Any]:
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"repeated entries: {', '.join(repeated)}")
+    return values
 
 
 def _check_section(model: type[BaseModel], values: dict[str, Any], section: str) -> None:
@@ -153,7 +193,7 @@ def load_experiment(path: Path, out: Path | None = None) -> ExperimentConfig:
         raise ConfigError(f"{path}: " + "; ".join(_describe_top(e) for e in err.errors())) from None
     if out is not None:
         config = config.model_copy(update={"out": Path(out)})
-    _check_methods(config.methods, path)
+    _check_methods([config.method_spec(n).method for n in config.method_names], path)
     _check_seeds_file(config, path)
     return config
 
@@ -199,7 +239,7 @@ def _check_seeds_file(config: ExperimentConfig, path: Path) -> None:
         return
     from daar.probe.seeds import load_seeds_file
 
-    settings = config.select_config(config.methods[0], config.ratios[0], config.seeds[0])
+    settings = config.select_config(config.method_names[0], config.ratios[0], config.seeds[0])
     try:
         load_seeds_file(Path(settings.seeds_file), list(settings.domains))
     except OSError as err:

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from daar.experiment.cells import BASE, Cell, cell_key, headline_metrics, load_cell, plan, run_cell
+from daar.experiment.compare import comparison_markdown, comparisons
 from daar.experiment.config import ConfigError, ExperimentConfig
 from daar.experiment.plot import plot_results
-from daar.experiment.table import PARTS, aggregate, mix_markdown, to_csv, to_markdown
+from daar.experiment.table import AVERAGE, PARTS, aggregate, column_title, mix_markdown, to_csv, to_markdown
 from daar.utils.cache import read_json, write_json, write_jsonl, write_text
-from daar.utils.machine import machine_info, package_versions
+from daar.utils.lock import folder_lock
+from daar.utils.machine import machine_info, package_versions, torch_threads
 from daar.utils.progress import console
 
 MANIFEST = "experiment.json"
@@ -78,11 +78,13 @@ def run_experiment(config: ExperimentConfig, out_dir: Path, dry_run: bool = Fals
     """Run (or, with dry_run, only plan and validate) the experiment into `out_dir`."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     clock = time.perf_counter()
-    found = make_plan(config, Path(out_dir), write=not dry_run)
-    _announce(found)
     if dry_run:
+        found = make_plan(config, Path(out_dir), write=False)
+        _announce(found)
         return ExperimentResult(found.out_dir, found.results)
-    with torch_threads(config.threads):
+    with folder_lock(Path(out_dir), "daar experiment"), torch_threads(config.threads):
+        found = make_plan(config, Path(out_dir), write=True)
+        _announce(found)
         return _run(found, started, clock)
 
 
@@ -128,26 +130,16 @@ def _run(p: Plan, started: str, clock: float) -> ExperimentResult:
     return ExperimentResult(p.out_dir, p.results, computed, manifest)
 
 
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run with `threads` torch CPU threads (None: unchanged), restoring the previous count after."""
-    import torch
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def write_tables(cells: list[dict[str, Any]], tasks: list[str], mode: str, out_dir: Path, notes: list[str]) -> None:
-    """results.csv, results.md and results.png from the cells' results."""
+    """results.csv, results.md, comparison.json and results.png from the cells' results."""
     metrics = headline_metrics(tasks, mode)
     rows = aggregate(cells, tasks)
+    found = comparisons(cells, tasks)
+    write_json(out_dir / "comparison.json", found)
     write_text(out_dir / "results.csv", to_csv(cells, tasks))
-    write_text(out_dir / "results.md", to_markdown(rows, tasks, metrics, mode, notes) + mix_markdown(cells))
+    titles = {t: column_title(t) for t in [*tasks, AVERAGE]}
+    text = to_markdown(rows, tasks, metrics, mode, notes) + comparison_markdown(found, tasks, mode, titles)
+    write_text(out_dir / "results.md", text + mix_markdown(cells))
     plot_results(rows, tasks, mode, out_dir / "results.png")
 
 
@@ -195,7 +187,7 @@ def prepare_pool(config: ExperimentConfig, out_dir: Path, write: bool = True) ->
 
 def _announce(p: Plan) -> None:
     config, pool = p.config, p.pool_info
-    grid = f"{len(config.methods)} method(s) x {len(config.ratios)} ratio(s) x {len(config.seeds)} seed(s)"
+    grid = f"{len(config.method_names)} method(s) x {len(config.ratios)} ratio(s) x {len(config.seeds)} seed(s)"
     todo = sum(1 for result in p.results.values() if result is None)
     sampled = f"sample of {pool.get('source_rows', '?')}, seed {config.seed}" if config.sample else "whole file"
     console.print(

@@ -264,10 +264,48 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
+# Files of a model folder that cannot change what the model computes or how text is tokenised.
+_NOT_MODEL = ("README", "LICENSE", "NOTICE", ".gitattributes", "USE_POLICY")
+
+
 def fingerprint(folder: Path) -> str:
-    """A short key that changes when the model's config or weight files change."""
-    digest = hashlib.sha256((folder / "config.json").read_bytes())
-    for file in sorted(folder.glob("*.safetensors")):
-        stat = file.stat()
-        digest.update(f"{file.name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+    """A content key of everything that shapes the model's outputs: config, weights, tokenizer and
+    chat template files (every file of the folder but its docs).
+
+    Whole-second mtimes miss a file rewritten within a second, and a tokenizer or template change
+    alters every feature, so this hashes content. Hashing is memoised per file (path, size, inode,
+    nanosecond mtime and ctime, which every write changes and nobody can set back) under the cache
+    root, so a 16 GB checkpoint is read once, not on every run.
+    """
+    folder = Path(folder)
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and not p.name.startswith(_NOT_MODEL)
+    )
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.name}\0{_file_digest(file)}\0".encode())
     return digest.hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    memo_key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
+    memo_dir = cache_root() / "fingerprints"
+    memo = memo_dir / hashlib.sha256(memo_key.encode()).hexdigest()[:32]
+    try:
+        return memo.read_text().strip()
+    except OSError:
+        pass
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    value = digest.hexdigest()
+    try:
+        memo_dir.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(value)
+        os.replace(tmp, memo)
+    except OSError:  # a read-only cache only costs the re-hash
+        pass
+    return value

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from daar.config import HeadConfig
+from daar.utils.machine import torch_threads
 
 Kind = Literal["classify", "regress"]
 
@@ -42,17 +43,24 @@ class Head:
 
     @torch.inference_mode()
     def predict(self, x: np.ndarray, batch: int = 4096) -> np.ndarray:
-        """Raw outputs (logits for a classifier, values for a regressor), shape (N, out)."""
+        """Raw outputs (logits for a classifier, values for a regressor), shape (N, out), computed
+        on the device the head is on."""
         self.mlp.eval()
+        device = self.mlp[0].weight.device
+        mean, std = self.mean.to(device), self.std.to(device)
         outs = []
         for start in range(0, len(x), batch):
-            chunk = torch.from_numpy(np.array(x[start : start + batch], dtype=np.float32))
-            outs.append(self.mlp((chunk - self.mean) / self.std))
+            chunk = torch.from_numpy(np.array(x[start : start + batch], dtype=np.float32)).to(device)
+            outs.append(self.mlp((chunk - mean) / std).float().cpu())
         width = self.mlp[-1].out_features
         return torch.cat(outs).numpy() if outs else np.zeros((0, width), np.float32)
 
+    def to(self, device: str) -> Head:
+        self.mlp.to(device)
+        return self
+
     def state(self) -> dict[str, torch.Tensor]:
-        tensors = {f"mlp.{k}": v.detach().clone().contiguous() for k, v in self.mlp.state_dict().items()}
+        tensors = {f"mlp.{k}": v.detach().cpu().clone().contiguous() for k, v in self.mlp.state_dict().items()}
         return {**tensors, "input.mean": self.mean.clone(), "input.std": self.std.clone()}
 
     @classmethod
@@ -73,10 +81,20 @@ def split_rows(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.n
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def train_head(x: np.ndarray, y: np.ndarray, kind: Kind, out: int, cfg: HeadConfig, seed: int) -> Head:
-    """Fit a head with Adam (cross-entropy or MSE) and report validation metrics.
+# A head this small steps in microseconds; more CPU threads only add synchronisation, and on a
+# shared machine spinning threads turn seconds into minutes (measured: 15 s -> 1,000+ s for the
+# demo's heads with three daar processes on 2 cores). Larger heads (7B-wide) keep the threads.
+SINGLE_THREAD_PARAMS = 4_000_000
 
-    Deterministic for a given seed: initialisation, split and batch order all derive from it.
+
+def train_head(
+    x: np.ndarray, y: np.ndarray, kind: Kind, out: int, cfg: HeadConfig, seed: int, device: str = "cpu"
+) -> Head:
+    """Fit a head with Adam (cross-entropy or MSE) on `device` and report validation metrics.
+
+    Deterministic for a given seed: initialisation, split and batch order all derive from it. All
+    rows and targets go to the device once; the loop reads the loss back only at the end, so a
+    GPU is never stalled by a per-step copy to the host.
     """
     x = np.asarray(x, dtype=np.float32)
     train, val = split_rows(len(x), cfg.val_fraction, seed)
@@ -85,25 +103,26 @@ def train_head(x: np.ndarray, y: np.ndarray, kind: Kind, out: int, cfg: HeadConf
     xt = torch.from_numpy(np.array(x, dtype=np.float32))
     mean = xt[train].mean(0)
     std = xt[train].std(0, unbiased=False).clamp(min=1e-6)
-    mlp = make_mlp(x.shape[1], out)
-    target = torch.as_tensor(y, dtype=torch.long if kind == "classify" else torch.float32)
+    mlp = make_mlp(x.shape[1], out).to(device)
+    target = torch.as_tensor(y, dtype=torch.long if kind == "classify" else torch.float32).to(device)
     loss_fn = nn.CrossEntropyLoss() if kind == "classify" else nn.MSELoss()
-    optimizer = torch.optim.Adam(mlp.parameters(), lr=cfg.lr)
-    inputs = (xt - mean) / std
-    losses: list[float] = []
+    optimizer = torch.optim.Adam(mlp.parameters(), lr=cfg.lr, fused=device != "cpu" or None)
+    inputs = ((xt - mean) / std).to(device)
+    orders = [torch.as_tensor(train)[torch.randperm(len(train), generator=generator)] for _ in range(cfg.epochs)]
+    steps = [rows.to(device) for order in orders for rows in order.split(cfg.batch_size)]
+    losses = torch.zeros(len(steps), device=device)
+    small = sum(p.numel() for p in mlp.parameters()) < SINGLE_THREAD_PARAMS
     mlp.train()
-    for _ in range(cfg.epochs):
-        order = torch.as_tensor(train)[torch.randperm(len(train), generator=generator)]
-        for start in range(0, len(order), cfg.batch_size):
-            rows = order[start : start + cfg.batch_size]
+    with torch_threads(1 if small and device == "cpu" else None):
+        for i, rows in enumerate(steps):
             pred = mlp(inputs[rows])
             loss = loss_fn(pred, target[rows]) if kind == "classify" else loss_fn(pred[:, 0], target[rows])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(loss.item())
+            losses[i] = loss.detach()
     head = Head(mlp, mean, std)
-    tail = losses[-max(1, len(losses) // 10) :] if losses else [float("nan")]
+    tail = losses[-max(1, len(steps) // 10) :].cpu().numpy() if steps else np.array([float("nan")])
     head.metrics = {"train_rows": len(train), "val_rows": len(val), "final_train_loss": float(np.mean(tail))}
     head.metrics.update(_validate(head, x[val], np.asarray(y)[val], kind, np.asarray(y)[train]))
     return head

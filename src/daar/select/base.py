@@ -22,7 +22,7 @@ from daar.errors import UserError
 from daar.models import fingerprint, pick_device, pick_dtype, resolve_model
 from daar.read import Pool
 from daar.select.strategies import top_n
-from daar.utils.cache import stable_key, texts_key
+from daar.utils.cache import code_version, stable_key, texts_key
 from daar.utils.progress import StageTimer
 
 Scores = dict[str, np.ndarray]  # "score" is required; other columns go to scores.parquet
@@ -68,7 +68,14 @@ class Context:
 
     def features_dir(self, texts: list[str]) -> Path:
         cfg = self.config
-        key = stable_key(fingerprint(self.model_dir), cfg.clip_layer, cfg.max_length, str(self.dtype), texts_key(texts))
+        key = stable_key(
+            fingerprint(self.model_dir),
+            cfg.clip_layer,
+            cfg.max_length,
+            str(self.dtype),
+            texts_key(texts),
+            code_version("daar.embed.features", "daar.models.loader"),
+        )
         return self.cache_dir / "features" / key
 
     def features(self, pool: Pool) -> Features:

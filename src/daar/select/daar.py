@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Self
 
 import numpy as np
-import torch
 from safetensors.torch import load_file, save_file
 
 from daar.config import Domain, SelectConfig
@@ -30,11 +29,17 @@ from daar.read import Pool, file_sha256
 from daar.reward.entropy import entropy, softmax
 from daar.select import strategies
 from daar.select.base import Artifacts, Context, Scores, Selector, register
-from daar.utils.cache import atomic_dir, atomic_path, load_arrays, read_json, save_arrays, write_json
+from daar.utils.cache import (
+    atomic_dir,
+    atomic_path,
+    code_version,
+    load_arrays,
+    read_json,
+    save_arrays,
+    write_json,
+)
 
 FITTED_VERSION = 2
-# Bumped when fitting changes what a cached cluster/probe/reward stage holds.
-FIT_VERSION = 1
 FITTED_FILES = ("probe.safetensors", "reward.safetensors", "centroids.safetensors")
 
 
@@ -94,7 +99,7 @@ class DaarSelector(Selector):
             hashlib.sha256(self.centroids.tobytes()).hexdigest(),
             probe_idx.tolist(),
             cfg.seed,
-            FIT_VERSION,
+            code_version("daar.probe.domains", "daar.probe.heads", "daar.reward.entropy"),
         )
         with ctx.timer.stage("cluster") as flag:
             path = ctx.stage_path("cluster", *base_key).with_suffix(".safetensors")
@@ -132,7 +137,16 @@ class DaarSelector(Selector):
     def _seeds(self, domains: list[Domain], ctx: Context) -> dict:
         cfg = ctx.config
         key_domains = [d.model_dump() for d in domains]
-        folder = ctx.stage_path("seeds", fingerprint(ctx.model_dir), key_domains, cfg.synthesis.model_dump(), cfg.seed)
+        folder = ctx.stage_path(
+            "seeds",
+            fingerprint(ctx.model_dir),
+            key_domains,
+            cfg.synthesis.model_dump(),
+            cfg.seed,
+            str(ctx.device),
+            str(ctx.dtype),
+            code_version("daar.probe.seeds"),
+        )
 
         def make_writer() -> SeedWriter:
             return SeedWriter(ctx.model_dir, cfg.synthesis, cfg.seed, ctx.device, ctx.dtype, cfg.trust_remote_code)
@@ -147,6 +161,7 @@ class DaarSelector(Selector):
     def score(self, pool: Pool, ctx: Context) -> Scores:
         if self.probe is None or self.reward is None:
             raise RuntimeError("DaarSelector.score needs fit() or load() first")
+        self.probe.to(ctx.device), self.reward.to(ctx.device)
         feats = ctx.features(pool)
         with ctx.timer.stage("score"):
             probs = softmax(self.probe.predict(feats.hid))
@@ -240,15 +255,15 @@ class DaarSelector(Selector):
 def _cached_head(
     ctx: Context, name: str, key: tuple, x: np.ndarray, y: np.ndarray, kind: Kind, out: int, cfg: SelectConfig
 ) -> Head:
-    path = ctx.stage_path(name, key).with_suffix(".safetensors")
+    """A head trained on the prober's device (one per key: settings, data, device), cached on disk."""
+    path = ctx.stage_path(name, key, ctx.device).with_suffix(".safetensors")
     meta = path.with_suffix(".json")
     with ctx.timer.stage(name) as flag:
         flag["cached"] = path.exists() and meta.exists()
         if flag["cached"]:
-            return Head.from_state(load_file(str(path)), read_json(meta))
-        torch.manual_seed(cfg.seed)
-        head = train_head(x, y, kind, out, cfg.heads, cfg.seed)
+            return Head.from_state(load_file(str(path)), read_json(meta)).to(ctx.device)
+        head = train_head(x, y, kind, out, cfg.heads, cfg.seed, device=ctx.device)
         with atomic_path(path) as tmp:
             save_file(head.state(), str(tmp))
-        write_json(meta, head.metrics)
+        write_json(meta, head.metrics)  # second: a stage counts as cached only when both exist
         return head

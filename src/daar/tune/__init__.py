@@ -22,7 +22,7 @@ _EXPORTS = {
     "MANIFEST": "daar.tune.lora",
     "TRAIN_LOG": "daar.tune.lora",
     "TuneResult": "daar.tune.lora",
-    "load_tuned": "daar.tune.lora",
+    "load_tuned": "daar.models.adapter",
     "tune": "daar.tune.lora",
 }
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from daar.utils.cache import write_text
+
 
 class TrainLogCallback(TrainerCallback):
     """Appends {step, loss, lr, epoch, ...} to a JSONL file at every logging step."""
@@ -40,8 +42,7 @@ class TrainLogCallback(TrainerCallback):
                     kept.append(json.dumps(row))
                     if row.get("loss") is not None:
                         self.last_loss = float(row["loss"])
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        write_text(self.path, "".join(line + "\n" for line in kept))  # whole or not at all
         return control
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:

@@ -19,17 +19,19 @@ from typing import Any
 
 import torch
 
-from daar.models import ModelError, fingerprint, load_causal_lm, load_tokenizer, pick_device, pick_dtype
+from daar.models import fingerprint, load_causal_lm, load_tokenizer, pick_device, pick_dtype
 from daar.models import resolve_model as _resolve_model
+from daar.models.adapter import TUNE_MANIFEST, load_tuned
 from daar.read import read_pool
 from daar.tune.callbacks import TrainLogCallback
 from daar.tune.data import ExampleDataset, PadCollator, TuneError, build_examples, choose_template
 from daar.tune.settings import TuneConfig
 from daar.utils.cache import read_json, stable_key, write_json
+from daar.utils.lock import folder_lock
 from daar.utils.machine import package_versions
 from daar.utils.progress import console
 
-MANIFEST = "tune_manifest.json"
+MANIFEST = TUNE_MANIFEST
 TRAIN_LOG = "train_log.jsonl"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 # Settings that change how a run is carried out or reported, never the adapter it produces.
@@ -64,6 +66,12 @@ class TuneResult:
 
 
 def tune(selection: Path, model: str, out_dir: Path, settings: TuneConfig | None = None) -> TuneResult:
+    """LoRA-tune `model` on `selection` into `out_dir`, holding the folder's lock (see `_tune`)."""
+    with folder_lock(Path(out_dir), "daar tune"):
+        return _tune(selection, model, out_dir, settings)
+
+
+def _tune(selection: Path, model: str, out_dir: Path, settings: TuneConfig | None = None) -> TuneResult:
     """Fine-tune `model` with LoRA on the rows of `selection`; outputs go to `out_dir`.
 
     Raises PoolError (bad selection), ModelError (model not found) or TuneError (nothing to train
@@ -231,10 +239,11 @@ def _lora_model(folder: Path, settings: TuneConfig, dtype: torch.dtype, device: 
 def _trainer(model, tokenizer, items, checkpoints: Path, out_dir: Path, settings: TuneConfig, dtype, device):
     from transformers import Trainer, TrainingArguments
 
+    micro, accum = micro_batches(settings, device)
     args = TrainingArguments(
         output_dir=str(checkpoints),
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accum,
         learning_rate=settings.lr,
         # a float in [0, 1) is read by the Trainer as a fraction of all steps (the paper's 5% warm-up)
         warmup_steps=float(settings.warmup_ratio),
@@ -268,6 +277,15 @@ def _trainer(model, tokenizer, items, checkpoints: Path, out_dir: Path, settings
     return trainer, log
 
 
+def micro_batches(settings: TuneConfig, device: str) -> tuple[int, int]:
+    """(rows per forward pass, passes per optimiser step) for the effective batch of the settings."""
+    effective = settings.batch_size * settings.grad_accum
+    micro = settings.micro_batch_size or (effective if device != "cpu" else settings.batch_size)
+    if effective % micro:
+        raise TuneError(f"micro_batch_size {micro} must divide batch_size x grad_accum = {effective}")
+    return micro, effective // micro
+
+
 def _save_adapter(peft_model, tokenizer, out_dir: Path) -> None:
     """Adapter and tokenizer into out_dir, each file written whole before it replaces an old one."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -297,44 +315,3 @@ def _merge(peft_model, tokenizer, out_dir: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def load_tuned(
-    model: str,
-    adapter: Path | None = None,
-    device: str = "auto",
-    dtype: str | torch.dtype = "auto",
-    merge: bool = True,
-    trust_remote_code: bool = False,
-):
-    """(model, tokenizer) ready for evaluation: the base model with the adapter from `tune` applied.
-
-    `adapter` is a `tune` output folder (or any peft adapter folder); None gives the base model, so
-    base and tuned runs share one code path. The adapter is merged by default because a plain model
-    generates faster than one that adds the low-rank product at every layer.
-    """
-    folder = _resolve_model(model)
-    device = pick_device(device)
-    torch_dtype = pick_dtype(dtype, device) if isinstance(dtype, str) else dtype
-    tokenizer_dir = folder
-    if adapter is not None:
-        adapter = Path(adapter)
-        if not (adapter / "adapter_config.json").exists():
-            raise ModelError(f"{adapter}: no adapter_config.json; expected the output folder of `daar tune`")
-        manifest_path = adapter / MANIFEST
-        if manifest_path.exists():
-            trained_on = read_json(manifest_path).get("model", {}).get("fingerprint")
-            if trained_on and trained_on != fingerprint(folder):
-                raise ModelError(f"{adapter} was trained on another base model than {model!r}")
-        if (adapter / "tokenizer_config.json").exists():
-            tokenizer_dir = adapter
-    tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code=trust_remote_code)
-    base = load_causal_lm(folder, dtype=torch_dtype, device=device, trust_remote_code=trust_remote_code)
-    if adapter is None:
-        return base, tokenizer
-    from peft import PeftModel
-
-    tuned = PeftModel.from_pretrained(base, adapter)
-    if merge:
-        tuned = tuned.merge_and_unload()
-    return tuned.to(device).eval(), tokenizer

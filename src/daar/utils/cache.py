@@ -26,6 +26,19 @@ def stable_key(*parts: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
+def code_version(*modules: str) -> str:
+    """A digest of the source of the modules that compute a cached result, so an entry made by
+    other code (a new prompt, another pooling) is never reused. Docstring edits count too: a
+    recomputation costs minutes, a stale result costs trust."""
+    import importlib
+
+    digest = hashlib.sha256()
+    for name in modules:
+        module = importlib.import_module(name)
+        digest.update(Path(module.__file__ or name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def texts_key(texts: Iterable[str]) -> str:
     digest = hashlib.sha256()
     for text in texts:
