@@ -213,17 +213,29 @@ def mbpp_program(code: str, row: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _defines(code: str, name: str) -> re.Match[str] | None:
+    """A top-level `def name(`: an indented one belongs to a function body, not a whole function."""
+    return re.search(rf"^(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\(", code, re.MULTILINE)
+
+
 def humaneval_program(completion: str, row: dict) -> str:
     """The program that decides a HumanEval item.
 
     Normally the completion continues the prompt (the function body). If the model instead wrote
-    the whole function (`def <entry_point>(` appears in its code), that code is used after the
-    prompt's import lines. Then the benchmark's `check` function runs on the entry point.
+    the whole function (it defines the entry point itself), its code follows everything the prompt
+    has before the entry point's `def`: imports and the helper functions some prompts define
+    (HumanEval/10 `is_palindrome`, /38 `encode_cyclic`, /50 `encode_shift`), which both the model's
+    code and the benchmark's `check` may call. Then `check` runs on the entry point.
     """
     code = extract_code(completion) if "```" in completion else completion
-    if f"def {row['entry_point']}(" in code:
-        imports = [ln for ln in row["prompt"].splitlines() if ln.startswith(("import ", "from "))]
-        body = "\n".join(imports) + "\n" + code
+    entry = row["entry_point"]
+    if _defines(code, entry):
+        found = _defines(row["prompt"], entry)
+        if found:
+            head = row["prompt"][: found.start()]
+        else:
+            head = "\n".join(ln for ln in row["prompt"].splitlines() if ln.startswith(("import ", "from ")))
+        body = head.rstrip("\n") + "\n\n" + code if head.strip() else code
     else:
         body = row["prompt"] + code
-    return f"{body}\n\n{row['test']}\n\ncheck({row['entry_point']})\n"
+    return f"{body}\n\n{row['test']}\n\ncheck({entry})\n"

@@ -1,40 +1,44 @@
-"""Running model-written code in a separate, limited Python process.
+"""Running model-written code behind an operating-system barrier.
 
-Why a subprocess and not `exec`: generated code can loop forever, allocate until the machine
-swaps, delete files or read secrets from the environment. Here each program runs in a fresh
-`python -I` (isolated mode: no user site-packages, PYTHON* variables ignored, script dir not on
-sys.path) with:
+Why: HumanEval and MBPP score a model by running what it wrote. Weak models write code that loops,
+allocates without end or exits early; a model tuned against the benchmark can learn to write files,
+read secrets or fake a pass. A Python-level guard cannot stop any of this (`io.FileIO`, `posix`,
+`ctypes` and subprocesses all reach the kernel directly), so each program runs in fresh user,
+mount, network, pid, ipc and uts namespaces built by `_sandbox_child.py` with plain kernel calls
+(no bwrap or nsjail needed, nothing to install):
 
-- a wall-clock limit (the whole process group is killed with SIGKILL when it expires),
-- RLIMIT_CPU (CPU seconds), RLIMIT_AS (address space = memory), RLIMIT_FSIZE (largest file it may
-  write, which also caps its captured output) and RLIMIT_CORE = 0, set in `preexec_fn`,
-- its own temporary working directory, deleted afterwards, with HOME and TMPDIR pointing inside,
-- an environment with nothing inherited: only a minimal PATH, HOME, TMPDIR and LANG (so no tokens,
-  keys or proxies reach it),
-- stdout/stderr written to files in its directory (a program that prints forever cannot fill the
-  evaluator's memory), of which the first 64 KiB are read back,
-- a prelude that, before the program runs, replaces `open`/`io.open`, `os.open` and the os
-  functions that create, remove or rename paths with versions that refuse any path outside the
-  directory, and disables process creation (`os.system`, `os.fork`, `os.exec*`, `subprocess`).
+- its root is an empty tmpfs, made read-only, holding read-only binds of /usr and the interpreter's
+  prefix, four devices, a /proc that shows only its own processes, and a writable /sandbox tmpfs
+  (its working directory, size-limited, gone when it ends): writes anywhere else fail in the kernel;
+- it runs with every capability dropped, no_new_privs, and as uid 65534 when the evaluator is root
+  (so RLIMIT_NPROC applies); it cannot create further user namespaces;
+- it has no network interface up, no view of other processes, an environment with only PATH, HOME,
+  TMPDIR and LANG, and limits on memory, CPU, file size and process count;
+- when it ends or times out, the namespace's init ends and the kernel kills everything it started.
 
-Honest limits: the prelude is a best-effort guard, not a security boundary. Code that uses
-`ctypes`, reaches the original functions through `_io`/`posix` or `gc`, or writes through file
-descriptors it was given can still write elsewhere; the process also keeps network access and
-can read files the user can read. For untrusted models, run the evaluation inside a container or
-VM (no network, read-only root, a non-privileged user). This matches the threat model of
-HumanEval's own harness: catch accidents of weak models, not adversaries.
+Why a token: exit status 0 does not mean the tests ran (`sys.exit(0)` before the asserts). A pass
+needs exit 0 and a per-run token, handed over a pipe that is read and closed before the program
+starts, written to a dedicated descriptor only after the program's last statement. What this does
+not stop (a program that searches its own memory for the token, among others) is listed in
+docs/SANDBOX.md.
+
+Where user namespaces are unavailable the run is an "error" rather than a silent downgrade;
+DAAR_SANDBOX=process opts into the old process-only guard, which is not a security boundary.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import resource
+import secrets
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -43,107 +47,64 @@ Status = Literal["passed", "failed", "timeout", "memory", "error"]
 
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
 _OUTPUT_BYTES = 64 * 1024
-
-# The guard runs inside the child before the program. `ROOT` is the sandbox directory.
-_PRELUDE = r"""
-import builtins, io, os, sys
-ROOT = os.path.realpath(os.getcwd())
-_SOURCE = io.open("program.py", encoding="utf-8").read()
-_ALLOWED = (ROOT, "/dev/null")
-_real_open, _real_os_open, _realpath = io.open, os.open, os.path.realpath
-
-def _inside(path):
-    if isinstance(path, int):
-        return True  # an already-open descriptor
-    full = _realpath(os.fsdecode(path))
-    return full == ROOT or full.startswith(ROOT + os.sep) or full in _ALLOWED
-
-def _deny(path):
-    raise PermissionError(f"sandbox: writing outside the sandbox directory is not allowed: {path!r}")
-
-def _open(file, mode="r", *args, **kwargs):
-    if any(flag in mode for flag in "wax+") and not _inside(file):
-        _deny(file)
-    return _real_open(file, mode, *args, **kwargs)
-
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-
-def _os_open(path, flags, *args, **kwargs):
-    if flags & _WRITE_FLAGS and not _inside(path):
-        _deny(path)
-    return _real_os_open(path, flags, *args, **kwargs)
-
-def _guard_paths(function, count):
-    def guarded(*args, **kwargs):
-        for path in args[:count]:
-            if not _inside(path):
-                _deny(path)
-        return function(*args, **kwargs)
-    return guarded
-
-def _refuse(name):
-    def refused(*args, **kwargs):
-        raise PermissionError(f"sandbox: {name} is not allowed")
-    return refused
-
-builtins.open = io.open = _open
-os.open = _os_open
-for _name, _count in (("remove", 1), ("unlink", 1), ("rmdir", 1), ("mkdir", 1), ("makedirs", 1),
-                      ("removedirs", 1), ("rename", 2), ("replace", 2), ("renames", 2), ("link", 2),
-                      ("symlink", 2), ("chmod", 1), ("chown", 1), ("truncate", 1), ("utime", 1),
-                      ("mkfifo", 1), ("mknod", 1), ("lchown", 1)):
-    if hasattr(os, _name):
-        setattr(os, _name, _guard_paths(getattr(os, _name), _count))
-for _name in ("system", "popen", "fork", "forkpty", "execv", "execve", "execvp", "execvpe", "execl",
-              "execle", "execlp", "execlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe", "posix_spawn",
-              "posix_spawnp", "kill", "killpg", "chdir", "chroot"):
-    if hasattr(os, _name):
-        setattr(os, _name, _refuse("os." + _name))
-import subprocess as _subprocess
-_subprocess.Popen = _refuse("subprocess")
-del _name, _count
-sys.argv = ["program.py"]
-_code = compile(_SOURCE, "program.py", "exec")
-del _SOURCE
-exec(_code, {"__name__": "__main__", "__builtins__": builtins})
-"""
+_LAUNCHER = Path(__file__).with_name("_sandbox_launcher.py")
+_SETUP_ERROR = 125
+_SETUP_MARK = "daar-sandbox-setup:"
+_HINT = (
+    "The sandbox needs Linux user namespaces (check /proc/sys/user/max_user_namespaces > 0, and that "
+    "no seccomp or AppArmor policy blocks unshare). To run without the barrier, which is NOT a security "
+    "boundary, set DAAR_SANDBOX=process."
+)
 
 
 @dataclass(frozen=True)
 class SandboxResult:
-    """What happened to one program: `passed` only for a clean exit within all limits."""
+    """What happened to one program: `passed` only for exit 0 after its last statement ran."""
 
     status: Status
     returncode: int | None
     stdout: str
     stderr: str
     seconds: float
+    mode: str = "namespace"
 
     @property
     def passed(self) -> bool:
         return self.status == "passed"
 
 
-def _limits(memory_mb: int, cpu_seconds: int, file_mb: int):
-    """The preexec_fn: resource limits applied in the child between fork and exec."""
-
-    def apply() -> None:
-        memory = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-        size = file_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
+def sandbox_mode() -> str:
+    """"namespace" (the default) or "process" (DAAR_SANDBOX=process); anything else is an error."""
+    mode = os.environ.get("DAAR_SANDBOX", "").strip().lower() or "namespace"
+    if mode not in ("namespace", "process"):
+        raise ValueError(f"DAAR_SANDBOX must be 'namespace' or 'process', got {mode!r}")
+    return mode
 
 
-def _read_head(path: Path) -> str:
+@functools.cache
+def barrier_available() -> tuple[bool, str]:
+    """Whether the namespace barrier can be built here, and why not; probed once by a real run."""
+    if not sys.platform.startswith("linux"):
+        return False, f"the namespace barrier needs Linux, this is {sys.platform}"
     try:
-        with path.open("rb") as handle:
-            return handle.read(_OUTPUT_BYTES).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
+        allowed = int(Path("/proc/sys/user/max_user_namespaces").read_text())
+    except (OSError, ValueError) as error:
+        return False, f"cannot read /proc/sys/user/max_user_namespaces: {error}"
+    if allowed <= 0:
+        return False, "user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0)"
+    result = _run("import os\nassert os.getcwd() == '/sandbox'\n", "namespace", _Limits(10.0, 256, 10, 1, 4), None)
+    if not result.passed:
+        return False, f"probe run ended {result.status}: {result.stderr.strip()[-500:]}"
+    return True, "user, mount, network and pid namespaces work"
+
+
+@dataclass(frozen=True)
+class _Limits:
+    timeout: float
+    memory_mb: int
+    cpu_seconds: int
+    file_mb: int
+    max_processes: int
 
 
 def run_python(
@@ -153,58 +114,157 @@ def run_python(
     cpu_seconds: int | None = None,
     file_mb: int = 16,
     python: str | None = None,
+    max_processes: int = 8,
 ) -> SandboxResult:
-    """Run `code` as a program in a fresh limited interpreter and report how it ended.
+    """Run `code` as a program behind the barrier and report how it ended.
 
-    Status: "passed" (exit 0), "failed" (non-zero exit, e.g. a failing assert), "timeout" (wall or
-    CPU limit), "memory" (MemoryError or killed at the address-space limit), "error" (the sandbox
-    itself could not start the program). `cpu_seconds` defaults to the wall limit rounded up.
+    Status: "passed" (exit 0 after the last statement ran), "failed" (anything else that ended, e.g.
+    a failing assert or an early exit), "timeout" (wall or CPU limit), "memory" (MemoryError or
+    killed at the address-space limit), "error" (the barrier could not be built; stderr says why).
+    `memory_mb` is per process and `max_processes` counts processes and threads (namespace mode).
     """
+    try:
+        mode = sandbox_mode()
+    except ValueError as error:
+        return _error(str(error), None, "", 0.0, "invalid", hint=False)
     cpu = cpu_seconds if cpu_seconds is not None else max(1, int(timeout + 0.999))
-    workdir = Path(tempfile.mkdtemp(prefix="daar-sandbox-"))
+    return _run(code, mode, _Limits(timeout, memory_mb, cpu, file_mb, max_processes), python)
+
+
+@functools.cache
+def _interpreter(python: str | None) -> tuple[str, tuple[str, ...]]:
+    """The real interpreter binary and the prefix folders it needs bound into the sandbox. The
+    sandbox cannot see a venv's pyvenv.cfg or run a pyenv shim (a shell script), so a venv link is
+    resolved, and another interpreter is asked once for its executable and prefixes."""
+    if python is None:
+        real, prefixes = os.path.realpath(sys.executable), (sys.base_prefix, sys.base_exec_prefix)
+    else:
+        ask = "import sys; print(sys.executable); print(sys.base_prefix); print(sys.base_exec_prefix)"
+        found = shutil.which(python) or python
+        answer = subprocess.run([found, "-I", "-S", "-c", ask], capture_output=True, text=True, timeout=60)
+        if answer.returncode != 0:
+            raise OSError(f"{python} did not start: {answer.stderr.strip()[-300:]}")
+        real, *rest = answer.stdout.split("\n")[:3]
+        real, prefixes = os.path.realpath(real), tuple(rest)
+    folders = {os.path.realpath(p) for p in prefixes if p} | {os.path.dirname(os.path.dirname(real))}
+    keep = sorted(f for f in folders if f != "/" and f != "/usr" and not f.startswith("/usr/"))
+    return real, tuple(f for f in keep if not any(f.startswith(o + "/") for o in keep))
+
+
+def _run(code: str, mode: str, limits: _Limits, python: str | None) -> SandboxResult:
+    private = Path(tempfile.mkdtemp(prefix="daar-sandbox-"))  # 0700, never visible to the program
     start = time.perf_counter()
     try:
-        (workdir / "program.py").write_text(code, encoding="utf-8")
-        (workdir / "run.py").write_text(_PRELUDE, encoding="utf-8")
-        env = {"PATH": MINIMAL_PATH, "HOME": str(workdir), "TMPDIR": str(workdir), "LANG": "C.UTF-8"}
-        out_path, err_path = workdir / ".stdout", workdir / ".stderr"
-        with out_path.open("wb") as out, err_path.open("wb") as err:
-            try:
-                proc = subprocess.Popen(
-                    [python or sys.executable, "-I", "-B", "run.py"],
-                    cwd=workdir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    preexec_fn=_limits(memory_mb, cpu, file_mb),
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            except OSError as error:
-                return SandboxResult("error", None, "", f"cannot start python: {error}", 0.0)
-            timed_out = False
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _kill_group(proc)
-                proc.wait()
-            _kill_group(proc)  # children it may have left behind
-        seconds = time.perf_counter() - start
-        stdout, stderr = _read_head(out_path), _read_head(err_path)
-        code_ = proc.returncode
-        if timed_out or (code_ in (-signal.SIGXCPU, -signal.SIGKILL) and "MemoryError" not in stderr):
-            status: Status = "timeout"
-        elif "MemoryError" in stderr or code_ == -signal.SIGSEGV:
-            status = "memory"
-        elif code_ == 0:
-            status = "passed"
-        else:
-            status = "failed"
-        return SandboxResult(status, code_, stdout, stderr, round(seconds, 3))
+        token = secrets.token_hex(16)
+        report = _launch_and_wait(private, code, mode, limits, python, token)
+        seconds = round(time.perf_counter() - start, 3)
+        token_seen = _read_head(private / "result") == token
+        stdout, stderr = _read_head(private / "stdout"), _read_head(private / "stderr")
+        return _verdict(report, token_seen, stdout, stderr, seconds, mode)
+    except OSError as error:
+        return _error(f"cannot start the sandbox launcher: {error}", None, "", 0.0, mode, hint=False)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _launch_and_wait(private: Path, code: str, mode: str, limits: _Limits, python: str | None, token: str) -> str:
+    """Start the launcher with the token on a pipe and descriptors for the token it writes back and
+    its report; return the report line once it ended (it enforces the time limit itself)."""
+    interpreter, binds = _interpreter(python)
+    (private / "program.py").write_text(code, encoding="utf-8")
+    if mode == "process":
+        (private / "work").mkdir()
+        shutil.copy(private / "program.py", private / "work" / "program.py")
+    token_r, token_w = os.pipe()
+    os.write(token_w, token.encode())
+    os.close(token_w)
+    fds = {"token_fd": token_r}
+    try:
+        for name in ("result", "report"):
+            fds[name + "_fd"] = os.open(private / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        command = [interpreter, "-I", "-S", "-B", str(_LAUNCHER), *_launch_args(private, mode, limits, binds, fds)]
+        with open(private / "stdout", "wb") as out, open(private / "stderr", "wb") as err:
+            proc = subprocess.Popen(
+                command, cwd=private, env={"PATH": MINIMAL_PATH, "LANG": "C.UTF-8"}, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=err, pass_fds=tuple(fds.values()), start_new_session=True, close_fds=True,
+            )
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    finished = _wait(proc, limits.timeout + 10)  # a backstop: the launcher stops at `timeout`
+    _kill_group(proc)
+    proc.wait()
+    return _read_head(private / "report") if finished else "timeout"
+
+
+def _launch_args(private: Path, mode: str, limits: _Limits, binds: tuple[str, ...], fds: dict[str, int]) -> list[str]:
+    """The launcher's key=value arguments (it parses them without importing json)."""
+    values = {
+        "mode": mode, "dir": private, "program": private / "program.py", "work": private / "work",
+        "timeout": limits.timeout, "memory": limits.memory_mb << 20, "cpu": limits.cpu_seconds,
+        "fsize": limits.file_mb << 20, "nproc": limits.max_processes, "work_mb": max(8, 4 * limits.file_mb), **fds,
+    }
+    return [f"{key}={value}" for key, value in values.items()] + [f"bind={folder}" for folder in binds]
+
+
+def _error(
+    message: str, returncode: int | None, stdout: str, seconds: float, mode: str, hint: bool = True
+) -> SandboxResult:
+    """An "error" result; also a warning, as callers that only read `.passed` would see a fail."""
+    text = f"sandbox error: {message.strip()}\n" + (f"{_HINT}\n" if hint else "")
+    warnings.warn(text, RuntimeWarning, stacklevel=2)
+    return SandboxResult("error", returncode, stdout, text, seconds, mode)
+
+
+def _verdict(report: str, token_seen: bool, stdout: str, stderr: str, seconds: float, mode: str) -> SandboxResult:
+    """Status from the launcher's report line ("exit N", "signal S", "timeout", "error ...")."""
+    kind, _, value = report.partition(" ")
+    if kind == "error":
+        return _error(value, None, stdout, seconds, mode)
+    if kind not in ("exit", "signal", "timeout"):
+        return _error(f"the launcher ended without a report: {stderr.strip()[-500:]}", None, stdout, seconds, mode)
+    if kind == "timeout":
+        return SandboxResult("timeout", -signal.SIGKILL, stdout, stderr, seconds, mode)
+    returncode = int(value) if kind == "exit" else -int(value)
+    if returncode == _SETUP_ERROR and _SETUP_MARK in stderr:
+        return _error(stderr, returncode, stdout, seconds, mode)
+    status: Status
+    if returncode in (-signal.SIGXCPU, -signal.SIGKILL) and "MemoryError" not in stderr:
+        status = "timeout"
+    elif "MemoryError" in stderr or returncode == -signal.SIGSEGV:
+        status = "memory"
+    elif returncode == 0 and token_seen:
+        status = "passed"
+    else:
+        status = "failed"
+        if returncode == 0:
+            stderr += "\n[sandbox] exit status 0, but the program ended before its last statement ran\n"
+    return SandboxResult(status, returncode, stdout, stderr, seconds, mode)
+
+
+def _wait(proc: subprocess.Popen, seconds: float) -> bool:
+    """Wait for the launcher to end; False if it is still running after `seconds`. A pidfd wakes
+    up at once, where `Popen.wait(timeout)` polls with sleeps of up to 50 ms."""
+    try:
+        handle = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout=seconds)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        return bool(select.select([handle], [], [], seconds)[0])
+    finally:
+        os.close(handle)
+
+
+def _read_head(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(_OUTPUT_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -1,0 +1,398 @@
+"""The launcher that `sandbox.run_python` starts: it builds the barrier, then runs the program.
+
+Why a separate script and not `preexec_fn`: the evaluator has torch and tokenizer threads, and
+Python code between fork and exec in a threaded parent can deadlock. This script runs as
+`python -I -S -B` in a fresh single-threaded interpreter, where forking and kernel calls are safe.
+It imports only cheap standard modules (no json, re or enum: start-up time is per item).
+
+Process tree in "namespace" mode (the default):
+
+    launcher (host)  unshare(user, mount, net, pid, ipc, uts); enforces the wall-clock limit
+      init (pid 1)   builds the new root, reaps, relays the program's exit status; when it
+        |            ends, the kernel kills whatever is left in the namespace
+        program      limits, every capability dropped, uid 65534, then the program itself
+
+The program process is a fork of the launcher that never execs, which saves a second interpreter
+start. In "process" mode (DAAR_SANDBOX=process) the launcher forks the program directly and only
+the Python-level guard, the limits and an empty environment apply.
+
+Verdict: the evaluator passes a token through a pipe that the program process reads and closes
+before the program starts (so it is in no file, argument or environment variable); it is written
+to a dedicated descriptor only after the program's module body ran to its end.
+"""
+
+from __future__ import annotations
+
+import _signal
+import ctypes
+import os
+import resource
+import select
+import struct
+import sys
+import types
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x4000000, 0x8000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
+PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 28, 38, 47, 4
+SECUREBITS = 0b11101011  # noroot(+locked), setuid fixup and keep-caps locked on, no ambient raise(+locked)
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+SETUP_ERROR, SETUP_MARK = 125, "daar-sandbox-setup:"
+WORK, NOBODY = "/sandbox", 65534
+SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+DEVICES = ("null", "zero", "urandom", "random")
+INTS = ("memory", "cpu", "fsize", "nproc", "work_mb", "token_fd", "result_fd", "report_fd")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class SetupError(RuntimeError):
+    """The barrier could not be built; the message names the step."""
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise SetupError(f"{what}: {os.strerror(errno)} (errno {errno})")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    args = [None if s is None else s.encode() for s in (source, target, fstype)]
+    _check(_libc.mount(*args, ctypes.c_ulong(flags), None if data is None else data.encode()), f"mount {target}")
+
+
+def _prctl(option: int, arg: int = 0) -> None:
+    _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl {option}")
+
+
+def _write_file(path: str, text: str) -> None:
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write(text)
+
+
+def _parse(argv: list[str]) -> dict:
+    cfg: dict = {"binds": []}
+    for item in argv:
+        key, _, value = item.partition("=")
+        if key == "bind":
+            cfg["binds"].append(value)
+        else:
+            cfg[key] = int(value) if key in INTS else float(value) if key == "timeout" else value
+    return cfg
+
+
+# ---------------------------------------------------------------- namespaces and the new root
+
+
+def _enter_namespaces() -> int:
+    """unshare(2) every namespace, map ids, and return the uid the program will run as. Root maps
+    0-65535 onto themselves (written by a helper that stays outside: only a process with CAP_SETUID
+    there may), so the program can be 65534; where fewer ids exist (root of a user namespace with one
+    id) and for other users, the caller's id becomes 0 inside and the program stays 0, capless."""
+    flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    if os.geteuid() != 0:
+        uid, gid = os.geteuid(), os.getegid()
+        _check(_libc.unshare(flags), "unshare")
+        _write_file("/proc/self/setgroups", "deny")
+        _write_file("/proc/self/uid_map", f"0 {uid} 1\n")
+        _write_file("/proc/self/gid_map", f"0 {gid} 1\n")
+        return 0
+    me, (ready_r, ready_w) = os.getpid(), os.pipe()
+    helper = os.fork()
+    if helper == 0:
+        os.close(ready_w)
+        if os.read(ready_r, 1) != b"1":
+            os._exit(1)
+        for count, code in ((65536, 0), (1, 3)):
+            try:
+                _write_file(f"/proc/{me}/uid_map", f"0 0 {count}\n")
+                _write_file(f"/proc/{me}/gid_map", f"0 0 {count}\n")
+                os._exit(code)
+            except OSError as error:
+                message = f"{SETUP_MARK} id map: {error}\n"
+        os.write(2, message.encode())
+        os._exit(1)
+    os.close(ready_r)
+    failed = _libc.unshare(flags)
+    errno = ctypes.get_errno()
+    os.write(ready_w, b"0" if failed else b"1")
+    os.close(ready_w)
+    status = os.waitstatus_to_exitcode(os.waitpid(helper, 0)[1])
+    if failed:
+        raise SetupError(f"unshare: {os.strerror(errno)} (errno {errno})")
+    if status not in (0, 3):
+        raise SetupError("writing the user namespace id maps failed")
+    return NOBODY if status == 0 else 0
+
+
+def _locked_flags(path: str) -> int:
+    """Flags of a mount that a read-only remount inside a user namespace must keep."""
+    f_flag = os.statvfs(path).f_flag
+    return (MS_NOSUID * bool(f_flag & os.ST_NOSUID)) | (MS_NODEV * bool(f_flag & os.ST_NODEV)) | (
+        MS_NOEXEC * bool(f_flag & os.ST_NOEXEC)
+    )
+
+
+def _bind_readonly(source: str, target: str, devices: bool = False) -> None:
+    """Recursive read-only bind of a folder or file; submounts (rare under /usr) are made read-only
+    one by one. A read-only mount still lets a program write to a device such as /dev/null."""
+    if os.path.isdir(source):
+        os.makedirs(target, mode=0o755, exist_ok=True)
+    else:
+        open(target, "w").close()
+    _mount(source, target, None, MS_BIND | MS_REC)
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        points = [line.split()[4].replace("\\040", " ") for line in handle]
+    flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | (0 if devices else MS_NODEV)
+    for point in [target] + [p for p in points if p.startswith(target + "/")]:
+        _mount(None, point, None, flags | _locked_flags(point))
+
+
+def _build_root(cfg: dict, uid: int) -> None:
+    """Empty tmpfs root with read-only system folders, four devices, a /proc of this pid namespace
+    and a writable, size-limited /sandbox; pivot into it and make it read-only."""
+    root = os.path.join(cfg["dir"], "root")
+    os.umask(0o022)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here propagates to the host
+    os.makedirs(root, exist_ok=True)
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=512,mode=0755")
+    _bind_readonly("/usr", root + "/usr")
+    for name in SYSTEM_LINKS:  # symlinks into /usr on merged-/usr systems, else real folders
+        if os.path.islink(name):
+            os.symlink(os.readlink(name), root + name)
+        elif os.path.isdir(name):
+            _bind_readonly(name, root + name)
+    for folder in cfg["binds"]:
+        _bind_readonly(folder, root + folder)
+    os.makedirs(root + "/etc")
+    if os.path.exists("/etc/ld.so.cache"):  # lets the dynamic loader find libraries (ctypes, libffi)
+        _bind_readonly("/etc/ld.so.cache", root + "/etc/ld.so.cache")
+    os.makedirs(root + "/dev")
+    for name in DEVICES:
+        _bind_readonly(f"/dev/{name}", f"{root}/dev/{name}", devices=True)
+    for index, name in enumerate(("stdin", "stdout", "stderr")):
+        os.symlink(f"/proc/self/fd/{index}", f"{root}/dev/{name}")
+    os.symlink("/proc/self/fd", f"{root}/dev/fd")
+    os.makedirs(root + "/proc")  # mounted before the pivot: the kernel wants a full /proc visible
+    try:
+        _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "subset=pid")
+    except SetupError:  # Linux < 5.8
+        _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.makedirs(root + WORK)
+    options = f"size={cfg['work_mb']}m,nr_inodes=4096,mode=0700,uid={uid},gid={uid}"
+    _mount("tmpfs", root + WORK, "tmpfs", MS_NOSUID | MS_NODEV, options)
+    with open(cfg["program"], "rb") as source, open(root + WORK + "/program.py", "wb") as copy:
+        copy.write(source.read())
+    os.chown(root + WORK + "/program.py", uid, uid)
+    os.chdir(root)
+    _check(_libc.syscall(SYS_PIVOT_ROOT[os.uname().machine], b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", MNT_DETACH), "umount old root")
+    os.chdir("/")
+    _mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+# ---------------------------------------------------------------- the program process
+
+
+def _set_limits(cfg: dict, processes: bool) -> None:
+    """Hard limits, set while still privileged; without CAP_SYS_RESOURCE they cannot be raised."""
+    limits = [(resource.RLIMIT_AS, cfg["memory"]), (resource.RLIMIT_FSIZE, cfg["fsize"]),
+              (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NOFILE, 256)]
+    if processes:  # RLIMIT_NPROC counts per user: only meaningful for the namespace's own uid
+        limits.append((resource.RLIMIT_NPROC, cfg["nproc"]))
+    for kind, value in limits:
+        resource.setrlimit(kind, (value, value))
+    resource.setrlimit(resource.RLIMIT_CPU, (cfg["cpu"], cfg["cpu"] + 1))
+
+
+def _drop_privileges(uid: int, last_cap: int) -> None:
+    """Empty every capability set, lock root's special treatment off, become `uid` where a second id
+    is mapped, set no_new_privs; then check with the kernel that nothing is left."""
+    _prctl(PR_SET_SECUREBITS, SECUREBITS)
+    for cap in range(last_cap + 1):
+        _prctl(PR_CAPBSET_DROP, cap)
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    if uid != 0:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        _prctl(PR_SET_DUMPABLE, 1)  # changing uid cleared it; /proc/self/* should stay readable
+    _check(_libc.capset(struct.pack("Ii", 0x20080522, 0), bytes(24)), "capset")
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    with open("/proc/self/status", encoding="ascii") as handle:
+        fields = dict(line.split(":", 1) for line in handle if ":" in line)
+    caps = [fields[key].strip() for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")]
+    if any(int(value, 16) for value in caps) or fields["NoNewPrivs"].strip() != "1":
+        raise SetupError(f"capabilities left after dropping them: {caps}")
+
+
+def _program(cfg: dict, namespace: bool, uid: int = 0, last_cap: int = 0) -> None:
+    """The program process; it ends with os._exit and never returns."""
+    try:
+        _set_limits(cfg, processes=namespace)
+        os.chdir(WORK if namespace else cfg["work"])
+        if namespace:
+            _drop_privileges(uid, last_cap)
+        token = os.read(cfg["token_fd"], 256)
+        os.close(cfg["token_fd"])
+        os.set_inheritable(cfg["result_fd"], False)
+        home = os.getcwd()
+        os.environ.clear()
+        os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8"})
+        with open("program.py", encoding="utf-8") as handle:
+            source = handle.read()
+        if not namespace:
+            guard: dict = {}
+            guard_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_guard.py")
+            with open(guard_path, encoding="utf-8") as handle:
+                exec(compile(handle.read(), guard_path, "exec"), guard)
+    except (OSError, SetupError, ValueError, KeyError) as error:
+        os.write(2, f"{SETUP_MARK} {error}\n".encode())
+        os._exit(SETUP_ERROR)
+    import site
+
+    site.setquit()  # exit() and quit() exist as in a normal interpreter (-S skipped site)
+    if not namespace:
+        guard["install"](home)
+    _run(source, os.path.join(home, "program.py"), cfg["result_fd"], token)
+
+
+def _run(source: str, path: str, result_fd: int, token: bytes) -> None:
+    """Run the program as __main__. Everything used after it runs is bound before it runs, so
+    rebinding builtins or module attributes cannot reach this code."""
+    write, exit_, system_exit, excepthook = os.write, os._exit, SystemExit, sys.excepthook
+    module = types.ModuleType("__main__")
+    module.__file__ = path
+    sys.modules["__main__"], sys.argv = module, ["program.py"]
+    try:
+        exec(compile(source, "program.py", "exec"), module.__dict__)
+    except system_exit:
+        raise  # the interpreter exits with its code; no token was written
+    except BaseException as error:  # noqa: B036 -- print it as Python would, without this frame
+        error = error.with_traceback(error.__traceback__.tb_next if error.__traceback__ else None)
+        try:
+            excepthook(type(error), error, error.__traceback__)
+            sys.stderr.flush()
+            sys.stdout.flush()
+        finally:
+            exit_(1)
+    write(result_fd, token)
+    exit_(_shutdown())
+
+
+def _shutdown() -> int:
+    """What interpreter shutdown does for the program (wait for its threads, run its atexit hooks,
+    flush), returning the exit status; the caller then _exits, as freeing the heap this fork shares
+    with the launcher would cost ~10 ms of copy-on-write faults."""
+    try:
+        threading = sys.modules.get("threading")
+        if threading is not None:
+            threading._shutdown()
+        import atexit
+
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+    except BaseException:  # noqa: B036 -- Python exits 120 when flushing stdout fails at exit
+        return 120
+    return 0
+
+
+# ---------------------------------------------------------------- supervision
+
+
+def _fork() -> int:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return os.fork()
+
+
+def _wait_with_deadline(pid: int, seconds: float) -> int | None:
+    """Raw wait status of `pid`, or None after killing it when `seconds` ran out."""
+    handle = os.pidfd_open(pid)
+    ready = select.select([handle], [], [], max(0.0, seconds))[0]
+    os.close(handle)
+    if ready:
+        return os.waitpid(pid, 0)[1]
+    os.kill(pid, _signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+def _describe(status: int) -> str:
+    return f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.waitstatus_to_exitcode(status)}"
+
+
+def _init(cfg: dict, status_w: int) -> None:
+    """Pid 1 of the new pid namespace: build the root, start the program, reap until it ends."""
+    try:
+        _prctl(PR_SET_PDEATHSIG, _signal.SIGKILL)
+        uid = cfg["uid"]
+        with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as handle:
+            last_cap = int(handle.read())
+        _write_file("/proc/sys/user/max_user_namespaces", "0")  # in this namespace: no nested ones
+        _build_root(cfg, uid)
+    except (OSError, SetupError, ValueError, KeyError) as error:
+        os.write(status_w, f"error {error}".encode())
+        os._exit(0)
+    child = _fork()
+    if child == 0:
+        os.close(status_w)
+        _program(cfg, namespace=True, uid=uid, last_cap=last_cap)
+    for fd in (cfg["token_fd"], cfg["result_fd"]):
+        os.close(fd)
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)  # the only signal Python handles by default
+    _prctl(PR_SET_DUMPABLE, 0)  # no ptrace or /proc/1/* access, even for the same uid
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == child:
+            os.write(status_w, _describe(status).encode())
+            os._exit(0)
+
+
+def _namespaced(cfg: dict) -> str:
+    """Launcher side of namespace mode: the report line for the evaluator."""
+    try:
+        cfg["uid"] = _enter_namespaces()
+    except (OSError, SetupError) as error:
+        return f"error {error}"
+    status_r, status_w = os.pipe()
+    init = _fork()
+    if init == 0:
+        os.close(cfg["report_fd"])
+        os.close(status_r)
+        _init(cfg, status_w)
+    for fd in (status_w, cfg["token_fd"], cfg["result_fd"]):
+        os.close(fd)
+    waited = _wait_with_deadline(init, cfg["timeout"])
+    line = os.read(status_r, 4096).decode(errors="replace")
+    if waited is None:
+        return "timeout"
+    return line or f"error the namespace init ended without a report ({_describe(waited)})"
+
+
+def _process(cfg: dict) -> str:
+    child = _fork()
+    if child == 0:
+        os.close(cfg["report_fd"])
+        _program(cfg, namespace=False)
+    for fd in (cfg["token_fd"], cfg["result_fd"]):
+        os.close(fd)
+    waited = _wait_with_deadline(child, cfg["timeout"])
+    return "timeout" if waited is None else _describe(waited)
+
+
+def main() -> None:
+    cfg = _parse(sys.argv[1:])
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    line = _namespaced(cfg) if cfg["mode"] == "namespace" else _process(cfg)
+    os.write(cfg["report_fd"], line.encode())
+    os._exit(0)  # skip finalization: nothing left to flush
+
+
+if __name__ == "__main__":
+    main()
