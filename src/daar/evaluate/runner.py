@@ -55,6 +55,8 @@ def evaluate(
     if num_fewshot is not None and num_fewshot < 0:
         raise EvalError(f"num_fewshot must be >= 0, got {num_fewshot}")
     specs = parse_tasks(tasks)
+    if mode == "generate" and any(spec.kind in ("mbpp", "humaneval") for spec in specs):
+        check_sandbox()  # an hour of generation is no help if no answer can be run
     bench = resolve_data_dir(data_dir)
     # Read every file first: a missing file should fail in a second, not after an hour of scoring.
     loaded = {spec.name: (load_task_rows(spec, bench, limit, seed), load_fewshot_rows(spec, bench)) for spec in specs}
@@ -118,6 +120,24 @@ def evaluate(
     if out is not None:
         write_report(report, all_samples, Path(out))
     return report
+
+
+def check_sandbox() -> None:
+    """Code tasks need the namespace sandbox (or an explicit DAAR_SANDBOX=process); say so up front."""
+    from daar.evaluate.sandbox import barrier_available, sandbox_mode
+
+    try:
+        if sandbox_mode() == "process":
+            return
+    except ValueError as err:
+        raise EvalError(str(err)) from None
+    ok, why = barrier_available()
+    if not ok:
+        raise EvalError(
+            f"MBPP and HumanEval run model-written code, and the sandbox cannot be built here: {why}. "
+            "Leave them out (--tasks), or accept the weaker process-only guard with DAAR_SANDBOX=process "
+            "(docs/SANDBOX.md)."
+        )
 
 
 def report_path(out: Path) -> Path:

@@ -4,7 +4,7 @@ Why: HumanEval and MBPP score a model by running what it wrote. Weak models writ
 allocates without end or exits early; a model tuned against the benchmark can learn to write files,
 read secrets or fake a pass. A Python-level guard cannot stop any of this (`io.FileIO`, `posix`,
 `ctypes` and subprocesses all reach the kernel directly), so each program runs in fresh user,
-mount, network, pid, ipc and uts namespaces built by `_sandbox_child.py` with plain kernel calls
+mount, network, pid, ipc and uts namespaces built by `_sandbox_launcher.py` with plain kernel calls
 (no bwrap or nsjail needed, nothing to install):
 
 - its root is an empty tmpfs, made read-only, holding read-only binds of /usr and the interpreter's
