@@ -1,0 +1,159 @@
+"""DaaR at scale on a GPU: random-weight checkpoints of real shapes, timed stage by stage.
+
+Run by hand on a GPU machine (it also runs on CPU, slowly); prints a table and writes JSON:
+
+    python benchmarks/gpu.py --pool POOL --tokenizer TOKENIZER_DIR --seeds-file configs/seeds_smollm2_generated.yaml \\
+        --shapes smollm2,qwen2-7b,llama3-8b --out runs/gpu [--tune-steps 30] [--eval-limit 200]
+
+Weights are random: the speed of a 3-layer prober depends on its width, not on what it learned,
+so a 7B-wide checkpoint with 4 decoder layers (the prober reads 3) measures a 7B prober without
+its 15 GB of weights. The SmolLM2 tokenizer stands in for each model's own. For every shape:
+`daar select` (features, probe, reward, map; seeds from the file), a bare forward pass of the same
+truncated model over the same tokens at several batch sizes in the same process (the ceiling for
+the feature stage), and peak GPU memory. For the SmolLM2 shape, optionally: `daar tune` seconds
+per step with the paper's 4 x 4 batches in one pass and in four, and `daar eval` in NLL mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SHAPES = {
+    # name: (config class, hidden, intermediate, heads, kv heads, layers written)
+    "smollm2": ("llama", 576, 1536, 9, 3, 30),
+    "qwen2-7b": ("qwen2", 3584, 18944, 28, 4, 4),
+    "llama3-8b": ("llama", 4096, 14336, 32, 8, 4),
+}
+
+
+def build(shape: str, tokenizer_dir: Path, folder: Path) -> Path:
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Qwen2Config
+
+    if (folder / "config.json").exists():
+        return folder
+    kind, hidden, inter, heads, kv, layers = SHAPES[shape]
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    cls = LlamaConfig if kind == "llama" else Qwen2Config
+    config = cls(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        max_position_embeddings=8192,
+        tie_word_embeddings=shape == "smollm2",
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def bare_pass(model_dir: Path, texts: list[str], batch_tokens: int, device: str) -> float:
+    """Seconds for one forward pass of the truncated model over the texts, nothing kept."""
+    from daar.embed import length_batches
+    from daar.models import load_tokenizer, load_truncated, pick_dtype
+
+    tokenizer = load_tokenizer(model_dir)
+    model = load_truncated(model_dir, 3, pick_dtype("auto", device), device)
+    ids = tokenizer(texts, truncation=True, max_length=512)["input_ids"]
+    lengths = np.array([len(x) for x in ids])
+    batches = length_batches(lengths, batch_tokens)
+    pad = tokenizer.pad_token_id or 0
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    with torch.inference_mode():
+        sync()
+        start = time.perf_counter()
+        for batch in batches:
+            width = int(lengths[batch].max())
+            x = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(x)
+            for row, i in enumerate(batch):
+                x[row, : lengths[i]] = torch.tensor(ids[i])
+                mask[row, : lengths[i]] = 1
+            model(input_ids=x.to(device), attention_mask=mask.to(device))
+        sync()
+    return time.perf_counter() - start
+
+
+def run_shape(shape: str, args: argparse.Namespace, texts: list[str]) -> dict:
+    from daar.config import SelectConfig
+    from daar.pipeline import run_select
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    folder = build(shape, Path(args.tokenizer), Path(args.out) / "models" / shape)
+    result: dict = {"shape": shape, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    config = SelectConfig(model=str(folder), seeds_file=args.seeds_file, device=device)
+    start = time.perf_counter()
+    run = run_select(config, Path(args.pool), Path(args.out) / "select" / shape, report=False)
+    result["select_seconds"] = round(time.perf_counter() - start, 2)
+    result["stages"] = {k: v["seconds"] for k, v in run.manifest["stages"].items()}
+    if device == "cuda":
+        result["select_peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    result["bare_seconds"] = {str(b): round(bare_pass(folder, texts, b, device), 2) for b in args.batch_tokens}
+    best = min(result["bare_seconds"].values())
+    result["features_over_best_bare"] = round(best / result["stages"]["features"], 3)
+    if shape == "smollm2" and args.tune_steps:
+        result["tune"] = tune_timing(folder, args, device)
+    if shape == "smollm2" and args.eval_limit:
+        from daar.evaluate import evaluate
+
+        start = time.perf_counter()
+        evaluate(str(folder), mode="nll", limit=args.eval_limit, device=device, batch_size=64, data_dir=args.bench)
+        result["eval_nll_seconds"] = round(time.perf_counter() - start, 2)
+    return result
+
+
+def tune_timing(folder: Path, args: argparse.Namespace, device: str) -> dict:
+    from daar.read import read_pool
+    from daar.tune import TuneConfig, tune
+    from daar.utils.cache import write_jsonl
+
+    rows = Path(args.out) / "tune_rows.jsonl"
+    write_jsonl(rows, (r.raw for r in read_pool(args.pool).records[:3200]))
+    found = {}
+    for micro in (16, 4):
+        settings = TuneConfig(max_steps=args.tune_steps, micro_batch_size=micro, device=device, save_steps=10**6)
+        result = tune(rows, str(folder), Path(args.out) / f"tune-{micro}", settings)
+        found[f"micro_batch_{micro}"] = result.manifest["seconds_per_step"]
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pool", required=True)
+    parser.add_argument("--tokenizer", required=True, help="folder with the SmolLM2 tokenizer files")
+    parser.add_argument("--seeds-file", required=True)
+    parser.add_argument("--bench", default=None, help="benchmark folder (default: daar's own lookup)")
+    parser.add_argument("--shapes", default="smollm2,qwen2-7b,llama3-8b")
+    parser.add_argument("--batch-tokens", default="8192,32768", type=lambda s: [int(x) for x in s.split(",")])
+    parser.add_argument("--tune-steps", type=int, default=0)
+    parser.add_argument("--eval-limit", type=int, default=0)
+    parser.add_argument("--out", default="runs/gpu")
+    args = parser.parse_args()
+    from daar.read import read_pool
+
+    texts = read_pool(args.pool).texts
+    results = []
+    for shape in args.shapes.split(","):
+        results.append(run_shape(shape, args, texts))
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "gpu.json").write_text(json.dumps(results, indent=2))
+        print(json.dumps(results[-1]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
