@@ -141,14 +141,17 @@ def test_csv_cells_stay_text(tmp_path):
 
 
 def test_csv_without_id_column_uses_positions_and_rejects_empty_cells(tmp_path):
+    """CSV has no null: an empty cell is a missing value, a blank one an empty value."""
     path = tmp_path / "pool.csv"
-    path.write_text("instruction,input,output\nWhat is 1+1?,,2\nName a colour,,\n,,orphan\n", encoding="utf-8")
+    path.write_text("instruction,input,output\nWhat is 1+1?,,2\nName a colour,,\n,,orphan\n  ,,x\n", encoding="utf-8")
     pool = read_pool(path)
-    assert _fields(pool) == [(0, "0", "What is 1+1?", "", "2")]
-    assert [(r.position, r.id) for r in pool.rejected] == [(1, None), (2, None)]
-    assert "field 'output' is empty" in pool.rejected[0].reason
-    assert "field 'instruction' is empty" in pool.rejected[1].reason
-    assert pool.rows_in == 3
+    assert _fields(pool) == [(0, "#0", "What is 1+1?", "", "2")]
+    assert pool.records[0].raw == {"instruction": "What is 1+1?", "input": "", "output": "2"}  # cells as written
+    assert [(r.position, r.id) for r in pool.rejected] == [(1, None), (2, None), (3, None)]
+    assert pool.rejected[0].reason == "pool.csv row 1 (line 3): field 'output' is missing"
+    assert pool.rejected[1].reason == "pool.csv row 2 (line 4): field 'instruction' is missing"
+    assert pool.rejected[2].reason == "pool.csv row 3 (line 5): field 'instruction' is empty"
+    assert pool.rows_in == 4
 
 
 def test_csv_with_multiline_cells_larger_than_one_read_block(tmp_path):
@@ -171,8 +174,13 @@ def test_csv_cell_that_is_not_utf8_rejects_only_its_row(tmp_path):
     pool = read_pool(path)
     assert _fields(pool) == [(1, "b", "good", "", "row")]
     assert [r.position for r in pool.rejected] == [0, 2]
-    assert "column 'instruction': not valid UTF-8" in pool.rejected[0].reason
-    assert "column 'output': not valid UTF-8" in pool.rejected[1].reason
+    assert pool.rejected[0].reason == (
+        "pool.csv row 0 (line 2): field 'instruction' is not valid UTF-8 "
+        "(invalid continuation byte at byte 3 of the cell)"
+    )
+    assert pool.rejected[1].reason == (
+        "pool.csv row 2 (line 4): field 'output' is not valid UTF-8 (invalid start byte at byte 4 of the cell)"
+    )
     assert pool.rows_in == 3
 
 
@@ -327,7 +335,7 @@ def test_no_usable_row_stops_with_the_first_problem(tmp_path):
     message = str(caught.value)
     assert str(path) in message
     assert "no usable row among 3" in message
-    assert "row 0: field 'output' is missing" in message
+    assert "first problem: pool.jsonl row 0 (line 1): field 'output' is missing" in message
 
 
 @pytest.mark.parametrize("content", [b"", b"\n\n", b"instruction,output\n"])
@@ -342,7 +350,7 @@ def test_one_usable_row_is_enough(tmp_path):
     path = tmp_path / "pool.jsonl"
     path.write_bytes(b'{broken\n{"instruction": "q", "output": "a"}\n[1]\n')
     pool = read_pool(path)
-    assert _fields(pool) == [(1, "1", "q", "", "a")]
+    assert _fields(pool) == [(1, "#1", "q", "", "a")]
     assert [r.position for r in pool.rejected] == [0, 2]
     assert pool.rows_in == 3
 
@@ -352,3 +360,26 @@ def test_subset_keeps_original_positions(tmp_path):
     part = pool.subset([4, 1])
     assert [(r.position, r.id) for r in part.records] == [(4, "r5"), (1, "r2")]
     assert part.rows_in == 2 and part.rejected == [] and part.sha256 == pool.sha256
+
+
+def test_alpaca_and_chat_rows_mix_in_one_parquet_file(tmp_path):
+    """Every Parquet row has every column: a chat column holding null is no chat row."""
+    rows = [
+        {"id": "a", "instruction": "q", "output": "x", "messages": None},
+        {"id": "c", "messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "v"}]},
+    ]
+    pool = read_pool(write_format(tmp_path, ".parquet", rows))
+    assert pool.rejected == []
+    assert _fields(pool) == [(0, "a", "q", "", "x"), (1, "c", "user: u", "", "v")]
+
+
+def test_csv_cell_larger_than_one_read_block_and_rows_with_wrong_cell_counts(tmp_path):
+    """One answer over 1 MB is a normal cell; a row with too many or too few cells rejects only itself."""
+    path = tmp_path / "pool.csv"
+    path.write_text(f"id,instruction,output\na,q,{'x' * 3_000_000}\nb,q,y,extra\nc,q\nd,q,z\n", encoding="utf-8")
+    pool = read_pool(path)
+    assert pool.ids == ["a", "d"] and len(pool.records[0].output) == 3_000_000
+    assert [(r.position, r.reason) for r in pool.rejected] == [
+        (1, "pool.csv row 1 (line 3): has 4 cells but the header names 3 columns"),
+        (2, "pool.csv row 2 (line 4): has 2 cells but the header names 3 columns"),
+    ]

@@ -40,11 +40,11 @@ def test_alpaca_rows(tmp_path):
     ]
     pool = read_pool(write_jsonl(tmp_path / "alpaca.jsonl", rows))
     assert _fields(pool) == [
-        (0, "0", "Add 2 and 3.", "", "5"),
-        (1, "1", "Translate", "bonjour", "hello"),
-        (2, "2", "No input key at all", "", "fine"),
-        (3, "3", "Null input", "", "fine too"),
-        (4, "4", "Strip me", "x", "y"),
+        (0, "#0", "Add 2 and 3.", "", "5"),
+        (1, "#1", "Translate", "bonjour", "hello"),
+        (2, "#2", "No input key at all", "", "fine"),
+        (3, "#3", "Null input", "", "fine too"),
+        (4, "#4", "Strip me", "x", "y"),
     ]
     assert pool.records[1].text == "Instruction: Translate\nInput: bonjour\nOutput: hello"
     assert pool.records[1].prompt == "Translate\n\nbonjour"
@@ -84,7 +84,7 @@ def test_turns_after_the_last_assistant_answer_are_not_part_of_the_row(tmp_path)
         ]
     }
     pool = read_pool(write_jsonl(tmp_path / "chat.jsonl", [row]))
-    assert _fields(pool) == [(0, "0", "user: Q", "", "A")]
+    assert _fields(pool) == [(0, "#0", "user: Q", "", "A")]
 
 
 def test_sharegpt_conversations_rows(tmp_path):
@@ -100,7 +100,7 @@ def test_sharegpt_conversations_rows(tmp_path):
     ]
     pool = read_pool(write_jsonl(tmp_path / "sharegpt.jsonl", rows))
     assert _fields(pool) == [
-        (0, "0", "system: Be kind.\nuser: Tell me a fact.", "", "Water is wet."),
+        (0, "#0", "system: Be kind.\nuser: Tell me a fact.", "", "Water is wet."),
         (1, "9", "user: Q?", "", "A."),
     ]
 
@@ -108,7 +108,7 @@ def test_sharegpt_conversations_rows(tmp_path):
 def test_chat_and_alpaca_rows_mix_in_one_file(tmp_path):
     rows = [GOOD, {"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]}]
     pool = read_pool(write_jsonl(tmp_path / "mixed.jsonl", rows))
-    assert _fields(pool) == [(0, "0", "Name a prime.", "", "7"), (1, "1", "user: u", "", "a")]
+    assert _fields(pool) == [(0, "#0", "Name a prime.", "", "7"), (1, "#1", "user: u", "", "a")]
 
 
 def test_field_mapping_for_other_names(tmp_path):
@@ -132,7 +132,7 @@ def test_field_mapping_for_other_names(tmp_path):
 def test_field_mapping_only_instruction_and_output(tmp_path):
     rows = [{"prompt": "p", "response": "r"}]
     pool = read_pool(write_jsonl(tmp_path / "m.jsonl", rows), fields=FieldMap(instruction="prompt", output="response"))
-    assert _fields(pool) == [(0, "0", "p", "", "r")]
+    assert _fields(pool) == [(0, "#0", "p", "", "r")]
 
 
 def test_field_map_rejects_unknown_options():
@@ -154,7 +154,8 @@ def test_ids_from_the_id_field_else_position(tmp_path):
     ]
     pool = read_pool(_write_lines(tmp_path / "ids.jsonl", lines))
     # positions count every row in file order, rejected ones included
-    assert [(r.position, r.id) for r in pool.records] == [(0, "alpha"), (1, "42"), (2, "2"), (4, "4"), (5, "beta")]
+    assert [(r.position, r.id) for r in pool.records] == [(0, "alpha"), (1, "42"), (2, "#2"), (4, "#4"), (5, "beta")]
+    assert [r.explicit_id for r in pool.records] == [True, True, False, False, True]
     assert [r.position for r in pool.rejected] == [3]
 
 
@@ -162,8 +163,8 @@ def test_ids_by_position_in_json_array_and_parquet_order(tmp_path):
     path = tmp_path / "pool.json"
     path.write_text(json.dumps([GOOD, {"instruction": "x"}, GOOD]), encoding="utf-8")
     pool = read_pool(path)
-    assert pool.ids == ["0", "2"]
-    assert pool.rejected == [Rejection(1, None, "field 'output' is missing")]
+    assert pool.ids == ["#0", "#2"]
+    assert pool.rejected == [Rejection(1, None, "pool.json row 1 (line 1): field 'output' is missing")]
 
 
 # --- bad rows ------------------------------------------------------------------------------------
@@ -281,8 +282,8 @@ def test_duplicate_id_rejects_the_later_row_and_names_the_first(tmp_path):
     assert pool.ids == ["x", "y"]
     assert pool.records[0].instruction == "Name a prime."
     assert pool.rejected == [
-        Rejection(2, "x", "duplicate id 'x' (first seen at row 0)"),
-        Rejection(3, "x", "duplicate id 'x' (first seen at row 0)"),
+        Rejection(2, "x", "dup.jsonl row 2 (line 3): field 'id': duplicate id 'x' (first seen at row 0)"),
+        Rejection(3, "x", "dup.jsonl row 3 (line 4): field 'id': duplicate id 'x' (first seen at row 0)"),
     ]
 
 

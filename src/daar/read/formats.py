@@ -1,25 +1,54 @@
 """Reading pools from disk: JSON lines (plain or gzip), JSON arrays, Parquet and CSV.
 
-A line that cannot be decoded becomes a rejection with its line number instead of aborting the
-run; only a file that cannot be opened at all (or holds no usable row) stops with an error.
+A row that cannot be used becomes a rejection with a reason instead of aborting the run; only a
+file that cannot be opened or parsed as a whole (or holds no usable row) stops with a PoolError.
+
+Every rejection reason reads "<file name> row <position> (line <n>): <what is wrong>":
+
+- position counts the rows of the file from 0 in file order, rejected rows included (blank lines
+  of a .jsonl or .csv file are not rows);
+- the line (from 1, in the decompressed text) is where the row starts in the text formats (.jsonl,
+  .json, .csv, gzipped or not); a Parquet row has no line and gives its position only;
+- what is wrong names the field ("field 'output' must be a string, got int", "field 'id':
+  duplicate id 'a7' (first seen at row 3)", "field 'instruction' is not valid UTF-8 (...)"), or,
+  when the row as a whole is unusable, says why ("not valid JSON (...)", "row is a list, expected
+  an object", "has 4 cells but the header names 3 columns").
+
+Per format: a .jsonl line that is not valid JSON rejects that row only; a .json file must parse as
+a whole (an array of rows, or an object whose "data" member is one), but bytes that are not UTF-8
+inside a row's strings reject that row only. CSV cells are text, and CSV has no null: an empty
+cell is read as a missing value (an empty id cell means the row has no id, an empty output cell is
+a missing output), while the row written back to selected.jsonl keeps its cells as they were.
+A row must also be writable back as JSON (the forms in daar.utils.cache): every Parquet type has
+one, so a value without one is rejected here, never a crash after the run's compute. A Parquet
+value Python cannot hold at all (text that is not UTF-8, a date past the year 9999) rejects its
+row, naming the field, instead of the file.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
+import io
 import json
+import re
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from daar.config import FieldMap
 from daar.errors import UserError
 from daar.read.records import Record, Rejection, RowError, to_record
+from daar.utils.cache import UnwritableValue, json_line
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
+
+# Bytes that are not UTF-8, decoded with errors="surrogateescape", become U+DC80..U+DCFF.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
 class PoolError(UserError):
@@ -53,6 +82,18 @@ class Pool:
         return Pool(self.path, chosen, [], len(chosen), self.sha256)
 
 
+@dataclass
+class _RawRow:
+    """One row as a format gives it: `problem` set when it is unusable before any field check;
+    `view` (CSV) is what the field checks read when it differs from the row written back."""
+
+    position: int
+    line: int | None
+    raw: Any = None
+    problem: str | None = None
+    view: dict[str, Any] | None = None
+
+
 def read_pool(path: str | Path, fields: FieldMap | None = None) -> Pool:
     """Read every row of `path`; bad rows are rejected with a reason, never dropped silently."""
     path = Path(path)
@@ -66,30 +107,68 @@ def read_pool(path: str | Path, fields: FieldMap | None = None) -> Pool:
         raise PoolError(f"{path}: unknown format; expected one of {', '.join(SUFFIXES)}")
     records: list[Record] = []
     rejected: list[Rejection] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, int] = {}  # explicit id -> position of the row that kept it
+    # Rows parsed from JSON or CSV text hold only JSON's own types (NaN and unpaired surrogates
+    # included, which json_line writes): only Parquet rows can hold a value with no JSON form.
+    check_writable = name.endswith(".parquet")
     rows_in = 0
-    for position, raw, error in _raw_rows(path, name):
+    for row in _raw_rows(path, name):
         rows_in += 1
-        if error is not None:
-            rejected.append(Rejection(position, None, error))
+        if row.problem is not None:
+            rejected.append(_rejection(path, row, _raw_id(row.raw, fields), row.problem))
             continue
         try:
-            record = to_record(raw, position, fields)
+            record = to_record(row.raw if row.view is None else row.view, row.position, fields)
         except RowError as err:
-            row_id = raw.get(fields.id) if isinstance(raw, dict) else None
-            rejected.append(Rejection(position, None if row_id is None else str(row_id), str(err)))
+            rejected.append(_rejection(path, row, _raw_id(row.raw, fields), str(err)))
             continue
-        if record.id in seen:
-            rejected.append(
-                Rejection(position, record.id, f"duplicate id '{record.id}' (first seen at row {seen[record.id]})")
-            )
+        if row.view is not None:
+            record = replace(record, raw=row.raw)
+        problem = _unwritable(row.raw) if check_writable else None
+        if problem is None and record.explicit_id and record.id in seen:
+            problem = f"field '{fields.id}': duplicate id '{record.id}' (first seen at row {seen[record.id]})"
+        if problem is not None:
+            rejected.append(_rejection(path, row, record.id if record.explicit_id else None, problem))
             continue
-        seen[record.id] = position
+        if record.explicit_id:
+            seen[record.id] = row.position
         records.append(record)
     if not records:
-        detail = f"; first problem: row {rejected[0].position}: {rejected[0].reason}" if rejected else ""
+        detail = f"; first problem: {rejected[0].reason}" if rejected else ""
         raise PoolError(f"{path}: no usable row among {rows_in}{detail}")
-    return Pool(path, records, rejected, rows_in, file_sha256(path))
+    return Pool(path, _distinct_positional_ids(records, seen), rejected, rows_in, file_sha256(path))
+
+
+def _rejection(path: Path, row: _RawRow, row_id: str | None, problem: str) -> Rejection:
+    line = f" (line {row.line})" if row.line is not None else ""
+    return Rejection(row.position, row_id, f"{path.name} row {row.position}{line}: {problem}")
+
+
+def _raw_id(raw: Any, fields: FieldMap) -> str | None:
+    value = raw.get(fields.id) if isinstance(raw, dict) else None
+    return None if value is None else str(value)
+
+
+def _unwritable(raw: Any) -> str | None:
+    """Why `raw` cannot be written back to selected.jsonl, or None when it can."""
+    try:
+        json_line(raw)
+    except UnwritableValue as err:
+        return str(err)
+    except RecursionError:
+        return "row is nested too deeply to be written back as JSON"
+    return None
+
+
+def _distinct_positional_ids(records: list[Record], explicit: dict[str, int]) -> list[Record]:
+    """Give a row without id "##17" instead of "#17" when the file's own ids include "#17"."""
+    for i, record in enumerate(records):
+        if not record.explicit_id and record.id in explicit:
+            new_id = record.id
+            while new_id in explicit:
+                new_id = "#" + new_id
+            records[i] = replace(record, id=new_id)
+    return records
 
 
 def file_sha256(path: Path) -> str:
@@ -100,17 +179,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _raw_rows(path: Path, name: str) -> Iterator[tuple[int, Any, str | None]]:
-    """Yield (row position, raw row, error); positions count from 0 in file order."""
+def _raw_rows(path: Path, name: str) -> Iterator[_RawRow]:
+    """Yield every row of the file in order, positions counting from 0."""
     try:
         if name.endswith((".jsonl", ".jsonl.gz")):
             yield from _jsonl_rows(path)
         elif name.endswith((".json", ".json.gz")):
             yield from _json_array_rows(path)
         elif name.endswith(".parquet"):
-            yield from _table_rows(path, "parquet")
+            yield from _parquet_rows(path)
         else:
-            yield from _table_rows(path, "csv")
+            yield from _csv_rows(path)
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise PoolError(f"{path}: cannot be read: {err}") from err
 
@@ -119,80 +198,307 @@ def _open_bytes(path: Path):
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+# --- JSON lines and JSON arrays ------------------------------------------------------------------
+
+
+def _jsonl_rows(path: Path) -> Iterator[_RawRow]:
     position = 0
     with _open_bytes(path) as handle:
         for line_no, line in enumerate(handle, start=1):
+            if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):  # a leading BOM is not data
+                line = line[3:]
             if not line.strip():
                 continue
             try:
-                text = line.decode("utf-8-sig" if line_no == 1 else "utf-8")  # a leading BOM is not data
+                text, bad_utf8 = line.decode("utf-8"), None
             except UnicodeDecodeError as err:
-                yield position, None, f"line {line_no}: not valid UTF-8 ({err.reason} at byte {err.start})"
+                text, bad_utf8 = line.decode("utf-8", errors="surrogateescape"), err
+            row = _RawRow(position, line_no)
+            try:
+                row.raw = json.loads(text)
+            except json.JSONDecodeError as err:
+                row.problem = (
+                    _not_utf8(bad_utf8, "of the line")
+                    if bad_utf8
+                    else f"not valid JSON ({err.msg} at column {err.colno})"
+                )
+            except RecursionError:
+                row.problem = "not valid JSON (nested too deeply to read)"
+            except ValueError as err:  # e.g. an integer of more than 4300 digits
+                row.problem = f"not valid JSON ({err})"
             else:
-                try:
-                    yield position, json.loads(text), None
-                except json.JSONDecodeError as err:
-                    yield position, None, f"line {line_no}: not valid JSON ({err.msg})"
+                if bad_utf8 is not None:
+                    row.problem = _not_utf8(bad_utf8, "of the line", _escaped_field(row.raw))
+            yield row
             position += 1
 
 
-def _json_array_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+def _not_utf8(err: UnicodeDecodeError, within: str, field_name: str | None = None) -> str:
+    what = f"field '{field_name}' is" if field_name else "row is"
+    return f"{what} not valid UTF-8 ({err.reason} at byte {err.start} {within})"
+
+
+def _escaped_field(value: Any, where: str = "") -> str | None:
+    """The first field (dotted path) whose key or text holds bytes that were not UTF-8."""
+    if isinstance(value, str):
+        return where if _ESCAPED_BYTE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            if _ESCAPED_BYTE.search(str(key)):
+                return path
+            found = _escaped_field(item, path)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _escaped_field(item, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _json_array_rows(path: Path) -> Iterator[_RawRow]:
     with _open_bytes(path) as handle:
         data = handle.read()
     try:
-        rows = json.loads(data.decode("utf-8-sig"))
+        text, bad_utf8 = data.decode("utf-8-sig"), None
     except UnicodeDecodeError as err:
-        raise PoolError(f"{path}: not valid UTF-8 at byte {err.start}") from err
+        text, bad_utf8 = data.decode("utf-8-sig", errors="surrogateescape"), err
+    try:
+        elements = _top_level_rows(text, path)
+    except PoolError:
+        raise
     except json.JSONDecodeError as err:
-        raise PoolError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
-    if isinstance(rows, dict) and isinstance(rows.get("data"), list):
-        rows = rows["data"]
-    if not isinstance(rows, list):
-        raise PoolError(f"{path}: a .json pool must be an array of rows")
-    for position, row in enumerate(rows):
-        yield position, row, None
+        if bad_utf8 is not None:  # bytes that are not UTF-8 outside any string break the JSON
+            raise PoolError(f"{path}: not valid UTF-8 at byte {bad_utf8.start}") from err
+        raise PoolError(f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from err
+    except RecursionError as err:
+        raise PoolError(f"{path}: not valid JSON (a row is nested too deeply to read)") from err
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise PoolError(f"{path}: not valid JSON ({err})") from err
+    for position, (value, line, start, end) in enumerate(elements):
+        row = _RawRow(position, line, value)
+        if bad_utf8 is not None and _ESCAPED_BYTE.search(text, start, end):
+            row.problem = _not_utf8_in_array(value, text, start, end)
+        yield row
 
 
-def _table_rows(path: Path, kind: str) -> Iterator[tuple[int, Any, str | None]]:
+def _not_utf8_in_array(value: Any, text: str, start: int, end: int) -> str:
+    found = _ESCAPED_BYTE.search(text, start, end)
+    assert found is not None
+    byte = ord(found.group()) - 0xDC00
+    name = _escaped_field(value)
+    what = f"field '{name}' is" if name else "row is"
+    line = text.count("\n", 0, found.start()) + 1
+    return f"{what} not valid UTF-8 (byte 0x{byte:02x} at line {line})"
+
+
+def _top_level_rows(text: str, path: Path) -> list[tuple[Any, int, int, int]]:
+    """(row, line, start, end) for each element of the top-level array, or of the "data" array
+    member of a top-level object; raises JSONDecodeError where the text is not JSON."""
+    decoder = json.JSONDecoder()
+    i = _WHITESPACE.match(text, 0).end()
+    if text.startswith("[", i):
+        elements, end = _array_elements(decoder, text, i)
+    elif text.startswith("{", i):
+        elements, end = _data_member(decoder, text, i)
+        if elements is None:
+            raise PoolError(f"{path}: a .json pool must be an array of rows (or an object with a 'data' array)")
+    else:
+        value, end = decoder.raw_decode(text, i)  # raises for text that is not JSON at all
+        raise PoolError(f"{path}: a .json pool must be an array of rows, not a {type(value).__name__}")
+    end = _WHITESPACE.match(text, end).end()
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return elements
+
+
+def _array_elements(decoder: json.JSONDecoder, text: str, i: int) -> tuple[list[tuple[Any, int, int, int]], int]:
+    """Parse the array starting at text[i] == '['; each element with its line and span."""
+    elements: list[tuple[Any, int, int, int]] = []
+    i = _WHITESPACE.match(text, i + 1).end()
+    if text.startswith("]", i):
+        return elements, i + 1
+    line, counted = 1, 0
+    while True:
+        line += text.count("\n", counted, i)
+        counted = i
+        value, end = decoder.raw_decode(text, i)
+        elements.append((value, line, i, end))
+        i = _WHITESPACE.match(text, end).end()
+        if text.startswith(",", i):
+            i = _WHITESPACE.match(text, i + 1).end()
+        elif text.startswith("]", i):
+            return elements, i + 1
+        else:
+            raise json.JSONDecodeError("Expecting ',' delimiter or ']'", text, i)
+
+
+def _data_member(decoder: json.JSONDecoder, text: str, i: int) -> tuple[list[tuple[Any, int, int, int]] | None, int]:
+    """Parse the object starting at text[i] == '{'; the rows of its "data" member if that is an
+    array (the last one wins, as in json.loads), else None."""
+    rows: list[tuple[Any, int, int, int]] | None = None
+    i = _WHITESPACE.match(text, i + 1).end()
+    if text.startswith("}", i):
+        return rows, i + 1
+    while True:
+        if not text.startswith('"', i):
+            raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
+        key, i = decoder.raw_decode(text, i)
+        i = _WHITESPACE.match(text, i).end()
+        if not text.startswith(":", i):
+            raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
+        i = _WHITESPACE.match(text, i + 1).end()
+        if key == "data" and text.startswith("[", i):
+            rows, i = _array_elements(decoder, text, i)
+        else:
+            _, i = decoder.raw_decode(text, i)
+            if key == "data":
+                rows = None
+        i = _WHITESPACE.match(text, i).end()
+        if text.startswith(",", i):
+            i = _WHITESPACE.match(text, i + 1).end()
+        elif text.startswith("}", i):
+            return rows, i + 1
+        else:
+            raise json.JSONDecodeError("Expecting ',' delimiter or '}'", text, i)
+
+
+# --- Parquet -------------------------------------------------------------------------------------
+
+
+def _parquet_rows(path: Path) -> Iterator[_RawRow]:
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     try:
-        if kind == "parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
-        else:
-            import pyarrow.csv as pcsv
-
-            # Quoted cells may hold newlines (code, multi-line answers): the parser must know, or
-            # files over one read block (1 MB) fail to parse.
-            parse = pcsv.ParseOptions(newlines_in_values=True)
-            with pcsv.open_csv(path, parse_options=parse) as reader:
-                names = reader.schema.names
-            # CSV cells are text: every column is read as bytes and decoded per row, so "42" stays
-            # "42" (not an int the row checks would reject), "NA"/"null" stay text, and a cell that
-            # is not UTF-8 rejects its row instead of the whole file.
-            convert = pcsv.ConvertOptions(
-                column_types={name: pa.binary() for name in names},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            )
-            table = pcsv.read_csv(path, parse_options=parse, convert_options=convert)
+        table = pq.read_table(path)
     except pa.ArrowException as err:
-        raise PoolError(f"{path}: cannot be read as {kind}: {err}") from err
-    for position, row in enumerate(table.to_pylist()):
-        if kind == "csv":
-            yield (position, *_decode_cells(row))
-        else:
-            yield position, row, None
+        raise PoolError(f"{path}: cannot be read as parquet: {err}") from err
+    names = table.column_names
+    columns: list[list[Any]] = []
+    problems: dict[int, str] = {}
+    for name in names:
+        values, bad = _column_values(_nanosecond_times_as_text(table.column(name)), name)
+        columns.append(values)
+        for position, problem in bad.items():
+            problems.setdefault(position, problem)
+    for position, values in enumerate(zip(*columns, strict=True)):
+        yield _RawRow(position, None, dict(zip(names, values, strict=True)), problems.get(position))
 
 
-def _decode_cells(row: dict[str, bytes | None]) -> tuple[dict[str, str | None] | None, str | None]:
-    decoded: dict[str, str | None] = {}
-    for name, value in row.items():
+def _column_values(column: Any, name: str) -> tuple[list[Any], dict[int, str]]:
+    """The column as Python values; a value Python cannot hold (a string that is not UTF-8, a date
+    out of Python's range) rejects its row, not the file."""
+    import pyarrow as pa
+
+    errors = (UnicodeDecodeError, ValueError, OverflowError, pa.ArrowException)
+    try:
+        return column.to_pylist(), {}
+    except errors:
+        pass
+    values: list[Any] = []
+    problems: dict[int, str] = {}
+    for position in range(len(column)):
         try:
-            decoded[name] = None if value is None else value.decode("utf-8")
-        except UnicodeDecodeError as err:
-            return None, f"column '{name}': not valid UTF-8 ({err.reason} at byte {err.start})"
-    return decoded, None
+            values.append(column[position].as_py())
+        except errors as err:
+            values.append(None)
+            if isinstance(err, UnicodeDecodeError):
+                problems[position] = f"field '{name}' is not valid UTF-8 ({err.reason} at byte {err.start})"
+            else:
+                problems[position] = f"field '{name}' cannot be read ({type(err).__name__}: {err})"
+    return values, problems
+
+
+def _nanosecond_times_as_text(column: Any) -> Any:
+    """time64[ns] values become ISO text in Arrow ("01:02:03.000000001"): Python's time would
+    drop the nanoseconds. (Timestamps and durations in ns keep theirs through pandas' types.)"""
+    import pyarrow as pa
+
+    target = _without_ns_times(column.type)
+    if target.equals(column.type):
+        return column
+    try:
+        return column.cast(target)
+    except pa.ArrowException:  # a nesting Arrow cannot cast: keep microseconds rather than fail
+        return column
+
+
+def _without_ns_times(kind: Any) -> Any:
+    import pyarrow as pa
+
+    types = pa.types
+    if types.is_time64(kind) and kind.unit == "ns":
+        return pa.string()
+    if types.is_list(kind) or types.is_large_list(kind) or types.is_fixed_size_list(kind):
+        item = kind.value_field
+        new_item = item.with_type(_without_ns_times(item.type))
+        if types.is_list(kind):
+            return pa.list_(new_item)
+        if types.is_large_list(kind):
+            return pa.large_list(new_item)
+        return pa.list_(new_item, kind.list_size)
+    if types.is_struct(kind):
+        return pa.struct(
+            [kind.field(i).with_type(_without_ns_times(kind.field(i).type)) for i in range(kind.num_fields)]
+        )
+    if types.is_map(kind):
+        return pa.map_(kind.key_field, kind.item_field.with_type(_without_ns_times(kind.item_type)))
+    return kind
+
+
+# --- CSV -----------------------------------------------------------------------------------------
+
+
+def _csv_rows(path: Path) -> Iterator[_RawRow]:
+    """CSV read by the csv module (quoted cells may hold commas, quotes and newlines): every cell
+    is text, a cell that is not UTF-8 rejects its row, and each row knows the line it starts on."""
+    with _open_bytes(path) as handle:
+        data = handle.read()
+    if data.startswith(b"\xef\xbb\xbf"):  # a leading BOM is not data
+        data = data[3:]
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # long answers are normal cells
+    reader = csv.reader(io.StringIO(data.decode("utf-8", errors="surrogateescape"), newline=""))
+    try:
+        header = next(reader, None)
+    except csv.Error as err:
+        raise PoolError(f"{path}: cannot be read as csv: {err}") from err
+    if header is None:
+        raise PoolError(f"{path}: cannot be read as csv: the file is empty (no header row)")
+    for cell in header:
+        if _ESCAPED_BYTE.search(cell):
+            raise PoolError(f"{path}: cannot be read as csv: the header is not valid UTF-8")
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise PoolError(f"{path}: cannot be read as csv: column '{duplicated[0]}' appears twice in the header")
+    position = 0
+    while True:
+        line = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            yield _RawRow(position, line, problem=f"not valid CSV ({err})")
+            position += 1
+            continue
+        if not cells:  # a blank line is not a row
+            continue
+        yield _csv_row(position, line, header, cells)
+        position += 1
+
+
+def _csv_row(position: int, line: int, header: list[str], cells: list[str]) -> _RawRow:
+    if len(cells) != len(header):
+        plural = "cell" if len(cells) == 1 else "cells"
+        return _RawRow(position, line, problem=f"has {len(cells)} {plural} but the header names {len(header)} columns")
+    raw = dict(zip(header, cells, strict=True))
+    for name, cell in raw.items():
+        if not cell.isascii() and _ESCAPED_BYTE.search(cell):
+            try:
+                cell.encode("utf-8", errors="surrogateescape").decode("utf-8")
+            except UnicodeDecodeError as err:
+                return _RawRow(position, line, raw, _not_utf8(err, "of the cell", name))
+    return _RawRow(position, line, raw, view={name: (cell if cell else None) for name, cell in raw.items()})

@@ -1,7 +1,20 @@
 """Normalised rows and the rules that turn a raw mapping into one, or into a rejection.
 
 Every input row ends in exactly one of two lists here (kept or rejected with a reason), so the
-counts a run reports always add up to the rows it read.
+counts a run reports always add up to the rows it read. A RowError's message names the field
+("field 'output' must be a string, got int"); the reader puts the file and row in front of it.
+
+Ids:
+
+- An explicit id is the row's id field, a string or an integer (not a bool), stripped of
+  surrounding spaces and not empty; the integer 7 and the string "7" are the same id.
+- A row whose id field is missing or null gets the positional id "#<position>" ("#17" for the row
+  at position 17, counting every row of the file from 0), and `explicit_id` False.
+- Duplicates are looked for among explicit ids only (`read_pool` rejects the later row), so a row
+  without an id is never a duplicate, whatever ids its neighbours have.
+- Positional ids never collide with explicit ones: where a file's own ids include the spelling
+  "#17", the row at position 17 without an id becomes "##17" (one more "#" until the spelling is
+  free). Every kept row therefore has a distinct id, and explicit ids are never changed.
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ class Record:
     input: str
     output: str
     raw: dict[str, Any] = field(repr=False, compare=False)
+    explicit_id: bool = True  # False: the row had no id and `id` is positional ("#<position>")
 
     @property
     def text(self) -> str:
@@ -61,27 +75,50 @@ def to_record(raw: Any, position: int, fields: FieldMap) -> Record:
     """Normalise one raw row or raise RowError naming the offending field."""
     if not isinstance(raw, dict):
         raise RowError(f"row is a {type(raw).__name__}, expected an object")
-    row_id = _row_id(raw, position, fields)
-    if fields.messages in raw or fields.conversations in raw:
-        key = fields.messages if fields.messages in raw else fields.conversations
+    row_id = _row_id(raw, fields)
+    explicit = row_id is not None
+    if row_id is None:
+        row_id = positional_id(position)
+    # A chat key holding null counts as absent: a Parquet or CSV file has every column in every row.
+    key = next((k for k in (fields.messages, fields.conversations) if raw.get(k) is not None), None)
+    if key is not None:
         instruction, output = _from_chat(raw[key], key)
-        return Record(position, row_id, instruction, "", output, raw)
+        return Record(position, row_id, instruction, "", output, raw, explicit)
     instruction = _text_field(raw, fields.instruction, required=True)
     input_text = _text_field(raw, fields.input, required=False)
     output = _text_field(raw, fields.output, required=True)
-    return Record(position, row_id, instruction, input_text, output, raw)
+    return Record(position, row_id, instruction, input_text, output, raw, explicit)
 
 
-def _row_id(raw: dict[str, Any], position: int, fields: FieldMap) -> str:
-    if fields.id not in raw or raw[fields.id] is None:
-        return str(position)
-    value = raw[fields.id]
+def positional_id(position: int) -> str:
+    """The id of a row that has none (see the module docstring)."""
+    return f"#{position}"
+
+
+def _row_id(raw: dict[str, Any], fields: FieldMap) -> str | None:
+    value = raw.get(fields.id)
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise RowError(f"field '{fields.id}' must be a string or integer, got {type(value).__name__}")
     text = str(value).strip()
     if not text:
         raise RowError(f"field '{fields.id}' is empty")
+    _check_unicode(text, fields.id)
     return text
+
+
+def _check_unicode(text: str, name: str) -> None:
+    """Text fields must encode as UTF-8; a JSON escape such as \\ud800 gives an unpaired surrogate."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RowError(
+            f"field '{name}' is not valid Unicode text "
+            f"(unpaired surrogate U+{ord(text[err.start]):04X} at character {err.start})"
+        ) from None
 
 
 def _text_field(raw: dict[str, Any], name: str, *, required: bool) -> str:
@@ -95,22 +132,27 @@ def _text_field(raw: dict[str, Any], name: str, *, required: bool) -> str:
     text = value.strip()
     if required and not text:
         raise RowError(f"field '{name}' is empty")
+    _check_unicode(text, name)
     return text
 
 
 def _from_chat(turns: Any, key: str) -> tuple[str, str]:
     if not isinstance(turns, list) or not turns:
-        raise RowError(f"field '{key}' must be a non-empty list of turns")
+        got = "an empty list" if isinstance(turns, list) else type(turns).__name__
+        raise RowError(f"field '{key}' must be a non-empty list of turns, got {got}")
     rendered: list[tuple[str, str]] = []
     for i, turn in enumerate(turns):
         if not isinstance(turn, dict):
-            raise RowError(f"field '{key}[{i}]' must be an object")
+            raise RowError(f"field '{key}[{i}]' must be an object, got {type(turn).__name__}")
         role = turn.get("role", turn.get("from"))
         content = turn.get("content", turn.get("value"))
         if not isinstance(role, str) or not role.strip():
             raise RowError(f"field '{key}[{i}]' has no role/from")
         if not isinstance(content, str):
-            raise RowError(f"field '{key}[{i}]' has no string content/value")
+            got = "null" if content is None else type(content).__name__
+            raise RowError(f"field '{key}[{i}]' has no string content/value (got {got})")
+        _check_unicode(role, f"{key}[{i}]")
+        _check_unicode(content, f"{key}[{i}]")
         role = role.strip().lower()
         rendered.append((_ROLE_NAMES.get(role, role), content.strip()))
     last = max((i for i, (role, _) in enumerate(rendered) if role in _ASSISTANT), default=None)
