@@ -5,9 +5,9 @@ selection below is made without it.
 
     .venv/bin/python benchmarks/balance_study.py                       # demo sample, generated seeds
     .venv/bin/python benchmarks/balance_study.py --seeds-file S.yaml   # hand-given seeds
-    .venv/bin/python benchmarks/balance_study.py --sample 0 --only base  # the full pool
+    .venv/bin/python benchmarks/balance_study.py --sample 0 --only "paper;default"  # the full pool
 
-Each variant changes one thing against the authors' settings (`base`): the heads' training, the
+Each variant changes one thing against the authors' settings (`paper`): the heads' training, the
 text that e(x) embeds, the final norm in f(x), the clip layer, the prober. For each it reports
 the true-domain mix of a 20% selection under the paper's `overall` strategy and under
 `balanced` (equal shares per pseudo-domain), and how well the pseudo-domains match the truth.
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from daar.config import SelectConfig
+from daar.config import PAPER_HEADS, HeadConfig, SelectConfig
 from daar.embed import Features
 from daar.pipeline import _sample
 from daar.probe.domains import probe_rows as draw_probe_rows
@@ -39,7 +39,15 @@ from daar.select.checks import spearman
 from daar.select.daar import DaarSelector, resolve_domains
 
 POOL = Path(__file__).resolve().parents[2] / "shared" / "data" / "pool" / "pool.jsonl.gz"
-VARIANTS = ("base", "heads_long", "heads_class_balanced", "probe_temperature", "ex_plain_text", "fx_no_final_norm")
+VARIANTS = (
+    "paper",
+    "default",
+    "heads:1e-4,3,8",
+    "heads_class_balanced",
+    "probe_temperature",
+    "ex_plain_text",
+    "fx_no_final_norm",
+)
 
 
 @dataclass
@@ -83,13 +91,15 @@ def refit_reward(sel: DaarSelector, hid: np.ndarray, target: np.ndarray, ctx: Co
 
 def run_variant(name: str, args, pool: Pool, truth: np.ndarray) -> Outcome:
     start = time.perf_counter()
-    cfg = SelectConfig(seeds_file=args.seeds_file, model=args.model, clip_layer=args.clip_layer, seed=args.seed)
-    if name == "heads_long":
-        cfg = cfg.model_copy(update={"heads": cfg.heads.model_copy(update={"lr": 1e-4, "epochs": 3, "batch_size": 8})})
-    if name.startswith("heads:"):  # heads:LR,EPOCHS,BATCH
+    # Every variant changes one thing against the authors' settings, heads included; `default` is
+    # daar's default heads (early stopping on the pseudo-labels' validation loss).
+    heads = HeadConfig() if name.startswith("default") else PAPER_HEADS
+    if name.startswith("heads:"):  # heads:LR,EPOCHS,BATCH, a fixed schedule
         lr, epochs, batch = name.split(":", 1)[1].split(",")
-        update = {"lr": float(lr), "epochs": int(epochs), "batch_size": int(batch)}
-        cfg = cfg.model_copy(update={"heads": cfg.heads.model_copy(update=update)})
+        heads = PAPER_HEADS.model_copy(update={"lr": float(lr), "epochs": int(epochs), "batch_size": int(batch)})
+    cfg = SelectConfig(
+        seeds_file=args.seeds_file, model=args.model, clip_layer=args.clip_layer, seed=args.seed, heads=heads
+    )
     main_cache = Path(args.cache_dir)
     cache = main_cache.parent / f"{main_cache.name}-no-final-norm" if name == "fx_no_final_norm" else main_cache
     ctx = Context(cfg, cache)
@@ -180,7 +190,7 @@ def main() -> None:
     parser.add_argument("--clip-layers", default="", help="extra clip layers to try, e.g. 1,6,12")
     parser.add_argument("--clip-layer", type=int, default=3)
     parser.add_argument(
-        "--only", default="", help="variants separated by ';' (default: all), e.g. 'base;heads:1e-4,3,8'"
+        "--only", default="", help="variants separated by ';' (default: all), e.g. 'paper;heads:1e-4,3,8'"
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache-dir", default="runs/balance_study/cache")
@@ -196,7 +206,7 @@ def main() -> None:
     base_clip = args.clip_layer
     for clip in [int(c) for c in args.clip_layers.split(",") if c]:
         args.clip_layer = clip
-        out = run_variant("base", args, pool, truth)
+        out = run_variant("paper", args, pool, truth)
         out.name = f"clip_layer {clip}"
         outcomes.append(out)
     args.clip_layer = base_clip

@@ -85,18 +85,25 @@ class SynthesisConfig(BaseModel):
 
 
 class HeadConfig(BaseModel):
-    """Training of the domain probe and the reward model (DESIGN steps 5 and 7): the authors'
-    settings (Adam, lr 1e-5, one epoch, batch 1). Measured on the demo's 2,000 rows: a longer,
-    faster schedule (lr 1e-4, 3 epochs, batch 8) lifts probe accuracy from 0.87-0.90 to
-    0.93-0.95 but makes the probe overconfident (mean entropy 0.07 instead of 0.48 nats), and the
-    reward model then ranks held-out rows worse (Spearman 0.69-0.76 instead of 0.88-0.90)."""
+    """Training of the domain probe and the reward model (DESIGN steps 5 and 7).
+
+    Default: Adam, lr 1e-4, batches of 8, epochs until the validation loss (on the pseudo-labels,
+    no true label involved) has not improved for `patience` epochs, at most `epochs`; the best
+    epoch's weights are kept. The authors' schedule (lr 1e-5, one epoch, batch 1: configs/paper.yaml)
+    leaves a 135M prober's probe under-trained, and its entropy then tracks a domain rather than
+    the boundaries between domains: the top 20% fell on one or two domains (docs/BALANCE.md).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    lr: float = 1e-5
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(1, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(8, ge=1)
+    patience: int | None = Field(2, ge=1)  # None: run all epochs (the authors' fixed schedule)
     val_fraction: float = Field(0.03, ge=0, lt=1)
     max_reward_rows: int = Field(5000, ge=1)
+
+
+PAPER_HEADS = HeadConfig(lr=1e-5, epochs=1, batch_size=1, patience=None)
 
 
 class SelectConfig(BaseModel):
@@ -113,7 +120,7 @@ class SelectConfig(BaseModel):
     probe_size: int = Field(5000, ge=2)
     ratio: float | None = Field(0.2, gt=0, le=1)
     count: int | None = Field(None, ge=1)
-    strategy: Literal["overall", "balanced", "customized"] = "overall"
+    strategy: Literal["overall", "balanced", "customized"] = "balanced"
     shares: Literal["equal", "proportional"] = "equal"  # balanced: budget per pseudo-domain
     target: str | None = None
     target_fraction: float = Field(0.5, gt=0, le=1)

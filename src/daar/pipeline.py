@@ -57,7 +57,10 @@ def run_select(
     show_domain_field: str | None = None,
     report: bool = True,
 ) -> RunResult:
-    """Read, fit, score, select and write one run; see the module docstring for what lands where."""
+    """Read, fit, score, select and write one run; see the module docstring for what lands where.
+
+    `report=False` also skips the 2-D map, which only the report shows (an experiment's cells save
+    its seconds)."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     cache = Path(cache_dir) if cache_dir else out_dir / "cache"
@@ -96,7 +99,7 @@ def run_select(
         chars = np.array([len(t) for t in pool.texts], dtype=np.float64)
         warnings = selection_warnings(scores, mask, chars, config.strategy)
         with timer.stage("analysis"):
-            _write_analysis(out_dir, ctx, pool, scores, mask, truth, show_domain_field)
+            _write_analysis(out_dir, ctx, pool, scores, mask, truth, show_domain_field, with_map=report)
         manifest = _manifest(config, pool_path, full.sha256, counts, artifacts.manifest, truth, mask, show_domain_field)
         manifest["warnings"] = warnings
         if report:
@@ -162,6 +165,7 @@ def _write_analysis(
     mask: np.ndarray,
     truth: list[str] | None,
     field: str | None,
+    with_map: bool = True,
 ) -> None:
     """Diversity measures and a 2-D map on e(x), when this run's prober features exist.
 
@@ -193,6 +197,8 @@ def _write_analysis(
         first = next(iter(k for k in ("pseudo_domain", "ground_truth") if k in sections))
         sections.update({k: sections[first][k] for k in ("labels", "names", "pool", "selected", "mix", "kept")})
     write_json(out_dir / "analysis.json", sections)
+    if not with_map:
+        return
     with ctx.timer.stage("map"):
         result = embed_2d(feats.emb, seed=ctx.config.seed, max_points=2000, selected=mask)
         source, values = label_sets[-1] if label_sets else ("none", None)

@@ -50,9 +50,32 @@ def test_cells_get_their_method_ratio_and_seed_over_the_sections(tmp_path: Path)
     assert config.eval.mode == "generate" and config.eval.seed == 42
 
 
+def test_named_methods_carry_their_own_settings(tmp_path: Path) -> None:
+    paper = {"strategy": "overall", "heads": {"lr": 1e-5, "epochs": 1, "batch_size": 1, "patience": None}}
+    path = write_config(
+        tmp_path,
+        methods=["random", {"name": "daar-paper", "method": "daar", "select": paper}, "daar"],
+        select={"probe_size": 100},
+    )
+    config = load_experiment(path)
+    assert config.method_names == ["random", "daar-paper", "daar"]
+    named = config.select_config("daar-paper", 0.2, 1)
+    plain = config.select_config("daar", 0.2, 1)
+    assert (named.method, named.strategy, named.heads.patience, named.probe_size) == ("daar", "overall", None, 100)
+    assert (plain.method, plain.strategy, plain.heads.patience) == ("daar", "balanced", 2)
+    from daar.experiment.cells import plan
+
+    names = [cell.name for cell in plan(config)]
+    assert names[:4] == ["base", "random-r0.2-s42", "daar-paper-r0.2-s42", "daar-r0.2-s42"]  # seed by seed
+
+
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
+        ({"methods": ["random", {"name": "random", "method": "random"}]}, "repeated entries: random"),
+        ({"methods": [{"name": "x", "method": "daar", "select": {"seed": 3}}]}, "seed set per cell"),
+        ({"methods": [{"name": "x", "method": "daar", "select": {"strategy": "best"}}]}, "methods.x.select.strategy"),
+        ({"methods": [{"name": "x", "method": "nope"}]}, "unknown 'nope'"),
         ({"ratio": [0.2]}, "ratio: unknown key"),
         ({"tune": {"learning_rate": 1e-4}}, "tune.learning_rate: unknown key"),
         ({"select": {"probe_sise": 10}}, "select.probe_sise: unknown key"),

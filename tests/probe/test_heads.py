@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from daar.config import HeadConfig
+from daar.config import PAPER_HEADS, HeadConfig
 from daar.probe.heads import Head, make_mlp, split_rows, train_head
 
 
@@ -48,9 +48,43 @@ def test_regressor_beats_predicting_the_mean():
     assert head.metrics["val_spearman"] > 0.8
 
 
-def test_default_settings_are_the_authors():
+def test_defaults_stop_early_and_the_paper_preset_is_the_authors():
     cfg = HeadConfig()
-    assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.val_fraction, cfg.max_reward_rows) == (1e-5, 1, 1, 0.03, 5000)
+    assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.patience, cfg.val_fraction) == (1e-4, 20, 8, 2, 0.03)
+    paper = PAPER_HEADS
+    assert (paper.lr, paper.epochs, paper.batch_size, paper.patience, paper.max_reward_rows) == (1e-5, 1, 1, None, 5000)
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    x, y = _blobs(300, 3, 8)
+    y = np.where(np.random.default_rng(1).random(len(y)) < 0.3, (y + 1) % 3, y)  # label noise to overfit
+    head = train_head(x, y, "classify", 3, HeadConfig(val_fraction=0.2, lr=1e-3, patience=2), seed=0)
+    epochs, best = head.metrics["epochs"], head.metrics["best_epoch"]
+    assert epochs < 20 and epochs - best == 2  # stopped two epochs after the best one
+    fixed = train_head(x, y, "classify", 3, HeadConfig(val_fraction=0.2, lr=1e-3, patience=None, epochs=3), seed=0)
+    assert fixed.metrics["epochs"] == 3 == fixed.metrics["best_epoch"]
+
+
+def test_paper_schedule_matches_a_plain_batch_one_loop():
+    """The device-resident loop trains exactly what the straightforward per-row loop trains."""
+    x, y = _blobs(300, 3, 12)
+    head = train_head(x, y, "classify", 3, PAPER_HEADS, seed=5)
+    train, _ = split_rows(len(x), PAPER_HEADS.val_fraction, 5)
+    generator = torch.Generator().manual_seed(5)
+    torch.manual_seed(5)
+    xt = torch.from_numpy(x)
+    mean, std = xt[train].mean(0), xt[train].std(0, unbiased=False).clamp(min=1e-6)
+    mlp = make_mlp(12, 3)
+    optimizer = torch.optim.Adam(mlp.parameters(), lr=PAPER_HEADS.lr)
+    order = torch.as_tensor(train)[torch.randperm(len(train), generator=generator)]
+    for row in order:
+        loss = torch.nn.functional.cross_entropy(mlp(((xt[row] - mean) / std)[None]), torch.as_tensor(y[row])[None])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        expected = mlp((xt - mean) / std).numpy()
+    assert np.allclose(head.predict(x), expected, atol=1e-6)
 
 
 def test_training_is_deterministic_for_a_seed():

@@ -40,9 +40,10 @@ class Cell:
 
 
 def plan(config: ExperimentConfig) -> list[Cell]:
-    """Every cell in table order: the base model first, then methods x ratios x seeds as configured."""
+    """Every cell: the base model first, then seed by seed every method at every ratio, so that an
+    experiment stopped half-way already holds comparable cells of every method."""
     cells = [Cell(BASE)]
-    cells += [Cell(m, r, s) for m in config.method_names for r in config.ratios for s in config.seeds]
+    cells += [Cell(m, r, s) for s in config.seeds for m in config.method_names for r in config.ratios]
     return cells
 
 

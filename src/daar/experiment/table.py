@@ -77,7 +77,7 @@ def to_csv(cells: list[dict[str, Any]], tasks: list[str]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    for cell in sorted(cells, key=lambda c: c.get("ratio") is not None):
+    for cell in _method_major(cells):
         row: dict[str, Any] = {
             "method": cell["method"],
             "ratio": "" if cell.get("ratio") is None else cell["ratio"],
@@ -89,6 +89,14 @@ def to_csv(cells: list[dict[str, Any]], tasks: list[str]) -> str:
         row |= {f"{p}_seconds": _number(cell.get("seconds", {}).get(p)) for p in PARTS}
         writer.writerow(row)
     return buffer.getvalue()
+
+
+def _method_major(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The base model first, then each method's cells by ratio and seed, methods in first-seen order."""
+    first = {m: i for i, m in enumerate(dict.fromkeys(c["method"] for c in cells))}
+    return sorted(
+        cells, key=lambda c: (c.get("ratio") is not None, first[c["method"]], c.get("ratio") or 0, c.get("seed") or 0)
+    )
 
 
 def _number(value: float | None) -> str:

@@ -108,24 +108,71 @@ def train_head(
     loss_fn = nn.CrossEntropyLoss() if kind == "classify" else nn.MSELoss()
     optimizer = torch.optim.Adam(mlp.parameters(), lr=cfg.lr, fused=device != "cpu" or None)
     inputs = ((xt - mean) / std).to(device)
-    orders = [torch.as_tensor(train)[torch.randperm(len(train), generator=generator)] for _ in range(cfg.epochs)]
-    steps = [rows.to(device) for order in orders for rows in order.split(cfg.batch_size)]
-    losses = torch.zeros(len(steps), device=device)
+    orders = torch.stack(
+        [torch.as_tensor(train)[torch.randperm(len(train), generator=generator)] for _ in range(cfg.epochs)]
+    ).to(device)
+    starts = range(0, len(train), cfg.batch_size)
+    losses = torch.zeros((cfg.epochs, len(starts)), device=device)
     small = sum(p.numel() for p in mlp.parameters()) < SINGLE_THREAD_PARAMS
-    mlp.train()
+    val_rows = torch.as_tensor(val, device=device)
+    stopper = _EarlyStop(cfg.patience, inputs[val_rows], target[val_rows], loss_fn)
     with torch_threads(1 if small and device == "cpu" else None):
-        for i, rows in enumerate(steps):
-            pred = mlp(inputs[rows])
-            loss = loss_fn(pred, target[rows]) if kind == "classify" else loss_fn(pred[:, 0], target[rows])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses[i] = loss.detach()
+        for epoch in range(cfg.epochs):
+            mlp.train()
+            for i, start in enumerate(starts):
+                rows = orders[epoch, start : start + cfg.batch_size]
+                pred = mlp(inputs[rows])
+                loss = loss_fn(pred, target[rows]) if kind == "classify" else loss_fn(pred[:, 0], target[rows])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses[epoch, i] = loss.detach()
+            if stopper.done(mlp, kind):
+                break
+    stopper.restore(mlp)
+    ran = losses[: stopper.epochs_run].flatten()
     head = Head(mlp, mean, std)
-    tail = losses[-max(1, len(steps) // 10) :].cpu().numpy() if steps else np.array([float("nan")])
-    head.metrics = {"train_rows": len(train), "val_rows": len(val), "final_train_loss": float(np.mean(tail))}
+    tail = ran[-max(1, len(ran) // 10) :].cpu().numpy() if len(ran) else np.array([float("nan")])
+    head.metrics = {
+        "train_rows": len(train),
+        "val_rows": len(val),
+        "final_train_loss": float(np.mean(tail)),
+        "epochs": float(stopper.epochs_run),
+        "best_epoch": float(stopper.best_epoch or stopper.epochs_run),
+    }
     head.metrics.update(_validate(head, x[val], np.asarray(y)[val], kind, np.asarray(y)[train]))
     return head
+
+
+class _EarlyStop:
+    """Stop when the validation loss has not improved for `patience` epochs; keep the best weights.
+
+    Without a patience (the authors' fixed schedule) or without validation rows it never stops."""
+
+    def __init__(self, patience: int | None, x_val: torch.Tensor, y_val: torch.Tensor, loss_fn: nn.Module) -> None:
+        self.patience = patience if len(x_val) else None
+        self.x_val, self.y_val, self.loss_fn = x_val, y_val, loss_fn
+        self.best = float("inf")
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch = 0
+        self.epochs_run = 0
+
+    @torch.no_grad()
+    def done(self, mlp: nn.Sequential, kind: Kind) -> bool:
+        self.epochs_run += 1
+        if self.patience is None:
+            return False
+        mlp.eval()
+        pred = mlp(self.x_val)
+        loss = float(self.loss_fn(pred, self.y_val) if kind == "classify" else self.loss_fn(pred[:, 0], self.y_val))
+        if loss < self.best:
+            self.best, self.best_epoch = loss, self.epochs_run
+            self.best_state = {k: v.detach().clone() for k, v in mlp.state_dict().items()}
+        return self.epochs_run - self.best_epoch >= self.patience
+
+    def restore(self, mlp: nn.Sequential) -> None:
+        if self.best_state is not None:
+            mlp.load_state_dict(self.best_state)
 
 
 def _validate(head: Head, x: np.ndarray, y: np.ndarray, kind: Kind, y_train: np.ndarray) -> dict[str, float]:
