@@ -29,6 +29,7 @@ SHAPES = {
     "smollm2": ("llama", 576, 1536, 9, 3, 30),
     "qwen2-7b": ("qwen2", 3584, 18944, 28, 4, 4),
     "llama3-8b": ("llama", 4096, 14336, 32, 8, 4),
+    "tiny": ("llama", 64, 128, 4, 2, 4),  # a smoke test of every path, in seconds
 }
 
 
@@ -105,10 +106,10 @@ def run_shape(shape: str, args: argparse.Namespace, texts: list[str]) -> dict:
         result["select_peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     result["bare_seconds"] = {str(b): round(bare_pass(folder, texts, b, device), 2) for b in args.batch_tokens}
     best = min(result["bare_seconds"].values())
-    result["features_over_best_bare"] = round(best / result["stages"]["features"], 3)
-    if shape == "smollm2" and args.tune_steps:
+    result["features_over_best_bare"] = round(best / max(result["stages"]["features"], 1e-9), 3)
+    if shape in ("smollm2", "tiny") and args.tune_steps:
         result["tune"] = tune_timing(folder, args, device)
-    if shape == "smollm2" and args.eval_limit:
+    if shape in ("smollm2", "tiny") and args.eval_limit:
         from daar.evaluate import evaluate
 
         start = time.perf_counter()
