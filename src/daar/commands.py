@@ -36,7 +36,9 @@ def select_command(
     strategy: Annotated[
         str | None, typer.Option(help="balanced (shares per pseudo-domain), overall (top rows) or customized.")
     ] = None,
-    shares: Annotated[str | None, typer.Option(help="balanced: equal (default) or proportional shares.")] = None,
+    shares: Annotated[
+        str | None, typer.Option(help="balanced: proportional (to each pseudo-domain's rows, default) or equal.")
+    ] = None,
     target: Annotated[str | None, typer.Option(help="Target domain of the customized strategy.")] = None,
     target_fraction: Annotated[float | None, typer.Option(help="Customized: share of the target group.")] = None,
     other_fraction: Annotated[float | None, typer.Option(help="Customized: share of every other group.")] = None,

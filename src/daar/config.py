@@ -121,7 +121,7 @@ class SelectConfig(BaseModel):
     ratio: float | None = Field(0.2, gt=0, le=1)
     count: int | None = Field(None, ge=1)
     strategy: Literal["overall", "balanced", "customized"] = "balanced"
-    shares: Literal["equal", "proportional"] = "equal"  # balanced: budget per pseudo-domain
+    shares: Literal["proportional", "equal"] = "proportional"  # balanced: budget per pseudo-domain
     target: str | None = None
     target_fraction: float = Field(0.5, gt=0, le=1)
     other_fraction: float = Field(0.1, ge=0, le=1)

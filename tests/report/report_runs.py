@@ -132,6 +132,9 @@ def make_run(folder: Path, method: str = "daar", n_selected: int = 12, seed: int
             "val_rows": 2,
             "entropy_max": 1.0986,
         }
+        manifest["warnings"] = [
+            {"kind": "dominant_pseudo_domain", "value": 0.6, "threshold": 0.5, "message": f"{EVIL} holds 60%"}
+        ]
     _write_json(folder / "manifest.json", manifest)
     (folder / "selected.jsonl").write_text(
         "".join(json.dumps(rows[kept_pos[i]]) + "\n" for i in np.flatnonzero(selected)), encoding="utf-8"

@@ -50,6 +50,8 @@ def test_daar_report_has_every_section_and_inline_figures(runs, tmp_path):
     )
     assert "by pseudo_domain" in sections["mix"] and "ground truth: domain" in sections["mix"]
     assert "one run only" in sections["comparison"]
+    warning = re.findall(r'<p class="warning" data-kind="dominant_pseudo_domain">(.*?)</p>', html, flags=re.S)
+    assert len(warning) == 1 and "holds 60%" in warning[0] and "&lt;script&gt;" in warning[0]
 
 
 def test_report_loads_nothing_remote_and_escapes_model_text(runs, tmp_path):

@@ -121,6 +121,7 @@ def _run_view(run: RunData, prefix: str) -> tuple[dict[str, Any], list[PngFigure
         "map": map_png,
         "mix": mix,
         "analysis_note": build.analysis_note(run),
+        "warnings": list(manifest.get("warnings") or []),
     }
     figures = histograms + ([map_png] if map_png else []) + [m["figure"] for m in mix]
     return view, figures
