@@ -225,3 +225,22 @@ def test_one_pass_of_the_whole_batch_trains_the_same_adapter_as_accumulation(tin
     assert micro_batches(TuneConfig(batch_size=4, grad_accum=4), "cpu") == (4, 4)
     with pytest.raises(TuneError, match="must divide"):
         micro_batches(TuneConfig(batch_size=4, grad_accum=4, micro_batch_size=5), "cpu")
+
+
+def test_evaluation_refuses_an_adapter_from_another_base(trained, tmp_path, tiny_model):
+    """One adapter loader for tune and eval: the base-model check holds for `daar eval` too."""
+    import shutil
+
+    from daar.evaluate import evaluate
+    from daar.models import ModelError
+
+    other = tmp_path / "other-base"
+    shutil.copytree(tiny_model, other)
+    config = json.loads((other / "config.json").read_text())
+    config["rms_norm_eps"] = 1e-3  # same shapes, another model
+    (other / "config.json").write_text(json.dumps(config))
+    result, _ = trained
+    with pytest.raises(ModelError, match="trained on another base model"):
+        evaluate(str(other), adapter=result.adapter_dir, tasks=["nq"], mode="nll", limit=2, device="cpu")
+    with pytest.raises(ModelError, match="trained on another base model"):
+        load_tuned(str(other), result.adapter_dir, device="cpu")
