@@ -35,8 +35,8 @@ from daar.read import Pool, read_pool
 from daar.reward.entropy import entropy, softmax
 from daar.select import strategies
 from daar.select.base import Context
-from daar.select.checks import spearman
 from daar.select.daar import DaarSelector, resolve_domains
+from daar.utils.stats import spearman
 
 POOL = Path(__file__).resolve().parents[2] / "shared" / "data" / "pool" / "pool.jsonl.gz"
 VARIANTS = (

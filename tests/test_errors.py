@@ -84,3 +84,23 @@ def test_cache_keys_follow_the_code_that_made_the_entry(tmp_path, monkeypatch):
     assert before == code_version("made_up_stage") and len(before) == 12
     module.write_text("PROMPT = 'Write two questions.'\n")
     assert code_version("made_up_stage") != before
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--set", "fields=x", "--set", "fields.id=y"], "'fields' is not a section of settings"),
+        (["--set", "ratio=["], "the value is not valid YAML"),
+        (["--config", "CONFIG"], "not UTF-8 text"),
+    ],
+)
+def test_bad_settings_are_user_errors(tmp_path, extra, expected):
+    from daar.cli import app
+
+    (tmp_path / "latin1.yaml").write_bytes(b"ratio: 0.2 # caf\xe9\n")
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"instruction": "q", "output": "a"}\n')
+    args = ["select", str(pool), "--out", str(tmp_path / "o"), "--method", "random"]
+    args += [str(tmp_path / "latin1.yaml") if item == "CONFIG" else item for item in extra]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and expected in " ".join(result.output.split()), result.output

@@ -145,21 +145,38 @@ def test_a_second_process_on_the_same_folder_refuses(inputs, tmp_path):
     assert run(select_args(inputs, out)).returncode == 0  # a dead holder leaves no lock behind
 
 
-def test_a_failed_rerun_leaves_no_finished_looking_folder(inputs, reference, tmp_path):
+def test_a_rerun_never_mixes_with_the_earlier_run(inputs, reference, tmp_path, monkeypatch):
+    import shutil
+
+    import daar.pipeline
+    from daar.config import SelectConfig
+
     out = tmp_path / "stale"
-    out.mkdir()
-    for name in ("selected.jsonl", "scores.parquet", "rejected.jsonl", "manifest.json", "map.json"):
-        (out / name).write_bytes((reference[0] / name).read_bytes())
-    (out / "seeds").mkdir()
+    shutil.copytree(reference[0], out, ignore=shutil.ignore_patterns("cache"))
     (out / "seeds" / "old_domain.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".daar.lock"}
+    # a rerun that fails before it has results (a seeds file with an unknown domain) leaves the
+    # earlier finished run whole: same files, same bytes
     bad_seeds = tmp_path / "bad_seeds.yaml"
     bad_seeds.write_text(yaml.safe_dump({"math": SEEDS["math"], "nope": SEEDS["code"]}))
     args = select_args(inputs, out)
     args[args.index(str(inputs["seeds"]))] = str(bad_seeds)
     failed = run(args)
     assert failed.returncode == 2 and "unknown domains ['nope']" in failed.stdout + failed.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".daar.lock"} == before
+    # a rerun that dies while writing leaves no manifest, and nothing of the earlier run
+    config = SelectConfig(
+        model=str(inputs["model"]), domains=DOMAINS, seeds_file=str(inputs["seeds"]), probe_size=400, device="cpu"
+    )
+
+    def broken(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(daar.pipeline, "write_scores", broken)
+    with pytest.raises(OSError, match="disk full"):
+        daar.pipeline.run_select(config, inputs["pool"], out, report=False)
     left = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert left == [], left  # the old manifest went first, then every old output
+    assert left == ["cache", "rejected.jsonl", "selected.jsonl"], left  # no manifest, no old map or seeds
 
 
 def test_accounting_fails_when_the_files_disagree(reference, tmp_path):

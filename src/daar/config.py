@@ -155,7 +155,7 @@ class SelectConfig(BaseModel):
 
 def load_domains(path: Path) -> list[Domain]:
     """Domains from a YAML/JSON file: a list, or a mapping with a `domains` list."""
-    data = _load_yaml(path)
+    data = load_yaml_file(path)
     if isinstance(data, dict) and "domains" in data:
         data = data["domains"]
     if not isinstance(data, list):
@@ -170,7 +170,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> S
     """Merge a YAML file (optional) with CLI overrides (dotted keys allowed) into one SelectConfig."""
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = _load_yaml(path)
+        loaded = load_yaml_file(path)
         if not isinstance(loaded, dict):
             raise UserError(f"{path}: a config file must be a mapping of settings")
         data = loaded
@@ -181,6 +181,8 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> S
         *parents, last = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"setting {key!r}: {part!r} is not a section of settings")
         node[last] = value
     return SelectConfig.model_validate(data)
 
@@ -192,16 +194,22 @@ def parse_set_option(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        result[key.strip()] = yaml.safe_load(value)
+        try:
+            result[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise UserError(f"--set {item!r}: the value is not valid YAML ({err.problem})") from None
     return result
 
 
-def _load_yaml(path: Path) -> Any:
+def load_yaml_file(path: Path) -> Any:
+    """A YAML/JSON file's content; every way it can be unreadable is a UserError naming the file."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
-        raise UserError(f"cannot read {path}: {err.strerror}") from err
+        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML/JSON: {err}") from err
+        raise UserError(f"{path}: not valid YAML/JSON: {err}") from None

@@ -32,7 +32,7 @@ from daar.select.base import Context, Scores, choose, make_selector, target_coun
 from daar.select.checks import selection_warnings
 from daar.utils.cache import atomic_path, write_json
 from daar.utils.progress import console
-from daar.write import account, finish, run_folder, write_rows, write_scores
+from daar.write import account, clear_outputs, finish, locked, write_rows, write_scores
 
 MISSING_LABEL = "(missing)"
 
@@ -64,7 +64,7 @@ def run_select(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     cache = Path(cache_dir) if cache_dir else out_dir / "cache"
-    with run_folder(out_dir, "daar select", *([cache] if cache_dir else [])):
+    with locked(out_dir, "daar select", *([cache] if cache_dir else [])):
         ctx = Context(config, cache)
         timer = ctx.timer
         selector = make_selector(config.method)
@@ -82,6 +82,7 @@ def run_select(
 
         artifacts = selector.artifacts()
         with timer.stage("write"):
+            clear_outputs(out_dir)  # only now: a run that failed above left the earlier one whole
             write_rows(
                 out_dir,
                 (pool.records[i].raw for i in np.flatnonzero(mask)),
@@ -91,13 +92,11 @@ def run_select(
             selector.save(out_dir / "fitted")
             if artifacts.seeds_folder is not None:
                 _copy_seeds(Path(artifacts.seeds_folder), out_dir / "seeds")
-            counts = account(out_dir, full.rows_in)
-            counts["sampled_out"] = len(sampled_out)
-            counts["scored"] = len(pool)
+            counts = account(out_dir, full.rows_in, config.fields.id)
 
         truth = _truth(pool, show_domain_field)
         chars = np.array([len(t) for t in pool.texts], dtype=np.float64)
-        warnings = selection_warnings(scores, mask, chars, config.strategy)
+        warnings = selection_warnings(scores, mask, chars, config.strategy, config.shares)
         with timer.stage("analysis"):
             _write_analysis(out_dir, ctx, pool, scores, mask, truth, show_domain_field, with_map=report)
         manifest = _manifest(config, pool_path, full.sha256, counts, artifacts.manifest, truth, mask, show_domain_field)

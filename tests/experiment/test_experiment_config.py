@@ -98,7 +98,7 @@ def test_bad_settings_name_the_key(tmp_path: Path, settings: dict, expected: str
 
 def test_seeds_file_is_checked_at_load(tmp_path: Path) -> None:
     domains = [{"name": "numbers", "description": "arithmetic"}, {"name": "programs", "description": "code"}]
-    with pytest.raises(ConfigError, match="select.seeds_file: cannot read"):
+    with pytest.raises(ConfigError, match="select.seeds_file: cannot read .*absent.yaml: No such file"):
         load_experiment(write_config(tmp_path, select={"seeds_file": "absent.yaml", "domains": domains}))
     (tmp_path / "seeds.yaml").write_text("poetry:\n  - {instruction: Write a haiku., output: Leaves fall.}\n")
     with pytest.raises(ConfigError, match="select.seeds_file: .*unknown domains \\['poetry'\\]"):
@@ -106,6 +106,18 @@ def test_seeds_file_is_checked_at_load(tmp_path: Path) -> None:
     (tmp_path / "seeds.yaml").write_text(yaml.safe_dump({"numbers": [{"instruction": "What is 2+2?", "output": "4"}]}))
     config = load_experiment(write_config(tmp_path, select={"seeds_file": "seeds.yaml", "domains": domains}))
     assert config.select_config("random", 0.2, 1).seeds_file == tmp_path / "seeds.yaml"
+    own = {"name": "mine", "method": "daar", "select": {"seeds_file": "absent.yaml"}}
+    with pytest.raises(ConfigError, match="methods.mine.select.seeds_file: cannot read"):
+        load_experiment(write_config(tmp_path, methods=["random", own], select={"domains": domains}))
+    own["select"] = {"seeds_file": "seeds.yaml", "heads": {"lr": 1e-3}}
+    config = load_experiment(write_config(tmp_path, methods=[own], select={"domains": domains, "heads": {"epochs": 2}}))
+    merged = config.select_config("mine", 0.2, 1)
+    assert merged.seeds_file == tmp_path / "seeds.yaml" and (merged.heads.lr, merged.heads.epochs) == (1e-3, 2)
+    targeted = {"name": "t", "method": "daar", "select": {"strategy": "customized"}}
+    config = load_experiment(
+        write_config(tmp_path, methods=[targeted], select={"domains": domains, "target": "numbers"})
+    )
+    assert config.select_config("t", 0.2, 1).target == "numbers"  # validated merged, not alone
 
 
 def test_missing_required_and_unreadable_files(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from daar.select import strategies as S
-from daar.select.checks import selection_warnings, spearman
+from daar.select.checks import selection_warnings
+from daar.utils.stats import spearman
 
 
 def _pool(sizes: dict[str, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +80,8 @@ def test_customized_keeps_the_papers_proportions_at_any_budget():
     assert _counts(group, paper, names) == [200, 40, 40]
     half = S.customized(score, group, names, 140, "code", 0.5, 0.1)
     assert _counts(group, half, names) == [100, 20, 20]
+    only_target = S.customized(score, group, names, 500, "code", 0.5, 0.0)  # more than the target group holds
+    assert len(only_target) == 500 and _counts(group, only_target, names)[0] == 400
 
 
 def test_warning_when_one_pseudo_domain_dominates():

@@ -26,7 +26,7 @@ from daar.models import cache_root
 from daar.read import Pool, read_pool
 from daar.select.base import Context
 from daar.utils.cache import write_json
-from daar.write import account, finish, run_folder, write_rows, write_scores
+from daar.write import account, clear_outputs, finish, locked, write_rows, write_scores
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -70,7 +70,10 @@ def run_labels(pool: Pool, run_dir: Path) -> list[str | None]:
     path = Path(run_dir) / "scores.parquet"
     if not path.exists():
         raise UserError(f"{run_dir}: no scores.parquet; is it a `daar select` run folder?")
-    table = pd.read_parquet(path)
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError) as err:  # pyarrow's errors for a damaged file are ValueErrors
+        raise UserError(f"{path}: cannot be read as parquet ({err})") from None
     if "pseudo_domain" not in table.columns or "id" not in table.columns:
         raise UserError(f"{path}: needs columns 'id' and 'pseudo_domain' (method without pseudo-domains?)")
     mapping = dict(zip(table["id"].astype(str), table["pseudo_domain"].astype(str), strict=True))
@@ -220,10 +223,11 @@ def pools_command(
     chosen = contrastive_pool(emb, codes, by, win, len(names))  # type: ignore[arg-type]
     selected = np.zeros(len(labelled), dtype=bool)
     selected[chosen] = True
-    with run_folder(out, "daar pools"):
+    with locked(out, "daar pools"):
+        clear_outputs(out)
         write_rows(out, (labelled.records[i].raw for i in np.flatnonzero(selected)), rejected)
         write_scores(out, _scores_frame(labelled, codes, names, emb, by, selected))
-        counts = account(out, pool.rows_in)
+        counts = account(out, pool.rows_in, ctx.config.fields.id)
         per_domain = {
             n: {"rows": int((codes == j).sum()), "selected": int(((codes == j) & selected).sum())}
             for j, n in enumerate(names)

@@ -62,22 +62,23 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score a model on NQ, TriviaQA, HellaSwag, GSM8K, MATH, MBPP, HumanEval and MMLU."""
         from daar.evaluate.runner import evaluate
+
         if mode not in ("generate", "nll"):
             raise EvalError(f"--mode must be 'generate' or 'nll', got {mode!r}")
         report = evaluate(
-                model=model,
-                adapter=adapter,
-                tasks=tasks,
-                mode=mode,  # type: ignore[arg-type]
-                limit=limit,
-                data_dir=data_dir,
-                device=device,
-                batch_size=batch_size,
-                seed=seed,
-                out=out,
-                num_fewshot=num_fewshot,
-                max_gen_toks=max_gen_toks,
-            )
+            model=model,
+            adapter=adapter,
+            tasks=tasks,
+            mode=mode,  # type: ignore[arg-type]
+            limit=limit,
+            data_dir=data_dir,
+            device=device,
+            batch_size=batch_size,
+            seed=seed,
+            out=out,
+            num_fewshot=num_fewshot,
+            max_gen_toks=max_gen_toks,
+        )
         console.print(_summary(report))
         if "out" in report:
             console.print(f"wrote {report['out']}")

@@ -16,7 +16,8 @@ from statistics import fmean
 from typing import Any
 
 from daar.experiment.config import ExperimentConfig
-from daar.utils.cache import read_json, stable_key, write_json
+from daar.read import file_sha256
+from daar.utils.cache import code_version, read_json, stable_key, write_json
 
 BASE = "base"
 CELL_FILE = "cell.json"
@@ -47,15 +48,39 @@ def plan(config: ExperimentConfig) -> list[Cell]:
     return cells
 
 
+# The code behind a cell's numbers: a finished cell made by other code is computed again.
+SCORING_CODE = ("daar.evaluate.harness", "daar.evaluate.prompts", "daar.evaluate.metrics", "daar.evaluate.sandbox")
+CELL_CODE = (
+    "daar.pipeline",
+    "daar.select.strategies",
+    "daar.select.daar",
+    "daar.select.baselines",
+    "daar.tune.lora",
+    "daar.tune.data",
+)
+
+
 def cell_key(config: ExperimentConfig, cell: Cell, pool_sha256: str, model_fingerprint: str) -> str:
-    """Hash of everything the cell's numbers depend on (the base model's: only the model and scoring)."""
-    scoring = ("model", config.model, model_fingerprint, "eval", config.eval.model_dump(mode="json"), config.device)
+    """Hash of everything the cell's numbers depend on (the base model's: only the model and scoring):
+    settings, the pool's and the seeds file's content, the model's content and the code's source."""
+    scoring = (
+        "model",
+        config.model,
+        model_fingerprint,
+        "eval",
+        config.eval.model_dump(mode="json"),
+        config.device,
+        code_version(*SCORING_CODE),
+    )
     if cell.is_base:
         return stable_key(*scoring)
     assert cell.ratio is not None and cell.seed is not None
-    select = config.select_config(cell.method, cell.ratio, cell.seed).result_dict()
+    select = config.select_config(cell.method, cell.ratio, cell.seed)
+    seeds = file_sha256(select.seeds_file) if select.seeds_file and Path(select.seeds_file).is_file() else None
     tune = config.tune_config(cell.seed).model_dump(mode="json")
-    return stable_key(*scoring, "pool", pool_sha256, "select", select, "tune", tune)
+    return stable_key(
+        *scoring, "pool", pool_sha256, "select", select.result_dict(), seeds, "tune", tune, code_version(*CELL_CODE)
+    )
 
 
 def load_cell(folder: Path, key: str | None = None) -> dict[str, Any] | None:

@@ -15,10 +15,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from daar.config import DEFAULT_MODEL, SelectConfig
+from daar.config import DEFAULT_MODEL, SelectConfig, load_yaml_file
 from daar.errors import UserError
 from daar.tune.settings import TuneConfig
 
@@ -88,8 +87,19 @@ class ExperimentConfig(BaseModel):
                 fixed = [k for k in CELL_SELECT_KEYS if k in value.select]
                 if fixed:
                     raise ValueError(f"methods: {value.name}: {', '.join(fixed)} set per cell by the experiment")
-                _check_section(SelectConfig, value.select, f"methods.{value.name}.select")
         return values
+
+    @model_validator(mode="after")
+    def _merged_methods(self) -> ExperimentConfig:
+        """Each method's settings are checked merged with the shared `select:` section, as its cells
+        will use them (a per-method strategy may need a target given once for all)."""
+        for name in self.method_names:
+            spec = self.method_spec(name)
+            try:
+                SelectConfig.model_validate(merge(self.select, spec.select))
+            except ValidationError as err:
+                raise ValueError("; ".join(_describe(e, f"methods.{name}.select") for e in err.errors())) from None
+        return self
 
     @property
     def method_names(self) -> list[str]:
@@ -137,7 +147,7 @@ class ExperimentConfig(BaseModel):
     def select_config(self, method: str, ratio: float, seed: int) -> SelectConfig:
         """The SelectConfig of one cell: the `select:` overrides plus the cell's method, ratio and seed."""
         spec = self.method_spec(method)
-        data = {"device": self.device, **self.select, **spec.select}
+        data = {"device": self.device, **merge(self.select, spec.select)}
         data |= {"method": spec.method, "model": self.model, "ratio": ratio}
         return SelectConfig.model_validate(data | {"seed": seed})
 
@@ -148,6 +158,17 @@ class ExperimentConfig(BaseModel):
     def result_dict(self) -> dict[str, Any]:
         """The settings as plain JSON values, for the manifest."""
         return json.loads(self.model_dump_json())
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` on top of `base`, nested mappings merged key by key (a method's `heads: {lr: ..}`
+    keeps the shared `heads:` keys it does not name)."""
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = (
+            merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
+    return merged
 
 
 def _no_repeats(values: list[Any]) -> list[Any]:
@@ -178,11 +199,9 @@ def load_experiment(path: Path, out: Path | None = None) -> ExperimentConfig:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(f"cannot read {path}: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        data = load_yaml_file(path)
+    except UserError as err:
+        raise ConfigError(str(err)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: an experiment config must be a mapping of settings")
     base = path.resolve().parent
@@ -216,11 +235,14 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     for key in ("pool", "out"):
         if key in data:
             data[key] = fix(data[key])
-    for section, keys in (("select", _SELECT_PATH_KEYS), ("eval", ("data_dir",))):
-        if isinstance(data.get(section), dict):
+    sections = [("select", data), ("eval", data)]
+    sections += [("select", m) for m in data.get("methods") or [] if isinstance(m, dict)]
+    for section, holder in sections:
+        keys = _SELECT_PATH_KEYS if section == "select" else ("data_dir",)
+        if isinstance(holder.get(section), dict):
             for key in keys:
-                if key in data[section]:
-                    data[section][key] = fix(data[section][key])
+                if key in holder[section]:
+                    holder[section][key] = fix(holder[section][key])
 
 
 def _check_methods(methods: list[str], path: Path) -> None:
@@ -234,15 +256,18 @@ def _check_methods(methods: list[str], path: Path) -> None:
 
 
 def _check_seeds_file(config: ExperimentConfig, path: Path) -> None:
-    """A seeds file must exist and match the domains now, not when the first DaaR cell reaches it."""
-    if config.select.get("seeds_file") is None:
-        return
+    """Each seeds file must exist and match its domains now, not when the first cell reads it."""
     from daar.probe.seeds import load_seeds_file
 
-    settings = config.select_config(config.method_names[0], config.ratios[0], config.seeds[0])
-    try:
-        load_seeds_file(Path(settings.seeds_file), list(settings.domains))
-    except OSError as err:
-        raise ConfigError(f"{path}: select.seeds_file: cannot read {settings.seeds_file}: {err.strerror}") from None
-    except (ValueError, KeyError, TypeError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: select.seeds_file: {err}") from None
+    checked: set[tuple[str, str]] = set()
+    for name in config.method_names:
+        settings = config.select_config(name, config.ratios[0], config.seeds[0])
+        key = (str(settings.seeds_file), json.dumps([d.model_dump() for d in settings.domains]))
+        if settings.seeds_file is None or key in checked:
+            continue
+        checked.add(key)
+        where = f"methods.{name}.select" if "seeds_file" in config.method_spec(name).select else "select"
+        try:
+            load_seeds_file(Path(settings.seeds_file), list(settings.domains))
+        except UserError as err:
+            raise ConfigError(f"{path}: {where}.seeds_file: {err}") from None

@@ -123,7 +123,7 @@ def _run(p: Plan, started: str, clock: float) -> ExperimentResult:
         "cells_computed": computed,
         "cells": {name: {"key": p.keys[name], "seconds": r.get("seconds")} for name, r in p.results.items() if r},
         "part_seconds": _part_totals(done),
-        "outputs": ["results.csv", "results.md", "results.png", "cells/"],
+        "outputs": ["results.csv", "results.md", "comparison.json", "results.png", "cells/"],
     }
     write_json(p.out_dir / MANIFEST, manifest)
     console.print(f"[green]done[/]: {len(computed)} cell(s) computed, {len(done) - len(computed)} cached; {p.out_dir}")
@@ -153,6 +153,10 @@ def check_eval(config: ExperimentConfig) -> list[str]:
     missing = [str(bench / s.file) for s in specs if not (bench / s.file).is_file()]
     if missing:
         raise EvalError(f"benchmark files missing: {', '.join(missing)}")
+    if config.eval.mode == "generate" and any(s.kind in ("mbpp", "humaneval") for s in specs):
+        from daar.evaluate.runner import check_sandbox
+
+        check_sandbox()
     return [s.name for s in specs]
 
 

@@ -35,13 +35,23 @@ def check_adapter(adapter: Path, base_folder: Path, base_name: str) -> None:
     trained_on = None
     manifest = adapter / TUNE_MANIFEST
     if manifest.is_file():
-        trained_on = json.loads(manifest.read_text(encoding="utf-8")).get("model", {}).get("fingerprint")
+        trained_on = _read_json(manifest).get("model", {}).get("fingerprint")
     else:
-        named = json.loads(config_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        named = _read_json(config_path).get("base_model_name_or_path")
         if named and Path(named).is_dir() and (Path(named) / "config.json").is_file():
             trained_on = fingerprint(Path(named))
     if trained_on and trained_on != fingerprint(base_folder):
         raise ModelError(f"{adapter} was trained on another base model than {base_name!r} ({base_folder})")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"{path}: cannot be read as JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    return data
 
 
 def load_tuned(

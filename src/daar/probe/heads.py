@@ -18,6 +18,7 @@ from torch import nn
 
 from daar.config import HeadConfig
 from daar.utils.machine import torch_threads
+from daar.utils.stats import spearman
 
 Kind = Literal["classify", "regress"]
 
@@ -191,13 +192,5 @@ def _validate(head: Head, x: np.ndarray, y: np.ndarray, kind: Kind, y_train: np.
         "val_mse": float(np.mean((values - y) ** 2)),
         "val_mae": float(np.mean(np.abs(values - y))),
         "val_mse_of_mean": baseline,
-        "val_spearman": _spearman(values, y),
+        "val_spearman": spearman(values, y),  # the reward model only has to order rows
     }
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Rank correlation: the reward model only has to order rows, so this is what matters."""
-    if len(a) < 3:
-        return float("nan")
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])

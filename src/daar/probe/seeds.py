@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
-from daar.config import Domain, SeedRow, SynthesisConfig
+from daar.config import Domain, SeedRow, SynthesisConfig, load_yaml_file
 from daar.errors import UserError
 from daar.models import load_causal_lm, load_tokenizer
 from daar.utils.cache import read_json, write_json
@@ -310,14 +310,8 @@ def domain_seeds(
 
 def load_seeds_file(path: Path, domains: list[Domain]) -> list[Domain]:
     """Attach seed rows from a YAML/JSON file ({domain: [rows]} or a domains list) to the domains."""
-    import yaml
 
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as err:
-        raise UserError(f"cannot read the seeds file {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML/JSON: {err}") from None
+    data = load_yaml_file(Path(path))
     if isinstance(data, list):
         if not all(isinstance(item, dict) and "name" in item for item in data):
             raise UserError(f"{path}: a list of domains needs a 'name' in every entry")

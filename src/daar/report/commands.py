@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from daar.errors import friendly
+from daar.report.load import ReportError
 from daar.report.render import write_report
 
 err_console = Console(stderr=True)
@@ -27,7 +28,10 @@ def report_command(
     ] = None,
 ) -> None:
     """Write report.html (settings, counts, seeds, probe, histograms, map, mix; side by side for several runs)."""
-    path = write_report(run_dirs, out)
+    try:
+        path = write_report(run_dirs, out)
+    except OSError as err:
+        raise ReportError(f"cannot write the report: {err.strerror or err} ({err.filename or out})") from None
     err_console.print(f"wrote {path} (figures in {path.parent / 'figures'})", highlight=False, soft_wrap=True)
 
 

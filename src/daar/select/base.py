@@ -23,6 +23,7 @@ from daar.models import fingerprint, pick_device, pick_dtype, resolve_model
 from daar.read import Pool
 from daar.select.strategies import top_n
 from daar.utils.cache import code_version, stable_key, texts_key
+from daar.utils.lock import folder_lock
 from daar.utils.progress import StageTimer
 
 Scores = dict[str, np.ndarray]  # "score" is required; other columns go to scores.parquet
@@ -89,7 +90,9 @@ class Context:
             flag["cached"] = cached is not None
             if cached is not None:
                 return cached
-            return self.extractor().extract(texts, folder, description=description)
+            # a shared cache (analyze, map, pools, select --cache-dir): one writer per feature folder
+            with folder_lock(folder, f"computing {description}"):
+                return self.extractor().extract(texts, folder, description=description)
 
     def stage_path(self, name: str, *key_parts: object) -> Path:
         """Where a stage's result lives: its name plus a digest of everything it depends on."""

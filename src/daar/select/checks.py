@@ -2,9 +2,10 @@
 
 Both checks use only what the selector itself produced. Thresholds, and why (docs/BALANCE.md):
 
-- one pseudo-domain holds more than half of the selection: with K >= 3 domains a balanced pick
-  gives each 1/K; over 1/2 means the others share less than half between them, the one-domain
-  collapse that made the paper's `overall` lose to random rows on the shared pool;
+- one pseudo-domain holds more than half of the selection (three quarters when K = 2, where one of
+  two always holds half): with K >= 3 domains a balanced pick gives each 1/K; over 1/2 means the
+  others share less than half between them, the one-domain collapse of the paper's `overall` on
+  the shared pool. Not for `customized`, which aims at one domain on purpose;
 - |Spearman(reward, characters of the row)| above 0.3: the reward then ranks rows largely by
   length, which a "longest rows" baseline does for free (measured on the shared pool with
   SmolLM2-135M: -0.24 to -0.41).
@@ -16,51 +17,42 @@ from typing import Any
 
 import numpy as np
 
+from daar.utils.stats import spearman
+
 DOMINANT_SHARE = 0.5
+DOMINANT_SHARE_TWO = 0.75
 LENGTH_SPEARMAN = 0.3
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Rank correlation (average ranks for ties); nan for fewer than 3 rows or a constant input."""
-    if len(a) < 3:
-        return float("nan")
-    ra, rb = (_ranks(np.asarray(x, dtype=np.float64)) for x in (a, b))
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.arange(len(x), dtype=np.float64)
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return (sums / counts)[inverse]
-
-
 def selection_warnings(
-    scores: dict[str, np.ndarray], mask: np.ndarray, chars: np.ndarray, strategy: str
+    scores: dict[str, np.ndarray], mask: np.ndarray, chars: np.ndarray, strategy: str, shares: str = "proportional"
 ) -> list[dict[str, Any]]:
     """Plain-language warnings about one selection (empty when nothing looks wrong)."""
     found: list[dict[str, Any]] = []
-    if "pseudo_domain" in scores and mask.any():
-        groups, counts = np.unique(np.asarray(scores["pseudo_domain"])[mask].astype(str), return_counts=True)
+    if "pseudo_domain" in scores and mask.any() and strategy != "customized":
+        group = np.asarray(scores["pseudo_domain"]).astype(str)
+        names, counts = np.unique(group[mask], return_counts=True)
         top = int(np.argmax(counts))
         share = float(counts[top] / mask.sum())
-        if share > DOMINANT_SHARE:
-            hint = (
-                "use --strategy balanced (equal shares per pseudo-domain)"
-                if strategy != "balanced"
-                else "the other pseudo-domains are too small to fill their shares; check the seeds (--seeds-file)"
-            )
+        pool_share = float((group == names[top]).mean())
+        threshold = DOMINANT_SHARE_TWO if len(np.unique(group)) == 2 else DOMINANT_SHARE
+        if share > threshold:
+            if strategy == "overall":
+                hint = "--strategy balanced keeps each pseudo-domain's share of the pool"
+            elif shares == "proportional" and pool_share > threshold:
+                hint = (
+                    f"the pool itself is {pool_share:.0%} that pseudo-domain and the selection keeps its share; "
+                    "--shares equal gives every pseudo-domain the same budget"
+                )
+            else:
+                hint = "the other pseudo-domains hold too few rows to fill their shares"
             found.append(
                 {
                     "kind": "dominant_pseudo_domain",
                     "value": round(share, 4),
-                    "threshold": DOMINANT_SHARE,
-                    "message": f"pseudo-domain '{groups[top]}' holds {share:.0%} of the selection; {hint}, "
-                    "or give seeds per domain with --seeds-file, or probe with a larger --model",
+                    "threshold": threshold,
+                    "message": f"pseudo-domain '{names[top]}' holds {share:.0%} of the selection ({hint}). If the "
+                    "pseudo-domains look wrong, give seeds per domain (--seeds-file) or probe with a larger --model",
                 }
             )
     if "reward" in scores and len(chars) >= 3:
@@ -73,8 +65,9 @@ def selection_warnings(
                     "value": round(rho, 4),
                     "threshold": LENGTH_SPEARMAN,
                     "message": f"the reward favours {direction} rows (Spearman {rho:+.2f} with row length); "
-                    "the selection is then close to a length filter. Compare with --method random or "
-                    f"--method {'output_length' if rho > 0 else 'kcenter'} before trusting it",
+                    "the selection is then close to a length filter: compare it with --method random"
+                    + (" and --method output_length" if rho > 0 else "")
+                    + " before trusting it",
                 }
             )
     return found

@@ -90,10 +90,17 @@ def customized(
 ) -> np.ndarray:
     """The paper's targeted mix (top 50% of the target group, 10% of every other group), scaled to
     n rows. On the paper's balanced 4-domain pool the unscaled mix is exactly 20% of the rows, so
-    with the default ratio this is the paper's selection; other budgets keep its proportions."""
+    with the default ratio this is the paper's selection; other budgets keep its proportions. When
+    the fractions cannot fill the budget (other_fraction 0 and a small target group), the rest is
+    the best-scoring remaining rows, so the budget is always met."""
     sizes = group_sizes(group, names)
     fractions = np.array([target_fraction if name == target else other_fraction for name in names])
-    return by_quota(score, group, names, allocate(sizes, sizes * fractions, n))
+    chosen = by_quota(score, group, names, allocate(sizes, sizes * fractions, n))
+    missing = min(n, len(score)) - len(chosen)
+    if missing > 0:
+        rest = np.setdiff1d(np.arange(len(score)), chosen)
+        chosen = np.sort(np.concatenate([chosen, rest[top_n(score[rest], missing)]]))
+    return chosen
 
 
 def mix_entropy(group: np.ndarray, names: Sequence[str]) -> float:

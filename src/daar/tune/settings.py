@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TemplateName = Literal["auto", "chat", "plain"]
 
@@ -43,3 +43,12 @@ class TuneConfig(BaseModel):
     save_steps: int = Field(50, ge=1)
     save_total_limit: int = Field(2, ge=1)
     keep_checkpoints: bool = False
+
+    @model_validator(mode="after")
+    def _micro_divides(self) -> TuneConfig:
+        effective = self.batch_size * self.grad_accum
+        if self.micro_batch_size is not None and effective % self.micro_batch_size:
+            raise ValueError(
+                f"micro_batch_size {self.micro_batch_size} must divide batch_size x grad_accum = {effective}"
+            )
+        return self

@@ -73,13 +73,15 @@ def texts_key(texts: Iterable[str]) -> str:
 
 @contextmanager
 def atomic_path(target: Path):
-    """Yield a temporary path beside `target`; it replaces `target` only if the block succeeds."""
+    """Yield a temporary path beside `target`; it replaces `target` only if the block succeeds. The
+    result gets the permissions of a plainly created file (mkstemp's are owner-only)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -90,23 +92,40 @@ def atomic_path(target: Path):
 def atomic_dir(target: Path):
     """Yield a temporary folder beside `target`; it replaces `target` only if the block succeeds.
 
-    Two renames (old out of the way, new in), so a crash between them leaves no `target` at all,
-    which readers treat as "not there", never a mix of old and new files."""
+    Two renames (old out of the way, new in): a crash between them leaves no `target` at all,
+    which readers treat as "not there", never a mix of old and new files; a failed second rename
+    puts the old folder back. Leftover `.tmp`/`.old` folders are swept by the next run
+    (daar.write.clear_outputs)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.replace(target, old / "x")
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        if not target.exists():
             os.replace(tmp, target)
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.replace(target, old / "x")
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            os.replace(old / "x", target)  # should this fail too, the old folder stays in `old`
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 def write_text(target: Path, text: str) -> None:

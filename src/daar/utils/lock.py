@@ -21,7 +21,7 @@ from pathlib import Path
 from daar.errors import UserError
 
 LOCK_FILE = ".daar.lock"
-_held: dict[str, tuple[int, int]] = {}  # resolved folder -> (fd, depth)
+_held: set[str] = set()  # resolved folders this process holds
 
 
 class BusyError(UserError):
@@ -31,35 +31,38 @@ class BusyError(UserError):
 @contextmanager
 def folder_lock(folder: Path, purpose: str) -> Iterator[None]:
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot use {folder} as a folder: {err.strerror or err}") from None
     key = str(folder.resolve())
-    if key in _held:
-        fd, depth = _held[key]
-        _held[key] = (fd, depth + 1)
+    if key in _held:  # this process already holds it (an experiment's cells share its cache)
+        yield
+        return
+    path = folder / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise UserError(f"cannot create the lock file {path}: {err.strerror or err}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BusyError(
+                f"{folder} is in use by another daar process ({_describe(path)}); wait for it to finish, "
+                "or use another folder"
+            ) from None
+        except OSError as err:
+            raise UserError(f"cannot lock {path} ({err.strerror or err}); use a local folder") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "purpose": purpose, "since": time.strftime("%H:%M:%S")}).encode())
+        _held.add(key)
         try:
             yield
         finally:
-            fd, depth = _held[key]
-            _held[key] = (fd, depth - 1)
-        return
-    path = folder / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _describe(path)
-        os.close(fd)
-        raise BusyError(
-            f"{folder} is in use by another daar process ({holder}); wait for it to finish, or use another folder"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps({"pid": os.getpid(), "purpose": purpose, "since": time.strftime("%H:%M:%S")}).encode())
-    _held[key] = (fd, 1)
-    try:
-        yield
+            _held.discard(key)
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        del _held[key]
-        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 

@@ -6,9 +6,10 @@ from daar.write.folder import (
     SELECTED,
     AccountingError,
     account,
+    clear_outputs,
     finish,
     finished_manifest,
-    run_folder,
+    locked,
     write_rows,
     write_scores,
 )
@@ -21,7 +22,8 @@ __all__ = [
     "account",
     "finish",
     "finished_manifest",
-    "run_folder",
+    "clear_outputs",
+    "locked",
     "write_rows",
     "write_scores",
 ]

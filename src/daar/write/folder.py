@@ -4,12 +4,16 @@
 (position, id, reason), scores.parquet (one row per usable input row, `selected` flag) and
 manifest.json. Two promises hold for every such folder:
 
-- A folder never looks finished when it is not. `begin` takes the folder's lock, deletes the
-  manifest first (its presence means "finished") and then every output an earlier run left, so a
-  crash leaves a folder without a manifest, never an old manifest beside new, partial files.
+- A folder never looks finished when it is not, and never mixes two runs. A run holds the
+  folder's lock from its start (`locked`); only when its results are computed, just before the
+  first write, `clear_outputs` deletes the manifest (its presence means "finished") and then every
+  output an earlier run left. A run that fails before that (a typo in a seeds file, a model that
+  cannot be loaded) leaves the earlier finished run whole; one that dies while writing leaves a
+  folder without a manifest.
 - No row is lost. `account` counts what is on disk (lines of selected.jsonl and rejected.jsonl,
   rows of scores.parquet) and checks that the positions of scored and rejected rows cover every
-  input row exactly once and that the selected counts agree; a mismatch is a bug and stops the run.
+  input row exactly once, that the selected counts agree, and that every selected row that carries
+  an id is one the scores flag as selected; a mismatch is a bug and stops the run.
 """
 
 from __future__ import annotations
@@ -39,20 +43,24 @@ class AccountingError(RuntimeError):
 
 
 @contextmanager
-def run_folder(out_dir: Path, purpose: str, *extra_locks: Path) -> Iterator[Path]:
-    """Lock `out_dir` (and any extra folders, e.g. a shared cache) and clear its earlier outputs."""
+def locked(out_dir: Path, purpose: str, *extra_locks: Path) -> Iterator[Path]:
+    """Hold the lock of `out_dir` (and of any extra folders, e.g. a shared cache) for a whole run."""
     out_dir = Path(out_dir)
     with ExitStack() as stack:
         for folder in (out_dir, *extra_locks):
             stack.enter_context(folder_lock(folder, purpose))
-        (out_dir / MANIFEST).unlink(missing_ok=True)
-        for name in OUTPUTS:
-            path = out_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
         yield out_dir
+
+
+def clear_outputs(out_dir: Path) -> None:
+    """The manifest first, then every output and half-written temporary an earlier run left."""
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    leftovers = [p for p in out_dir.glob(".*") if p.name.endswith((".tmp", ".old"))]
+    for path in [*(out_dir / name for name in OUTPUTS), *leftovers]:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def write_rows(out_dir: Path, selected: Iterable[dict[str, Any]], rejected: Iterable[dict[str, Any]]) -> None:
@@ -70,28 +78,35 @@ def write_scores(out_dir: Path, frame: pd.DataFrame) -> None:
         frame.to_parquet(tmp, index=False)
 
 
-def account(out_dir: Path, rows_in: int) -> dict[str, Any]:
+def account(out_dir: Path, rows_in: int, id_field: str = "id") -> dict[str, Any]:
     """Counts read back from the files, checked against `rows_in` (rows the reader saw)."""
-    selected_lines = _count_lines(out_dir / SELECTED)
+    selected = list(_jsonl(out_dir / SELECTED))
     rejected = [row["position"] for row in _jsonl(out_dir / REJECTED)]
-    scores = pd.read_parquet(out_dir / SCORES, columns=["position", "selected"])
-    flagged = int(scores["selected"].sum())
+    scores = pd.read_parquet(out_dir / SCORES)
+    flags = scores["selected"].to_numpy(bool)
     positions = np.concatenate([scores["position"].to_numpy(np.int64), np.asarray(rejected, dtype=np.int64)])
-    counts = {
-        "rows_in": rows_in,
-        "selected": selected_lines,
-        "not_selected": len(scores) - flagged,
-        "rejected": len(rejected),
-    }
     problems = []
-    if flagged != selected_lines:
-        problems.append(f"{SELECTED} has {selected_lines} rows but {SCORES} flags {flagged}")
+    if int(flags.sum()) != len(selected):
+        problems.append(f"{SELECTED} has {len(selected)} rows but {SCORES} flags {int(flags.sum())}")
     if len(positions) != rows_in or not np.array_equal(np.sort(positions), np.arange(rows_in)):
         problems.append(f"scored and rejected positions do not cover rows 0..{rows_in - 1} exactly once")
+    flagged_ids = set(scores.loc[flags, "id"].astype(str))
+    strangers = [str(r[id_field]) for r in selected if isinstance(r, dict) and r.get(id_field) is not None]
+    strangers = [i for i in strangers if i not in flagged_ids]
+    if strangers:
+        problems.append(f"{SELECTED} holds rows the scores do not flag as selected (id {strangers[0]!r})")
     if problems:
         raise AccountingError(f"row accounting of {out_dir} is off, please report this bug: {'; '.join(problems)}")
-    counts["adds_up"] = counts["selected"] + counts["not_selected"] + counts["rejected"] == rows_in
-    return counts
+    in_sample = scores["in_sample"].to_numpy(bool) if "in_sample" in scores else np.ones(len(scores), bool)
+    return {
+        "rows_in": rows_in,
+        "selected": len(selected),
+        "not_selected": int((~flags).sum()),
+        "rejected": len(rejected),
+        "sampled_out": int((~in_sample).sum()),
+        "scored": int(in_sample.sum()),
+        "adds_up": True,  # the checks above passed: every input row is in exactly one of the files
+    }
 
 
 def finish(out_dir: Path, manifest: dict[str, Any]) -> None:
@@ -102,11 +117,6 @@ def finish(out_dir: Path, manifest: dict[str, Any]) -> None:
 def finished_manifest(out_dir: Path) -> dict[str, Any] | None:
     path = Path(out_dir) / MANIFEST
     return read_json(path) if path.is_file() else None
-
-
-def _count_lines(path: Path) -> int:
-    with open(path, "rb") as handle:
-        return sum(1 for line in handle if line.strip())
 
 
 def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
