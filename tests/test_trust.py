@@ -191,12 +191,24 @@ def test_accounting_fails_when_the_files_disagree(reference, tmp_path):
         handle.write('{"id": "extra"}\n')
     with pytest.raises(AccountingError, match="selected.jsonl has 241 rows but scores.parquet flags 240"):
         account(out, 1201)
+    # the right number of rows, but one of them is a row the scores did not select
+    lines = (reference[0] / "selected.jsonl").read_text().splitlines()
     scores = pd.read_parquet(out / "scores.parquet")
+    unselected = scores.loc[~scores["selected"], "id"].iloc[0]
+    pool_rows = {json.loads(line)["id"]: line for line in inputs_pool_lines()}
+    (out / "selected.jsonl").write_text("\n".join([pool_rows[unselected], *lines[1:]]) + "\n")
+    with pytest.raises(AccountingError, match=f"holds rows the scores do not flag as selected \\(id '{unselected}'\\)"):
+        account(out, 1201)
     scores.loc[0, "position"] = scores.loc[1, "position"]  # one row counted twice, another lost
     scores.to_parquet(out / "scores.parquet", index=False)
     (out / "selected.jsonl").write_bytes((reference[0] / "selected.jsonl").read_bytes())
     with pytest.raises(AccountingError, match="exactly once"):
         account(out, 1201)
+
+
+def inputs_pool_lines() -> list[str]:
+    with gzip.open(POOL, "rt", encoding="utf-8") as handle:
+        return [line.rstrip("\n") for _, line in zip(range(1200), handle, strict=False)]
 
 
 def test_fitted_folder_refuses_mixed_files(reference, tmp_path):

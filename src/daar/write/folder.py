@@ -91,8 +91,10 @@ def account(out_dir: Path, rows_in: int, id_field: str = "id") -> dict[str, Any]
     if len(positions) != rows_in or not np.array_equal(np.sort(positions), np.arange(rows_in)):
         problems.append(f"scored and rejected positions do not cover rows 0..{rows_in - 1} exactly once")
     flagged_ids = set(scores.loc[flags, "id"].astype(str))
-    strangers = [str(r[id_field]) for r in selected if isinstance(r, dict) and r.get(id_field) is not None]
-    strangers = [i for i in strangers if i not in flagged_ids]
+    # ids as the reader makes them (daar.read.records): text, surrounding whitespace stripped
+    # (an empty CSV id cell means "no id": such rows are known by position only)
+    carried = [str(r[id_field]).strip() for r in selected if isinstance(r, dict) and r.get(id_field) is not None]
+    strangers = [i for i in carried if i and i not in flagged_ids]
     if strangers:
         problems.append(f"{SELECTED} holds rows the scores do not flag as selected (id {strangers[0]!r})")
     if problems:
