@@ -37,6 +37,7 @@ class Context:
     cache_dir: Path
     timer: StageTimer = field(default_factory=StageTimer)
     _model_dir: Path | None = None
+    _fingerprint: str | None = None
     _extractor: FeatureExtractor | None = field(default=None, repr=False)
 
     @property
@@ -44,6 +45,13 @@ class Context:
         if self._model_dir is None:
             self._model_dir = resolve_model(self.config.model)
         return self._model_dir
+
+    @property
+    def model_fingerprint(self) -> str:
+        """The model folder's content key, looked up once per run (every stage key holds it)."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.model_dir)
+        return self._fingerprint
 
     @property
     def device(self) -> str:
@@ -70,7 +78,7 @@ class Context:
     def features_dir(self, texts: list[str]) -> Path:
         cfg = self.config
         key = stable_key(
-            fingerprint(self.model_dir),
+            self.model_fingerprint,
             cfg.clip_layer,
             cfg.max_length,
             str(self.dtype),

@@ -22,7 +22,6 @@ import numpy as np
 from safetensors.torch import load_file, save_file
 
 from daar.config import Domain, SelectConfig
-from daar.models import fingerprint
 from daar.probe.domains import probe_rows, pseudo_labels, seed_centroids
 from daar.probe.heads import Head, Kind, train_head
 from daar.probe.seeds import SeedWriter, domain_seeds, load_seeds_file, seed_text
@@ -125,7 +124,7 @@ class DaarSelector(Selector):
         sizes = np.bincount(labels, minlength=k)
         self.info.update(
             {
-                "model": fingerprint(ctx.model_dir),
+                "model": ctx.model_fingerprint,
                 "clip_layer": cfg.clip_layer,
                 "max_length": cfg.max_length,
                 "probe_rows": len(probe_idx),
@@ -141,7 +140,7 @@ class DaarSelector(Selector):
         key_domains = [d.model_dump() for d in domains]
         folder = ctx.stage_path(
             "seeds",
-            fingerprint(ctx.model_dir),
+            ctx.model_fingerprint,
             key_domains,
             cfg.synthesis.model_dump(),
             cfg.seed,
@@ -250,7 +249,7 @@ class DaarSelector(Selector):
         """A loaded selector only makes sense with the prober it was fitted with."""
         cfg = ctx.config
         expected = (self.info.get("model"), self.info.get("clip_layer"), self.info.get("max_length"))
-        actual = (fingerprint(ctx.model_dir), cfg.clip_layer, cfg.max_length)
+        actual = (ctx.model_fingerprint, cfg.clip_layer, cfg.max_length)
         if expected != actual:
             raise ValueError(f"fitted with model/clip_layer/max_length {expected}, scoring with {actual}")
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from daar.embed.features import DEFAULT_BATCH_TOKENS, length_batches
-from daar.models import ModelError, fingerprint, load_causal_lm, load_tokenizer
+from daar.models import ModelError, load_causal_lm, load_tokenizer
 from daar.read import Pool, Record
 from daar.select.base import Context, Scores, Selector, register
 from daar.utils.cache import cached_arrays, stable_key, texts_key
@@ -123,7 +123,7 @@ def chunked_scores(
     description: str,
 ) -> dict[str, np.ndarray]:
     """Run `compute(row_indices)` chunk by chunk, each chunk cached on disk under its own key."""
-    model_key = fingerprint(ctx.model_dir)
+    model_key = ctx.model_fingerprint
     folder = Path(ctx.cache_dir) / kind
     parts: list[dict[str, np.ndarray]] = []
     with progress_bar() as bar:

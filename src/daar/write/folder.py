@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from daar.utils.cache import atomic_path, read_json, write_json, write_jsonl
+from daar.utils.cache import atomic_path, write_json, write_jsonl
 from daar.utils.lock import folder_lock
 
 MANIFEST = "manifest.json"
@@ -114,11 +114,6 @@ def account(out_dir: Path, rows_in: int, id_field: str = "id") -> dict[str, Any]
 def finish(out_dir: Path, manifest: dict[str, Any]) -> None:
     """The manifest, written last: its presence marks the folder as finished."""
     write_json(out_dir / MANIFEST, manifest)
-
-
-def finished_manifest(out_dir: Path) -> dict[str, Any] | None:
-    path = Path(out_dir) / MANIFEST
-    return read_json(path) if path.is_file() else None
 
 
 def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
