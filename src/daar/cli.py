@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "daar.tune.commands",
     "daar.evaluate.commands",
     "daar.experiment.commands",
+    "daar.coevolve.commands",
     "daar.analyze.commands",
     "daar.report.commands",
 ]

@@ -27,6 +27,9 @@ def select_command(
     config: Annotated[Path | None, typer.Option(help="YAML/JSON file of settings (any SelectConfig field).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any setting: key=value, dotted.")] = None,
     model: Annotated[str | None, typer.Option(help="Local folder, cached hub id, or smollm2-135m-instruct.")] = None,
+    adapter: Annotated[
+        Path | None, typer.Option(help="LoRA adapter of --model (daar tune output): probe with the tuned model.")
+    ] = None,
     domains: Annotated[Path | None, typer.Option(help="YAML/JSON list of domains: name, description, seeds.")] = None,
     seeds_file: Annotated[Path | None, typer.Option(help="Seed rows per domain instead of generating them.")] = None,
     clip_layer: Annotated[int | None, typer.Option(help="Decoder layers the probe reads (default 3).")] = None,
@@ -71,6 +74,7 @@ def select_command(
     named = {
         "method": method,
         "model": model,
+        "adapter": str(adapter) if adapter else None,
         "seeds_file": str(seeds_file) if seeds_file else None,
         "clip_layer": clip_layer,
         "probe_size": probe_size,

@@ -112,6 +112,9 @@ class SelectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: str = "daar"
     model: str = DEFAULT_MODEL
+    # A LoRA adapter trained on `model`: probe with the tuned model (co-evolution), merged into the
+    # prober's layers only; model-scored baselines score with base + adapter.
+    adapter: Path | None = None
     trust_remote_code: bool = False
     domains: list[Domain] = Field(default_factory=lambda: [d.model_copy() for d in DEFAULT_DOMAINS])
     seeds_file: Path | None = None

@@ -71,7 +71,7 @@ def run_select(
 
         with timer.stage("read"):
             full = read_pool(pool_path, config.fields)
-        pool, sampled_out = _sample(full, config.sample, config.seed)
+        pool, sampled_out = sample_pool(full, config.sample, config.seed)
         selector.fit(pool, ctx)
         with timer.stage("score"):
             scores = selector.score(pool, ctx)
@@ -110,7 +110,7 @@ def run_select(
     return RunResult(out_dir, manifest, [pool.records[i].id for i in np.flatnonzero(mask)])
 
 
-def _sample(pool: Pool, sample: int | None, seed: int) -> tuple[Pool, list[int]]:
+def sample_pool(pool: Pool, sample: int | None, seed: int) -> tuple[Pool, list[int]]:
     """A seeded sample of the usable rows; the rest count as not selected (never silently dropped)."""
     if sample is None or sample >= len(pool):
         return pool, []

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from daar.models import load_tokenizer, load_truncated
+from daar.models.adapter import LoraWeights
 from daar.utils.cache import write_json
 from daar.utils.progress import progress_bar
 
@@ -62,6 +63,7 @@ class FeatureExtractor:
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
         trust_remote_code: bool = False,
+        adapter: Path | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.clip_layer = clip_layer
@@ -69,7 +71,9 @@ class FeatureExtractor:
         self.device = device
         self.dtype = dtype
         self.tokenizer = load_tokenizer(self.model_dir, trust_remote_code)
-        self.model = load_truncated(self.model_dir, clip_layer, dtype, device, trust_remote_code)
+        # a LoRA adapter (co-evolution: the tuned learner probes) is merged into the read layers only
+        self.lora = LoraWeights(adapter) if adapter is not None else None
+        self.model = load_truncated(self.model_dir, clip_layer, dtype, device, trust_remote_code, adapter=self.lora)
         self.batch_tokens = batch_tokens or auto_batch_tokens(self.model, device)
         for layer in getattr(self.model, "layers", []):
             if isinstance(getattr(layer, "mlp", None), torch.nn.Module):

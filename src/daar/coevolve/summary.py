@@ -1,0 +1,243 @@
+"""What a co-evolution run leaves besides its round folders: per-round evaluation, the run folder
+(selected / rejected / scores / manifest, as `daar select` writes it), rounds.csv and the report."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import fmean
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from daar import __version__
+from daar.analyze.diversity import domain_mix, encode_labels
+from daar.read import Pool
+from daar.utils.cache import code_version, read_json, stable_key, write_json, write_text
+from daar.utils.progress import console
+from daar.write import account, clear_outputs, finish, write_rows, write_scores
+
+if TYPE_CHECKING:
+    from daar.coevolve.config import CoevolveConfig
+
+EVAL_FILE = "round_eval.json"
+SCORING_CODE = ("daar.evaluate.harness", "daar.evaluate.prompts", "daar.evaluate.metrics", "daar.evaluate.sandbox")
+
+
+@dataclass
+class RoundEval:
+    """The headline score of each task (NLL per token in nll mode, else the task's metric)."""
+
+    scores: dict[str, float]
+    metrics: dict[str, str]
+    average: float
+    items: dict[str, int]
+    report: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate_round(cfg: CoevolveConfig, adapter: Path | None, out: Path) -> RoundEval:
+    """`daar eval` of the base (+ adapter); a finished evaluation of the same model and settings is reused."""
+    from daar.evaluate import evaluate
+    from daar.experiment.cells import headline_metrics
+    from daar.models.adapter import adapter_fingerprint
+
+    e = cfg.eval
+    assert e is not None
+    key = stable_key(
+        e.model_dump(mode="json"),
+        cfg.select.model,
+        adapter_fingerprint(adapter) if adapter else None,
+        cfg.device,
+        code_version(*SCORING_CODE),
+    )
+    saved = Path(out) / EVAL_FILE
+    if saved.is_file():
+        data = read_json(saved)
+        if data.get("key") == key:
+            return RoundEval(**data["result"])
+    report = evaluate(
+        cfg.select.model,
+        adapter=adapter,
+        tasks=e.tasks,
+        mode=e.mode,
+        limit=e.limit,
+        data_dir=e.data_dir,
+        device=cfg.device,
+        batch_size=e.batch_size,
+        seed=e.seed,
+        out=out,
+        num_fewshot=e.num_fewshot,
+        max_gen_toks=e.max_gen_toks,
+    )
+    metrics = headline_metrics(list(report["tasks"]), e.mode)
+    scores = {task: float(report["tasks"][task]["metrics"][name]) for task, name in metrics.items()}
+    items = {task: int(value["n"]) for task, value in report["tasks"].items()}
+    result = RoundEval(scores, metrics, fmean(scores.values()), items, str(Path(out) / "eval.json"))
+    write_json(saved, {"key": key, "result": result.as_dict()})
+    return result
+
+
+def reward_stats(values: np.ndarray) -> dict[str, float | int | None]:
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return {"rows": 0, "mean": None, "p10": None, "p50": None, "p90": None}
+    p10, p50, p90 = np.percentile(values, [10, 50, 90])
+    return {"rows": len(values), "mean": float(values.mean()), "p10": float(p10), "p50": float(p50), "p90": float(p90)}
+
+
+def round_rows(
+    rounds: list[dict[str, Any]], base_eval: Any, domains: list[str], truth: dict[int, str] | None
+) -> list[dict[str, Any]]:
+    """One flat row per round (round 0: the base model), the content of rounds.csv: rows added,
+    the selection-so-far mix by pseudo-domain (and by true domain, shown only), reward, probe
+    metrics, seconds and benchmark scores."""
+    rows: list[dict[str, Any]] = []
+    if base_eval is not None:
+        rows.append({"round": 0, "rows_added": 0, "rows_total": 0, **_scores(base_eval.as_dict())})
+    pseudo: list[str] = []
+    true: list[str] = []
+    for record in rounds:
+        pseudo += record["pseudo_domain"]
+        if truth is not None:
+            true += [truth[p] for p in record["positions"]]
+        row: dict[str, Any] = {
+            "round": record["round"],
+            "rows_added": len(record["positions"]),
+            "rows_total": record["rows_total"],
+            "candidates": record["candidates"],
+            "seeds": record["seeds"],
+        }
+        row |= {f"mix_{d}": round(pseudo.count(d) / max(1, len(pseudo)), 4) for d in domains}
+        if truth is not None:
+            row |= {f"truth_{d}": round(true.count(d) / max(1, len(true)), 4) for d in sorted(set(truth.values()))}
+        row |= {
+            "reward_picked_mean": record["reward"]["picked"]["mean"],
+            "reward_rest_mean": record["reward"]["rest"]["mean"],
+            "probe_val_accuracy": record["probe"].get("val_accuracy"),
+            "reward_val_mse": record["reward_model"].get("val_mse"),
+            "reward_val_mse_of_mean": record["reward_model"].get("val_mse_of_mean"),
+        }
+        row |= {f"seconds_{k}": v for k, v in record["seconds"].items()}
+        if record.get("tune"):
+            row["tune_final_loss"] = record["tune"]["final_loss"]
+        row |= _scores(record.get("eval"))
+        rows.append(row)
+    return rows
+
+
+def _scores(evaluation: dict[str, Any] | None) -> dict[str, Any]:
+    if not evaluation:
+        return {}
+    return {**{f"score_{t}": v for t, v in evaluation["scores"].items()}, "score_average": evaluation["average"]}
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_outputs(
+    cfg: CoevolveConfig,
+    out_dir: Path,
+    full: Pool,
+    pool: Pool,
+    sampled_out: list[int],
+    rounds: list[dict[str, Any]],
+    base_eval: Any,
+    show_domain_field: str | None,
+    pool_path: Path,
+    cache: Path,
+) -> dict[str, Any]:
+    """The run folder as `daar select` leaves it (counts read back from the files), plus rounds.csv."""
+    from daar.utils.machine import machine_info, package_versions
+
+    picked_round: dict[int, int] = {}
+    picked_reward: dict[int, float] = {}
+    picked_domain: dict[int, str] = {}
+    for record in rounds:
+        for pos, domain, reward in zip(record["positions"], record["pseudo_domain"], record["rewards"], strict=True):
+            picked_round[pos], picked_domain[pos], picked_reward[pos] = record["round"], domain, reward
+    outside = full.subset(sampled_out)
+    frame = pd.DataFrame(
+        {
+            "position": [r.position for r in pool.records] + [r.position for r in outside.records],
+            "id": pool.ids + outside.ids,
+            "in_sample": [True] * len(pool) + [False] * len(outside),
+        }
+    )
+    frame["selected"] = frame["position"].isin(picked_round.keys())
+    frame["round"] = pd.array([picked_round.get(p) for p in frame["position"]], dtype="Int64")
+    frame["reward"] = [picked_reward.get(p, np.nan) for p in frame["position"]]
+    frame["pseudo_domain"] = [picked_domain.get(p) for p in frame["position"]]
+
+    truth = _truth(pool, show_domain_field)
+    domains = [d.name for d in cfg.select.domains]
+    rows = round_rows(rounds, base_eval, domains, truth)
+    clear_outputs(out_dir)  # only now: a run that failed above left the earlier one whole
+    chosen = sorted(picked_round)
+    by_position = {r.position: r for r in pool.records}
+    write_rows(
+        out_dir,
+        (by_position[p].raw for p in chosen),
+        ({"position": r.position, "id": r.id, "reason": r.reason} for r in full.rejected),
+    )
+    write_scores(out_dir, frame)
+    counts = account(out_dir, full.rows_in, cfg.select.fields.id)
+    write_text(out_dir / "rounds.csv", to_csv(rows))
+    manifest: dict[str, Any] = {
+        "daar_version": __version__,
+        "method": "coevolve",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": cfg.result_dict(),
+        "versions": package_versions(),
+        "machine": machine_info(),
+        "input": {"path": str(Path(pool_path).resolve()), "sha256": full.sha256},
+        "counts": counts,
+        "domains": domains,
+        "rounds": rows,
+        "stages": {
+            f"round {rec['round']} {part}": {"seconds": sec, "cached": False}
+            for rec in rounds
+            for part, sec in rec["seconds"].items()
+        },
+    }
+    if truth is not None:
+        labels, names = encode_labels([truth[r.position] for r in pool.records])
+        mask = frame["selected"].to_numpy(bool)[: len(pool)]
+        manifest["ground_truth"] = {
+            "field": show_domain_field,
+            "pool": domain_mix(labels, names),
+            "selected": domain_mix(labels[mask], names),
+        }
+    _write_report(out_dir, manifest)
+    finish(out_dir, manifest)
+    return manifest
+
+
+def _truth(pool: Pool, field: str | None) -> dict[int, str] | None:
+    """True domains by position, for display only; no round ever reads them."""
+    if not field:
+        return None
+    return {r.position: str(r.raw.get(field) or "(missing)") for r in pool.records}
+
+
+def _write_report(out_dir: Path, manifest: dict[str, Any]) -> None:
+    try:
+        from daar.report import write_report
+
+        write_report([out_dir], manifest=manifest)
+    except Exception as err:  # a figure must never cost the user the selection itself
+        console.print(f"[yellow]warning:[/] the report could not be written: {err}")
