@@ -177,17 +177,24 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> S
         if not isinstance(loaded, dict):
             raise UserError(f"{path}: a config file must be a mapping of settings")
         data = loaded
-    for key, value in (overrides or {}).items():
+    return SelectConfig.model_validate(set_dotted(data, overrides or {}))
+
+
+def set_dotted(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`data` with each `a.b.c: value` of `overrides` set in its nested sections (None: left alone)."""
+    for key, value in overrides.items():
         if value is None:
             continue
         node = data
         *parents, last = key.split(".")
         for part in parents:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise UserError(f"setting {key!r}: {part!r} is not a section of settings")
         node[last] = value
-    return SelectConfig.model_validate(data)
+    return data
 
 
 def parse_set_option(items: list[str]) -> dict[str, Any]:

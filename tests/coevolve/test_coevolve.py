@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 from conftest import SHARED_DATA, write_jsonl
 
@@ -38,14 +37,6 @@ SEEDS = {
     ],
 }
 BENCH = SHARED_DATA / "bench"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +190,62 @@ def test_a_round_killed_while_tuning_keeps_its_selection(tiny_model, pool_file, 
     Coevolution(config).run(pool_file, out)
     assert calls == [2]
     assert json.loads((out / "round-01" / ROUND_FILE).read_text())["ids"] == picks["ids"]
+
+
+def test_regenerated_seeds_fall_back_and_the_learner_can_continue(tiny_model, pool_file, tmp_path):
+    config = make_config(
+        tiny_model, tmp_path, evaluate=False, rounds=3, per_round=5, seeds="regenerate", learner="continue"
+    )
+    synthesis = {"max_new_tokens": 16, "candidates_per_round": 2, "max_rounds": 1, "warmup_pairs": 1}
+    config.select.synthesis = config.select.synthesis.model_copy(update=synthesis)
+    out = tmp_path / "out"
+    result = Coevolution(config).run(pool_file, out)
+    assert result.manifest["counts"]["selected"] == 15
+    # a random model writes no valid seed: the round says so and keeps the previous round's seeds
+    second = json.loads((out / "round-02" / ROUND_FILE).read_text())
+    assert second["seeds"].startswith("round 1 (fallback")
+    assert json.loads((out / "round-02" / "seeds.json").read_text()) == json.loads(
+        (out / "round-01" / "seeds.json").read_text()
+    )
+    # round 2's learner went on from round 1's adapter instead of a fresh one
+    manifest = json.loads((out / "round-02" / "adapter" / "tune_manifest.json").read_text())
+    assert Path(manifest["settings"]["init_adapter"]) == out / "round-01" / "adapter"
+    first = json.loads((out / "round-01" / "adapter" / "tune_manifest.json").read_text())
+    assert first["settings"]["init_adapter"] is None
+
+
+def test_the_command_runs_rounds_and_refuses_bad_settings(tiny_model, pool_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from daar.cli import app
+
+    settings = make_config(tiny_model, tmp_path, evaluate=False).result_dict()
+    settings.pop("eval")
+    config = tmp_path / "coevolve.yaml"
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    out = tmp_path / "cli"
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "coevolve",
+            str(pool_file),
+            "--out",
+            str(out),
+            "--config",
+            str(config),
+            "--rounds",
+            "2",
+            "--per-round",
+            "4",
+            "--no-evaluate",
+        ],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "rows_total" in result.output and len((out / "selected.jsonl").read_text().splitlines()) == 8
+    bad = runner.invoke(
+        app, ["coevolve", str(pool_file), "--out", str(out), "--config", str(config), "--learner", "sideways"]
+    )
+    assert bad.exit_code == 2 and "invalid setting learner" in bad.output
+    other = runner.invoke(app, ["coevolve", str(pool_file), "--out", str(out), "--set", "select.method=random"])
+    assert other.exit_code == 2 and "select with DaaR" in other.output

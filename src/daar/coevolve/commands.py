@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from daar.config import load_yaml_file, parse_set_option
+from daar.config import load_yaml_file, parse_set_option, set_dotted
 from daar.errors import UserError, friendly
 from daar.utils.progress import console
 
@@ -71,17 +71,7 @@ def coevolve_command(
     }
     if device is not None:
         named |= {"device": device, "select.device": device, "tune.device": device}
-    overrides = {k: v for k, v in named.items() if v is not None} | parse_set_option(set_ or [])
-    for key, value in overrides.items():
-        node = data
-        *parents, last = key.split(".")
-        for part in parents:
-            if node.get(part) is None:
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict):
-                raise UserError(f"setting {key!r}: {part!r} is not a section of settings")
-        node[last] = value
+    set_dotted(data, named | parse_set_option(set_ or []))
     if not evaluate:
         data["eval"] = None
     try:

@@ -20,6 +20,7 @@ this run starts its first round.
 
 from __future__ import annotations
 
+import gc
 import shutil
 import time
 from dataclasses import dataclass
@@ -128,6 +129,7 @@ class Coevolution:
         if picks is None:
             picks = self._select(r, n, pool, taken, folder, cache, learner)
             write_json(folder / PICKS_FILE, {"key": key, **picks})
+            gc.collect()  # the prober goes before the learner loads: one model in memory at a time
         seconds["select"] = picks.get("seconds", round(time.perf_counter() - start, 3))
 
         selected = sorted([*taken, *(index[p] for p in picks["positions"])])
@@ -137,6 +139,7 @@ class Coevolution:
         if needs_learner and selected:
             start = time.perf_counter()
             tuned = self._tune(r, folder, learner)
+            gc.collect()
             seconds["tune"] = tuned["train_seconds"] if tuned["cached"] else round(time.perf_counter() - start, 3)
         evaluation: RoundEval | None = None
         if cfg.eval is not None and tuned is not None:
@@ -229,15 +232,9 @@ class Coevolution:
             update["init_adapter"] = learner
         if (folder / "adapter" / "checkpoints").is_dir():
             update["resume"] = True  # an interrupted round continues
-        result = tune(folder / "train.jsonl", cfg.select.model, folder / "adapter", cfg.tune.model_copy(update=update))
-        m = result.manifest
-        return {
-            "cached": result.cached,
-            "steps": result.steps,
-            "final_loss": result.final_loss,
-            "rows_used": m.get("rows_used"),
-            "train_seconds": m.get("seconds"),
-        }
+        return tune(
+            folder / "train.jsonl", cfg.select.model, folder / "adapter", cfg.tune.model_copy(update=update)
+        ).summary()
 
 
 def _finished(out_dir: Path, key: str) -> dict[str, Any] | None:

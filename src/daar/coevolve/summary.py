@@ -44,7 +44,6 @@ class RoundEval:
 
 def evaluate_round(cfg: CoevolveConfig, adapter: Path | None, out: Path) -> RoundEval:
     """`daar eval` of the base (+ adapter); a finished evaluation of the same model and settings is reused."""
-    from daar.evaluate import evaluate
     from daar.experiment.cells import headline_metrics
     from daar.models.adapter import adapter_fingerprint
 
@@ -62,20 +61,7 @@ def evaluate_round(cfg: CoevolveConfig, adapter: Path | None, out: Path) -> Roun
         data = read_json(saved)
         if data.get("key") == key:
             return RoundEval(**data["result"])
-    report = evaluate(
-        cfg.select.model,
-        adapter=adapter,
-        tasks=e.tasks,
-        mode=e.mode,
-        limit=e.limit,
-        data_dir=e.data_dir,
-        device=cfg.device,
-        batch_size=e.batch_size,
-        seed=e.seed,
-        out=out,
-        num_fewshot=e.num_fewshot,
-        max_gen_toks=e.max_gen_toks,
-    )
+    report = e.run(cfg.select.model, adapter, cfg.device, out)
     metrics = headline_metrics(list(report["tasks"]), e.mode)
     scores = {task: float(report["tasks"][task]["metrics"][name]) for task, name in metrics.items()}
     items = {task: int(value["n"]) for task, value in report["tasks"].items()}
@@ -121,8 +107,10 @@ def round_rows(
             "reward_picked_mean": record["reward"]["picked"]["mean"],
             "reward_rest_mean": record["reward"]["rest"]["mean"],
             "probe_val_accuracy": record["probe"].get("val_accuracy"),
+            "probe_val_majority_accuracy": record["probe"].get("val_majority_accuracy"),
             "reward_val_mse": record["reward_model"].get("val_mse"),
             "reward_val_mse_of_mean": record["reward_model"].get("val_mse_of_mean"),
+            "reward_val_spearman": record["reward_model"].get("val_spearman"),
         }
         row |= {f"seconds_{k}": v for k, v in record["seconds"].items()}
         if record.get("tune"):

@@ -15,7 +15,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from daar.experiment.config import ExperimentConfig
+from daar.experiment.config import COEVOLVE, ExperimentConfig
 from daar.read import file_sha256
 from daar.utils.cache import code_version, read_json, stable_key, write_json
 
@@ -57,6 +57,8 @@ CELL_CODE = (
     "daar.select.baselines",
     "daar.tune.lora",
     "daar.tune.data",
+    "daar.coevolve.rounds",
+    "daar.coevolve.config",
 )
 
 
@@ -78,8 +80,19 @@ def cell_key(config: ExperimentConfig, cell: Cell, pool_sha256: str, model_finge
     select = config.select_config(cell.method, cell.ratio, cell.seed)
     seeds = file_sha256(select.seeds_file) if select.seeds_file and Path(select.seeds_file).is_file() else None
     tune = config.tune_config(cell.seed).model_dump(mode="json")
+    spec = config.method_spec(cell.method)
+    rounds = (spec.method, spec.coevolve) if spec.method == COEVOLVE else None
     return stable_key(
-        *scoring, "pool", pool_sha256, "select", select.result_dict(), seeds, "tune", tune, code_version(*CELL_CODE)
+        *scoring,
+        "pool",
+        pool_sha256,
+        "select",
+        select.result_dict(),
+        seeds,
+        rounds,
+        "tune",
+        tune,
+        code_version(*CELL_CODE),
     )
 
 
@@ -156,7 +169,13 @@ def _select(config: ExperimentConfig, cell: Cell, pool_path: Path, out: Path, ca
 
     assert cell.ratio is not None and cell.seed is not None
     settings = config.select_config(cell.method, cell.ratio, cell.seed)
-    run = run_select(settings, pool_path, out, cache_dir=cache_dir, show_domain_field=config.domain_field, report=False)
+    spec = config.method_spec(cell.method)
+    if spec.method == COEVOLVE:
+        run = _coevolve(config, settings, spec.coevolve, cell.seed, pool_path, out, cache_dir)
+    else:
+        run = run_select(
+            settings, pool_path, out, cache_dir=cache_dir, show_domain_field=config.domain_field, report=False
+        )
     stages = run.manifest.get("stages", {})
     found: dict[str, Any] = {
         "path": str(run.selected_path),
@@ -167,6 +186,23 @@ def _select(config: ExperimentConfig, cell: Cell, pool_path: Path, out: Path, ca
     if truth:  # the share of each true domain in the selection: display only, never seen by a selector
         found["domain_mix"] = truth.get("selected")
     return found
+
+
+def _coevolve(
+    config: ExperimentConfig,
+    settings: Any,
+    rounds: dict[str, Any],
+    seed: int,
+    pool_path: Path,
+    out: Path,
+    cache_dir: Path,
+) -> Any:
+    """Co-evolution with the cell's budget and the experiment's tuning; no evaluation per round: the
+    cell evaluates the final selection like every other method's."""
+    from daar.coevolve import Coevolution, CoevolveConfig
+
+    coevolve = CoevolveConfig(select=settings, tune=config.tune_config(seed), eval=None, device=config.device, **rounds)
+    return Coevolution(coevolve).run(pool_path, out, cache_dir=cache_dir, show_domain_field=config.domain_field)
 
 
 def _stage_seconds(value: Any) -> Any:
@@ -180,34 +216,8 @@ def _tune(config: ExperimentConfig, seed: int, selection: Path, out: Path) -> di
     settings = config.tune_config(seed)
     if (out / "checkpoints").is_dir():
         settings = settings.model_copy(update={"resume": True})  # an interrupted run continues
-    result = tune(selection, config.model, out, settings)
-    m = result.manifest
-    return {
-        "cached": result.cached,
-        "steps": result.steps,
-        "final_loss": result.final_loss,
-        "rows_used": m.get("rows_used"),
-        "train_seconds": m.get("seconds"),
-        "device": m.get("device"),
-        "dtype": m.get("dtype"),
-    }
+    return tune(selection, config.model, out, settings).summary()
 
 
 def _evaluate(config: ExperimentConfig, adapter: Path | None, out: Path) -> dict[str, Any]:
-    from daar.evaluate import evaluate
-
-    e = config.eval
-    return evaluate(
-        config.model,
-        adapter=adapter,
-        tasks=e.tasks,
-        mode=e.mode,
-        limit=e.limit,
-        data_dir=e.data_dir,
-        device=config.device,
-        batch_size=e.batch_size,
-        seed=e.seed,
-        out=out,
-        num_fewshot=e.num_fewshot,
-        max_gen_toks=e.max_gen_toks,
-    )
+    return config.eval.run(config.model, adapter, config.device, out)

@@ -24,6 +24,7 @@ from daar.tune.settings import TuneConfig
 # Set per cell by the experiment; a `select:` or `tune:` section may not fix them for all cells.
 CELL_SELECT_KEYS = ("method", "model", "ratio", "count", "seed", "sample")
 CELL_TUNE_KEYS = ("seed",)
+COEVOLVE = "coevolve"  # not a selector: rounds of DaaR selection and tuning (daar.coevolve)
 _SELECT_PATH_KEYS = ("seeds_file",)
 
 
@@ -45,6 +46,25 @@ class EvalSettings(BaseModel):
     num_fewshot: int | None = Field(None, ge=0)
     max_gen_toks: int | None = Field(None, ge=1)
 
+    def run(self, model: str, adapter: Path | None, device: str, out: Path) -> dict[str, Any]:
+        """`daar eval` of `model` (+ `adapter`) with these settings; its report (per-task metrics)."""
+        from daar.evaluate import evaluate
+
+        return evaluate(
+            model,
+            adapter=adapter,
+            tasks=self.tasks,
+            mode=self.mode,
+            limit=self.limit,
+            data_dir=self.data_dir,
+            device=device,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            out=out,
+            num_fewshot=self.num_fewshot,
+            max_gen_toks=self.max_gen_toks,
+        )
+
 
 class MethodSpec(BaseModel):
     """A named selection method: a registered selector plus settings of its own (e.g. a strategy),
@@ -54,6 +74,19 @@ class MethodSpec(BaseModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     method: str
     select: dict[str, Any] = Field(default_factory=dict)
+    # method `coevolve` only: rounds, learner, seeds (daar.coevolve.CoevolveConfig); the cell's ratio
+    # is the total budget, spread over the rounds, and the experiment evaluates the final selection
+    coevolve: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _coevolve_settings(self) -> MethodSpec:
+        if self.coevolve and self.method != COEVOLVE:
+            raise ValueError(f"methods: {self.name}: `coevolve:` settings belong to method {COEVOLVE!r}")
+        allowed = {"rounds", "learner", "seeds"}
+        extra = sorted(set(self.coevolve) - allowed)
+        if extra:
+            raise ValueError(f"methods: {self.name}: coevolve: {', '.join(extra)} not allowed here ({sorted(allowed)})")
+        return self
 
 
 class ExperimentConfig(BaseModel):
@@ -148,7 +181,7 @@ class ExperimentConfig(BaseModel):
         """The SelectConfig of one cell: the `select:` overrides plus the cell's method, ratio and seed."""
         spec = self.method_spec(method)
         data = {"device": self.device, **merge(self.select, spec.select)}
-        data |= {"method": spec.method, "model": self.model, "ratio": ratio}
+        data |= {"method": "daar" if spec.method == COEVOLVE else spec.method, "model": self.model, "ratio": ratio}
         return SelectConfig.model_validate(data | {"seed": seed})
 
     def tune_config(self, seed: int) -> TuneConfig:
@@ -249,7 +282,7 @@ def _check_methods(methods: list[str], path: Path) -> None:
     """Every method must name a registered selector (importing them is why this is not a validator)."""
     from daar.select.base import available_selectors
 
-    known = available_selectors()
+    known = [*available_selectors(), COEVOLVE]
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise ConfigError(f"{path}: methods: unknown {', '.join(map(repr, unknown))}; known: {', '.join(known)}")

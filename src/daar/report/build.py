@@ -177,33 +177,33 @@ def rounds_section(run: RunData, prefix: str) -> dict[str, Any] | None:
     columns: dict[str, None] = {}
     for row in rows:
         columns.update(dict.fromkeys(row))
-    figures = []
     scores = [c for c in columns if c.startswith("score_") and c != "score_average"]
-    if scores:
-        series = {c.removeprefix("score_"): [row.get(c) for row in rows] for c in scores}
-        figures.append(
-            rounds_figure(
-                f"{prefix}round_scores",
-                f"Benchmarks by round ({run.label})",
-                [int(r["round"]) for r in rows],
-                series,
-                "score (nll: lower is better)",
-            )
-        )
     picked = [row for row in rows if int(row["round"]) > 0]
-    mix = [c for c in columns if c.startswith("mix_")]
-    if picked and mix:
-        series = {c.removeprefix("mix_"): [row.get(c) for row in picked] for c in mix}
-        figures.append(
-            rounds_figure(
-                f"{prefix}round_mix",
-                f"Selection mix by pseudo-domain ({run.label})",
-                [int(r["round"]) for r in picked],
-                series,
-                "share of the selection",
-                True,
-            )
+    nll = (run.config.get("eval") or {}).get("mode") == "nll"
+    score_label = "NLL per token (lower is better)" if nll else "score (higher is better)"
+    plots = [  # (file, title, rows, columns, y label, stacked)
+        ("round_scores", "Benchmarks by round", rows, scores, score_label, False),
+        (
+            "round_mix",
+            "Selection mix by pseudo-domain",
+            picked,
+            [c for c in columns if c.startswith("mix_")],
+            "share of the selection so far",
+            True,
+        ),
+    ]
+    figures = [
+        rounds_figure(
+            f"{prefix}{name}",
+            f"{title} ({run.label})",
+            [int(r["round"]) for r in chosen],
+            {c.split("_", 1)[1]: [r.get(c) for r in chosen] for c in cols},
+            ylabel,
+            stacked,
         )
+        for name, title, chosen, cols, ylabel, stacked in plots
+        if chosen and cols
+    ]
     return {
         "columns": list(columns),
         "rows": [[fmt(row.get(c)) for c in columns] for row in rows],

@@ -65,6 +65,19 @@ class TuneResult:
     def final_loss(self) -> float | None:
         return self.manifest.get("final_loss")
 
+    def summary(self) -> dict[str, Any]:
+        """What a caller records of a tuning run (experiment cells, co-evolution rounds)."""
+        m = self.manifest
+        return {
+            "cached": self.cached,
+            "steps": self.steps,
+            "final_loss": self.final_loss,
+            "rows_used": m.get("rows_used"),
+            "train_seconds": m.get("seconds"),
+            "device": m.get("device"),
+            "dtype": m.get("dtype"),
+        }
+
 
 def tune(selection: Path, model: str, out_dir: Path, settings: TuneConfig | None = None) -> TuneResult:
     """LoRA-tune `model` on `selection` into `out_dir`, holding the folder's lock (see `_tune`)."""
