@@ -98,9 +98,8 @@ class Coevolution:
                 rounds.append(record)
                 _print_round(record)
             result = write_outputs(
-                cfg, out_dir, full, pool, sampled_out, rounds, base_eval, show_domain_field, pool_path, cache
+                cfg, out_dir, full, pool, sampled_out, rounds, base_eval, show_domain_field, pool_path, started
             )
-        result["wall_seconds"] = round(time.perf_counter() - started, 3)
         return CoevolveResult(out_dir, result, rounds, [pool.records[i].id for i in sorted(taken)])
 
     # ------------------------------------------------------------------------------- one round

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,7 +148,7 @@ def write_outputs(
     base_eval: Any,
     show_domain_field: str | None,
     pool_path: Path,
-    cache: Path,
+    started: float,
 ) -> dict[str, Any]:
     """The run folder as `daar select` leaves it (counts read back from the files), plus rounds.csv."""
     from daar.utils.machine import machine_info, package_versions
@@ -211,6 +212,7 @@ def write_outputs(
             "selected": domain_mix(labels[mask], names),
         }
     _write_report(out_dir, manifest)
+    manifest["wall_seconds"] = round(time.perf_counter() - started, 3)
     finish(out_dir, manifest)
     return manifest
 
