@@ -109,7 +109,8 @@ def select_command(
     from daar.select.base import make_selector
 
     make_selector(settings.method)  # unknown names fail here, before any work
-    if executor is not None or not Path(pool).is_file():
+    shards = not Path(pool).is_file() and (Path(pool).is_dir() or any(c in pool for c in "*?["))
+    if executor is not None or shards:
         if settings.method != "daar" or settings.sample is not None:
             raise UserError("block-by-block selection (folders, globs, --executor) runs daar without --sample")
         from daar.scale import run_streaming

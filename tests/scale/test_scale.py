@@ -194,3 +194,36 @@ def test_resume_after_the_scorer_is_killed(files, fitted, local_scores, tmp_path
     resumed, whole = gather(ScoreFolder(out)), gather(ScoreFolder(local_scores))
     assert np.allclose(resumed["score"], whole["score"], atol=1e-5, equal_nan=True)
     assert list(resumed["id"]) == list(whole["id"])
+
+
+def test_ray_run_survives_a_killed_actor(files, fitted, local_scores, tmp_path):
+    pytest.importorskip("ray")
+    psutil = pytest.importorskip("psutil")
+    _, single, _ = files
+    out = tmp_path / "scores"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "daar", "score", str(single), "--fitted", str(fitted), "--out", str(out)]
+    proc = subprocess.Popen([*cmd, "--chunk-rows", "2", "--executor", "ray", "--workers", "2"], env=env)
+    try:
+        deadline, killed = time.monotonic() + 180, None
+        while killed is None and proc.poll() is None and time.monotonic() < deadline:
+            actors = [
+                p
+                for p in psutil.Process(proc.pid).children(recursive=True)
+                if "_RayScorer" in " ".join(p.cmdline()) and list((out / "blocks").glob("*.parquet"))
+            ]
+            if actors:
+                killed = actors[0]
+                killed.kill()
+            time.sleep(0.05)
+        assert killed is not None, "no scoring actor was found to kill"
+        assert proc.wait(timeout=300) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (out / "complete.json").exists()
+    resumed, whole = gather(ScoreFolder(out)), gather(ScoreFolder(local_scores))
+    assert list(resumed["id"]) == list(whole["id"])
+    assert np.allclose(resumed["score"], whole["score"], atol=1e-5, equal_nan=True)

@@ -92,6 +92,9 @@ def select_from_scores(
         frame = reject_duplicates(gather(folder), shards, config.fields.id)
         rejected = frame[frame["reason"].notna()]
         scored = frame[frame["reason"].isna()].drop(columns=["reason"]).reset_index(drop=True)
+        if scored.empty:
+            first = f"; first problem: {rejected['reason'].iloc[0]}" if len(rejected) else ""
+            raise UserError(f"{shards[0].path}: no usable row among {sum(s.rows for s in shards)}{first}")
         selector = DaarSelector.load(fitted)
         columns = [c for c in scored.columns if c not in KEY_COLUMNS]
         scores = {c: scored[c].to_numpy() for c in columns}

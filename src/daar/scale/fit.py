@@ -3,8 +3,10 @@ a probe sample of a pool of any size, so that scoring can then run anywhere, blo
 
 The probe sample is drawn exactly as `daar select` draws its probe set (daar.probe.probe_rows over
 the usable rows, in pool order), in two passes over the pool that keep only the sample in memory:
-the first counts the usable rows, the second keeps the drawn ones. Only the sample's features
-are computed here, cached in the fit's cache folder like every other stage.
+the first counts the usable rows, the second keeps the drawn ones. Rows with an id seen before
+count as usable here (only the cut finds duplicates), so on a pool with duplicate ids the sample
+can differ from the in-memory one. Only the sample's features are computed, cached in the fit's
+cache folder like every other stage.
 """
 
 from __future__ import annotations
