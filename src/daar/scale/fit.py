@@ -26,24 +26,28 @@ from daar.select.base import Context
 from daar.select.daar import DaarSelector
 from daar.utils.cache import write_json
 from daar.utils.lock import folder_lock
+from daar.utils.progress import progress_bar
 
 READ_ROWS = 65536  # rows parsed at a time while sampling
 
 
-def usable_records(shards: list[Shard], config: SelectConfig) -> Iterator[Record]:
-    for index, shard in enumerate(shards):
-        mine = [b for b in blocks_of(shards, READ_ROWS) if b.shard == index]
-        for rows in read_blocks(shard, index, mine, config.fields):
-            yield from rows.records
+def usable_records(shards: list[Shard], config: SelectConfig, description: str) -> Iterator[Record]:
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task(description, total=sum(s.rows for s in shards), info="rows")
+        for index, shard in enumerate(shards):
+            mine = [b for b in blocks_of(shards, READ_ROWS) if b.shard == index]
+            for rows in read_blocks(shard, index, mine, config.fields):
+                yield from rows.records
+                bar.update(task, advance=rows.block.stop - rows.block.start)
 
 
 def probe_sample(shards: list[Shard], config: SelectConfig) -> Pool:
     """The usable rows `daar select` would put in its probe set, read in two passes."""
-    usable = sum(1 for _ in usable_records(shards, config))
+    usable = sum(1 for _ in usable_records(shards, config, "counting usable rows"))
     if not usable:
         raise PoolError(f"{shards[0].path}: no usable row among {sum(s.rows for s in shards)}")
     wanted = set(probe_rows(usable, config.probe_size, config.seed).tolist())
-    records = [r for i, r in enumerate(usable_records(shards, config)) if i in wanted]
+    records = [r for i, r in enumerate(usable_records(shards, config, "reading the probe sample")) if i in wanted]
     return Pool(shards[0].path, records, [], len(records), "")
 
 

@@ -21,6 +21,7 @@ from daar.config import FieldMap
 from daar.read import SUFFIXES, PoolError, Record, Rejection, file_sha256
 from daar.read.formats import read_row
 from daar.read.sources import raw_rows
+from daar.utils.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,14 @@ def plan_shards(spec: str | Path) -> list[Shard]:
     """Every shard with its row count and checksum: one pass over the bytes, no row kept."""
     shards: list[Shard] = []
     offset = 0
-    for path in shard_paths(spec):
-        rows = sum(1 for _ in raw_rows(path, path.name.lower()))
-        shards.append(Shard(path, rows, offset, file_sha256(path)))
-        offset += rows
+    paths = shard_paths(spec)
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("counting rows", total=len(paths), info="shards")
+        for path in paths:
+            rows = sum(1 for _ in raw_rows(path, path.name.lower()))
+            shards.append(Shard(path, rows, offset, file_sha256(path)))
+            offset += rows
+            bar.update(task, advance=1)
     return shards
 
 
