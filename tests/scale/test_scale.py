@@ -208,12 +208,9 @@ def test_ray_run_survives_a_killed_actor(files, fitted, local_scores, tmp_path):
     try:
         deadline, killed = time.monotonic() + 180, None
         while killed is None and proc.poll() is None and time.monotonic() < deadline:
-            actors = [
-                p
-                for p in psutil.Process(proc.pid).children(recursive=True)
-                if "_RayScorer" in " ".join(p.cmdline()) and list((out / "blocks").glob("*.parquet"))
-            ]
-            if actors:
+            started = list((out / "blocks").glob("*.parquet"))
+            actors = [p for p in psutil.Process(proc.pid).children(recursive=True) if _is_scorer(p, psutil)]
+            if actors and started:
                 killed = actors[0]
                 killed.kill()
             time.sleep(0.05)
@@ -227,3 +224,10 @@ def test_ray_run_survives_a_killed_actor(files, fitted, local_scores, tmp_path):
     resumed, whole = gather(ScoreFolder(out)), gather(ScoreFolder(local_scores))
     assert list(resumed["id"]) == list(whole["id"])
     assert np.allclose(resumed["score"], whole["score"], atol=1e-5, equal_nan=True)
+
+
+def _is_scorer(process, psutil) -> bool:
+    try:
+        return "_RayScorer" in " ".join(process.cmdline())
+    except psutil.Error:  # it ended between listing and looking
+        return False
