@@ -18,6 +18,7 @@ app = typer.Typer(
 # Modules that define `register(app)`; each adds its commands (select, tune, eval, ...).
 COMMAND_MODULES = [
     "daar.commands",
+    "daar.scale.commands",
     "daar.tune.commands",
     "daar.evaluate.commands",
     "daar.experiment.commands",

@@ -14,15 +14,27 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from daar.config import load_config, load_domains, parse_set_option
+from daar.config import SelectConfig, load_config, load_domains, parse_set_option
 from daar.errors import UserError, friendly
 from daar.utils.progress import console
 
 
 @friendly
 def select_command(
-    pool: Annotated[Path, typer.Argument(help="Pool file: .jsonl, .jsonl.gz, .json, .json.gz, .parquet or .csv.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for selected.jsonl, scores, report.")],
+    pool: Annotated[
+        str | None,
+        typer.Argument(help="Pool: a .jsonl(.gz), .json(.gz), .parquet or .csv file, a folder or a glob of shards."),
+    ] = None,
+    scores: Annotated[
+        Path | None, typer.Option(help="Cut the scores of `daar score` instead of reading a pool.")
+    ] = None,
+    executor: Annotated[
+        str | None, typer.Option(help="Score block by block: local or ray (default for folders and globs: local).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Ray actors scoring at once (--executor ray).")] = 1,
+    threads: Annotated[int | None, typer.Option(help="Torch threads per scoring worker.")] = None,
+    chunk_rows: Annotated[int | None, typer.Option(help="Rows per scored block (default 4096).")] = None,
     method: Annotated[str | None, typer.Option(help="Selector: daar (default) or a baseline, see --list.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML/JSON file of settings (any SelectConfig field).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any setting: key=value, dotted.")] = None,
@@ -62,22 +74,7 @@ def select_command(
     report: Annotated[bool, typer.Option(help="Write report.html at the end.")] = True,
 ) -> None:
     """Select the rows of POOL that DaaR (or --method) rates highest; write them to --out."""
-    from daar.pipeline import run_select
-
-    overrides: dict[str, Any] = {}
-    overrides.update(parse_set_option(set_ or []))
-    for item in field or []:
-        key, sep, value = item.partition("=")
-        if not sep or not value:
-            raise UserError(f"--field expects NAME=COLUMN (e.g. instruction=prompt), got {item!r}")
-        overrides[f"fields.{key}"] = value
-    named = {
-        "method": method,
-        "model": model,
-        "adapter": str(adapter) if adapter else None,
-        "seeds_file": str(seeds_file) if seeds_file else None,
-        "clip_layer": clip_layer,
-        "probe_size": probe_size,
+    cut = {
         "ratio": ratio,
         "count": count,
         "strategy": strategy,
@@ -85,6 +82,25 @@ def select_command(
         "target": target,
         "target_fraction": target_fraction,
         "other_fraction": other_fraction,
+    }
+    if scores is not None:
+        if pool is not None:
+            raise UserError("give either a POOL or --scores, not both")
+        from daar.scale.cut import select_from_scores
+
+        manifest = select_from_scores(scores, out, {k: v for k, v in cut.items() if v is not None})
+        _print_counts(manifest, out)
+        return
+    if pool is None:
+        raise UserError("missing POOL (a file, a folder or a glob of shards), or --scores DIR")
+    named = {
+        **cut,
+        "method": method,
+        "model": model,
+        "adapter": str(adapter) if adapter else None,
+        "seeds_file": str(seeds_file) if seeds_file else None,
+        "clip_layer": clip_layer,
+        "probe_size": probe_size,
         "seed": seed,
         "sample": sample,
         "batch_tokens": batch_tokens,
@@ -93,17 +109,66 @@ def select_command(
         "dtype": dtype,
         "trust_remote_code": trust_remote_code or None,
     }
-    overrides.update({k: v for k, v in named.items() if v is not None})
-    if domains is not None:
-        overrides["domains"] = [d.model_dump() for d in load_domains(domains)]
-    settings = load_config(config, overrides)
+    settings = build_settings(config, set_, field, domains, named)
     from daar.select.base import make_selector
 
     make_selector(settings.method)  # unknown names fail here, before any work
+    shards = not Path(pool).is_file() and (Path(pool).is_dir() or any(c in pool for c in "*?["))
+    if executor is not None or shards:
+        if settings.method != "daar" or settings.sample is not None:
+            raise UserError("block-by-block selection (folders, globs, --executor) runs daar without --sample")
+        from daar.scale import run_streaming
+
+        manifest = run_streaming(
+            settings,
+            pool,
+            out,
+            executor=executor or "local",
+            workers=workers,
+            threads=threads,
+            chunk_rows=chunk_rows,
+            cache_dir=cache_dir,
+        )
+        _print_counts(manifest, out)
+        return
+    from daar.pipeline import run_select
+
     result = run_select(
-        settings, pool, out, cache_dir=cache_dir, show_domain_field=show_domain_field, report=report
+        settings, Path(pool), out, cache_dir=cache_dir, show_domain_field=show_domain_field, report=report
     )
     _print_summary(result.manifest, out)
+
+
+def build_settings(
+    config: Path | None,
+    set_: list[str] | None,
+    field: list[str] | None,
+    domains: Path | None,
+    named: dict[str, Any],
+) -> SelectConfig:
+    """SelectConfig from a config file, --set overrides, --field mappings, a domains file and the
+    named options (None = not given), in that order of precedence from low to high."""
+    overrides: dict[str, Any] = {}
+    overrides.update(parse_set_option(set_ or []))
+    for item in field or []:
+        key, sep, value = item.partition("=")
+        if not sep or not value:
+            raise UserError(f"--field expects NAME=COLUMN (e.g. instruction=prompt), got {item!r}")
+        overrides[f"fields.{key}"] = value
+    overrides.update({k: v for k, v in named.items() if v is not None})
+    if domains is not None:
+        overrides["domains"] = [d.model_dump() for d in load_domains(domains)]
+    return load_config(config, overrides)
+
+
+def _print_counts(manifest: dict[str, Any], out: Path) -> None:
+    counts = manifest["counts"]
+    console.print(
+        f"[bold]daar[/]: {counts['rows_in']} rows in, {counts['selected']} selected, "
+        f"{counts['not_selected']} not selected, {counts['rejected']} rejected "
+        f"({manifest['wall_seconds']:.1f} s for the cut)"
+    )
+    console.print(f"outputs in {out}/: selected.jsonl, scores.parquet, rejected.jsonl, manifest.json")
 
 
 def _print_summary(manifest: dict[str, Any], out: Path) -> None:

@@ -30,6 +30,7 @@ from daar.embed import load_cached
 from daar.read import Pool, read_pool
 from daar.select.base import Context, Scores, choose, make_selector, target_count
 from daar.select.checks import selection_warnings
+from daar.select.daar import FITTED_SETTINGS
 from daar.utils.cache import atomic_path, write_json
 from daar.utils.progress import console
 from daar.write import account, clear_outputs, finish, locked, write_rows, write_scores
@@ -89,7 +90,8 @@ def run_select(
                 ({"position": r.position, "id": r.id, "reason": r.reason} for r in full.rejected),
             )
             write_scores(out_dir, _scores_frame(pool, scores, mask, full.subset(sampled_out)))
-            selector.save(out_dir / "fitted")
+            if selector.save(out_dir / "fitted"):  # with its settings, for `daar score --fitted`
+                write_json(out_dir / "fitted" / FITTED_SETTINGS, config.model_dump(mode="json"))
             if artifacts.seeds_folder is not None:
                 _copy_seeds(Path(artifacts.seeds_folder), out_dir / "seeds")
             counts = account(out_dir, full.rows_in, config.fields.id)

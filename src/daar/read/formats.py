@@ -88,34 +88,44 @@ def read_pool(path: str | Path, fields: FieldMap | None = None) -> Pool:
     rows_in = 0
     for row in raw_rows(path, name):
         rows_in += 1
-        if row.problem is not None:
-            rejected.append(_rejection(path, row, _raw_id(row.raw, fields), row.problem))
+        result = read_row(path, row, fields, check_writable)
+        if isinstance(result, Rejection):
+            rejected.append(result)
             continue
-        try:
-            record = to_record(row.raw if row.view is None else row.view, row.position, fields)
-        except RowError as err:
-            rejected.append(_rejection(path, row, _raw_id(row.raw, fields), str(err)))
+        if result.explicit_id and result.id in seen:
+            problem = f"field '{fields.id}': duplicate id '{result.id}' (first seen at row {seen[result.id]})"
+            rejected.append(_rejection(path, row, result.id, problem))
             continue
-        if row.view is not None:
-            record = replace(record, raw=row.raw)
-        problem = _unwritable(row.raw) if check_writable else None
-        if problem is None and record.explicit_id and record.id in seen:
-            problem = f"field '{fields.id}': duplicate id '{record.id}' (first seen at row {seen[record.id]})"
-        if problem is not None:
-            rejected.append(_rejection(path, row, record.id if record.explicit_id else None, problem))
-            continue
-        if record.explicit_id:
-            seen[record.id] = row.position
-        records.append(record)
+        if result.explicit_id:
+            seen[result.id] = row.position
+        records.append(result)
     if not records:
         detail = f"; first problem: {rejected[0].reason}" if rejected else ""
         raise PoolError(f"{path}: no usable row among {rows_in}{detail}")
     return Pool(path, _distinct_positional_ids(records, seen), rejected, rows_in, file_sha256(path))
 
 
-def _rejection(path: Path, row: RawRow, row_id: str | None, problem: str) -> Rejection:
+def read_row(path: Path, row: RawRow, fields: FieldMap, check_writable: bool, offset: int = 0) -> Record | Rejection:
+    """One raw row as a record or a reasoned rejection, duplicates aside (they need every earlier
+    row). `offset` places the row among the rows of earlier shards: the record's position and
+    positional id count from there, while the reason names the row within its own file."""
+    if row.problem is not None:
+        return _rejection(path, row, _raw_id(row.raw, fields), row.problem, offset)
+    try:
+        record = to_record(row.raw if row.view is None else row.view, offset + row.position, fields)
+    except RowError as err:
+        return _rejection(path, row, _raw_id(row.raw, fields), str(err), offset)
+    if row.view is not None:
+        record = replace(record, raw=row.raw)
+    problem = _unwritable(row.raw) if check_writable else None
+    if problem is not None:
+        return _rejection(path, row, record.id if record.explicit_id else None, problem, offset)
+    return record
+
+
+def _rejection(path: Path, row: RawRow, row_id: str | None, problem: str, offset: int = 0) -> Rejection:
     line = f" (line {row.line})" if row.line is not None else ""
-    return Rejection(row.position, row_id, f"{path.name} row {row.position}{line}: {problem}")
+    return Rejection(offset + row.position, row_id, f"{path.name} row {row.position}{line}: {problem}")
 
 
 def _raw_id(raw: Any, fields: FieldMap) -> str | None:

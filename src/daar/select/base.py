@@ -168,16 +168,22 @@ class Selector(ABC):
 
 def choose(selector: Selector, pool: Pool, ctx: Context, n: int, scores: Scores) -> np.ndarray:
     """`selector.select`, held to its contract: a selector that breaks it is a bug, not a user error."""
-    chosen = np.asarray(selector.select(pool, ctx, n, scores), dtype=np.int64)
-    want = min(n, len(pool))
+    return check_choice(selector.name, selector.select(pool, ctx, n, scores), n, len(pool))
+
+
+def check_choice(name: str, indices: np.ndarray, n: int, n_rows: int) -> np.ndarray:
+    """Sorted `indices`, once they are exactly min(n, n_rows) distinct rows of the pool: a
+    selector that breaks this is a bug, not a user error."""
+    chosen = np.asarray(indices, dtype=np.int64)
+    want = min(n, n_rows)
     if (
         len(chosen) != want
         or len(np.unique(chosen)) != want
-        or (want and not 0 <= chosen.min() <= chosen.max() < len(pool))
+        or (want and not 0 <= chosen.min() <= chosen.max() < n_rows)
     ):
         raise RuntimeError(
-            f"selector {selector.name!r} returned {len(chosen)} indices ({len(np.unique(chosen))} distinct) "
-            f"for a budget of {want} rows out of {len(pool)}; please report this bug"
+            f"selector {name!r} returned {len(chosen)} indices ({len(np.unique(chosen))} distinct) "
+            f"for a budget of {want} rows out of {n_rows}; please report this bug"
         )
     return np.sort(chosen)
 

@@ -41,6 +41,7 @@ from daar.utils.cache import (
 
 FITTED_VERSION = 2
 FITTED_FILES = ("probe.safetensors", "reward.safetensors", "centroids.safetensors")
+FITTED_SETTINGS = "select.json"  # the SelectConfig of the fit, beside it: what `daar score` needs
 
 
 def resolve_domains(config: SelectConfig) -> list[Domain]:
@@ -172,12 +173,17 @@ class DaarSelector(Selector):
     def score(self, pool: Pool, ctx: Context) -> Scores:
         if self.probe is None or self.reward is None:
             raise RuntimeError("DaarSelector.score needs fit() or load() first")
+        return self.score_features(ctx.features(pool).hid, ctx)
+
+    def score_features(self, hid: np.ndarray, ctx: Context) -> Scores:
+        """Scores of rows given their f(x): what `daar score` calls block by block."""
+        if self.probe is None or self.reward is None:
+            raise RuntimeError("DaarSelector.score_features needs fit() or load() first")
         self.probe.to(ctx.device)
         self.reward.to(ctx.device)
-        feats = ctx.features(pool)
         with ctx.timer.stage("score"):
-            probs = softmax(self.probe.predict(feats.hid))
-            reward = self.reward.predict(feats.hid)[:, 0].astype(np.float64)
+            probs = softmax(self.probe.predict(hid))
+            reward = self.reward.predict(hid)[:, 0].astype(np.float64)
         scores: Scores = {
             "score": reward,
             "reward": reward,
@@ -189,7 +195,11 @@ class DaarSelector(Selector):
         return scores
 
     def select(self, pool: Pool, ctx: Context, n: int, scores: Scores) -> np.ndarray:
-        cfg = ctx.config
+        return self.cut(scores, n, ctx.config)
+
+    def cut(self, scores: Scores, n: int, cfg: SelectConfig) -> np.ndarray:
+        """The strategy's `n` rows from the scores alone (no rows, no texts), so that a cut over
+        the scores of many shards needs only these arrays in memory."""
         group = scores["pseudo_domain"]
         if cfg.strategy == "overall":
             return strategies.top_n(scores["score"], n)

@@ -80,20 +80,25 @@ def write_scores(out_dir: Path, frame: pd.DataFrame) -> None:
 
 def account(out_dir: Path, rows_in: int, id_field: str = "id") -> dict[str, Any]:
     """Counts read back from the files, checked against `rows_in` (rows the reader saw)."""
-    selected = list(_jsonl(out_dir / SELECTED))
+    # ids only, never the rows: a selection may be larger than memory
+    selected = 0
+    carried: list[str] = []
+    for row in _jsonl(out_dir / SELECTED):
+        selected += 1
+        if isinstance(row, dict) and row.get(id_field) is not None:
+            carried.append(str(row[id_field]).strip())
     rejected = [row["position"] for row in _jsonl(out_dir / REJECTED)]
     scores = pd.read_parquet(out_dir / SCORES)
     flags = scores["selected"].to_numpy(bool)
     positions = np.concatenate([scores["position"].to_numpy(np.int64), np.asarray(rejected, dtype=np.int64)])
     problems = []
-    if int(flags.sum()) != len(selected):
-        problems.append(f"{SELECTED} has {len(selected)} rows but {SCORES} flags {int(flags.sum())}")
+    if int(flags.sum()) != selected:
+        problems.append(f"{SELECTED} has {selected} rows but {SCORES} flags {int(flags.sum())}")
     if len(positions) != rows_in or not np.array_equal(np.sort(positions), np.arange(rows_in)):
         problems.append(f"scored and rejected positions do not cover rows 0..{rows_in - 1} exactly once")
     flagged_ids = set(scores.loc[flags, "id"].astype(str))
     # ids as the reader makes them (daar.read.records): text, surrounding whitespace stripped
     # (an empty CSV id cell means "no id": such rows are known by position only)
-    carried = [str(r[id_field]).strip() for r in selected if isinstance(r, dict) and r.get(id_field) is not None]
     strangers = [i for i in carried if i and i not in flagged_ids]
     if strangers:
         problems.append(f"{SELECTED} holds rows the scores do not flag as selected (id {strangers[0]!r})")
@@ -102,7 +107,7 @@ def account(out_dir: Path, rows_in: int, id_field: str = "id") -> dict[str, Any]
     in_sample = scores["in_sample"].to_numpy(bool) if "in_sample" in scores else np.ones(len(scores), bool)
     return {
         "rows_in": rows_in,
-        "selected": len(selected),
+        "selected": selected,
         "not_selected": int((~flags).sum()),
         "rejected": len(rejected),
         "sampled_out": int((~in_sample).sum()),

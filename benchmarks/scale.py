@@ -1,0 +1,144 @@
+"""Scale benchmark, run by hand: local against Ray scoring, and peak RSS of `daar score` by pool size.
+
+    .venv/bin/python benchmarks/scale.py executors [--pool PATH] [--model smollm2-135m-instruct]
+    .venv/bin/python benchmarks/scale.py memory [--sizes 16000 160000 1600000]
+
+`executors`: one fit (seeds: 8 real rows per domain of the shared domain files, drawn with
+random.Random(7); probe set 2,000 rows), then `daar score` of the pool three times, each in its
+own process: local with 1 torch thread, Ray with 1 worker and with 2 workers of 1 thread each (a
+local Ray cluster started by the command). Prints rows/s of each and whether the three
+selections (`daar select --scores`, default settings) are byte-identical.
+
+`memory`: pools of the given sizes built from the shared pool (copy k of row r gets id
+"<id>-<k>"), one .jsonl.gz file each, in a temporary folder (never in the repo); one fit with a
+tiny random model (4 layers, hidden 64, the real SmolLM2 tokenizer) on the first pool; then the
+peak RSS of each `daar score` process (os.wait4, the child's own high-water mark).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+NEWLINE = b"\n"
+DOMAINS = ("common_sense", "reasoning", "mathematics", "coding")
+
+
+def daar(*args: str) -> tuple[float, float]:
+    """Run `daar ARGS` in a fresh process; (wall seconds, peak RSS in MB of that process)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "daar", *args], stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"daar {' '.join(args)} failed with exit code {proc.returncode}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def seeds_file(work: Path) -> Path:
+    rng = random.Random(7)
+    seeds = {}
+    for name in DOMAINS:
+        with gzip.open(SHARED / "pool" / f"{name}.jsonl.gz", "rt", encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle]
+        seeds[name] = [{k: r.get(k, "") for k in ("instruction", "input", "output")} for r in rng.sample(rows, 8)]
+    path = work / "seeds.json"
+    path.write_text(json.dumps(seeds), encoding="utf-8")
+    return path
+
+
+def fit_options(args: argparse.Namespace) -> list[str]:
+    """Settings the scorers inherit from the fitted folder."""
+    options = ["--max-length", str(args.max_length)] if args.max_length else []
+    return options + (["--set", f"batch_tokens={args.batch_tokens}"] if args.batch_tokens else [])
+
+
+def executors(args: argparse.Namespace, work: Path) -> None:
+    fitted = work / "fitted"
+    seconds, _ = daar(
+        "fit", str(args.pool), "--out", str(fitted), "--model", args.model, "--seeds-file", str(seeds_file(work)),
+        "--probe-size", "2000", "--device", "cpu", *fit_options(args),
+    )  # fmt: skip
+    print(f"fit: {seconds:.1f} s")
+    rows = sum(1 for _ in gzip.open(args.pool, "rb"))
+    runs = {"local, 1 thread": ["--threads", "1"]}
+    for workers in (1, 2):
+        name = f"ray, {workers} worker(s) x 1 thread"
+        runs[name] = ["--executor", "ray", "--workers", str(workers), "--threads", "1"]
+    selected = {}
+    for i, (name, extra) in enumerate(runs.items()):
+        scores, run = work / f"scores-{i}", work / f"run-{i}"
+        seconds, rss = daar("score", str(args.pool), "--fitted", str(fitted), "--out", str(scores), *extra)
+        daar("select", "--scores", str(scores), "--out", str(run))
+        selected[name] = (run / "selected.jsonl").read_bytes()
+        print(f"{name}: {seconds:.1f} s, {rows / seconds:.1f} rows/s (driver peak RSS {rss:.0f} MB)")
+    first = next(iter(selected.values()))
+    same = all(s == first for s in selected.values())
+    print(f"selections identical: {same} ({first.count(NEWLINE)} rows each)")
+
+
+def build_pool(source: Path, target: Path, rows: int) -> Path:
+    """`rows` rows cycling through `source`, copy k of a row with id '<id>-<k>'."""
+    if target.exists():
+        return target
+    with gzip.open(source, "rt", encoding="utf-8") as handle:
+        base = [json.loads(line) for line in handle]
+    with gzip.open(target, "wt", encoding="utf-8", compresslevel=1) as out:
+        for i in range(rows):
+            row = dict(base[i % len(base)])
+            row["id"] = f"{row['id']}-{i // len(base)}"
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return target
+
+
+def memory(args: argparse.Namespace, work: Path) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import make_tiny_model
+
+    model = make_tiny_model(work / "tiny-model")
+    pools = {n: build_pool(args.pool, work / f"pool-{n}.jsonl.gz", n) for n in args.sizes}
+    fitted = work / "fitted-tiny"
+    seconds, _ = daar(
+        "fit", str(pools[min(pools)]), "--out", str(fitted), "--model", str(model),
+        "--seeds-file", str(seeds_file(work)), "--probe-size", "2000", "--device", "cpu", *fit_options(args),
+    )  # fmt: skip
+    print(f"fit (tiny model): {seconds:.1f} s")
+    for n, pool in pools.items():
+        out = work / f"scores-{n}"
+        seconds, rss = daar("score", str(pool), "--fitted", str(fitted), "--out", str(out), "--threads", "1")
+        print(f"daar score, {n:,} rows: peak RSS {rss:.0f} MB, {seconds:.1f} s ({n / seconds:.0f} rows/s)", flush=True)
+        shutil.rmtree(out / "features", ignore_errors=True)  # disk, not memory
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=("executors", "memory"))
+    parser.add_argument("--pool", type=Path, default=SHARED / "pool" / "pool.jsonl.gz")
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[16_000, 160_000, 1_600_000])
+    parser.add_argument("--max-length", type=int, help="Tokens read per row (default: daar's, 512).")
+    parser.add_argument("--batch-tokens", type=int, help="Tokens per prober batch (default: daar's, by model size).")
+    parser.add_argument("--work", type=Path, help="Temporary folder (default: a new one under /tmp, removed after).")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="daar-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        executors(args, work) if args.part == "executors" else memory(args, work)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""`daar fit` and `daar score`: the two halves of `daar select` for pools of any size.
+
+daar fit POOL --out FITTED            # seeds, centroids, pseudo-labels, heads from a probe sample
+daar score POOL --fitted FITTED --out SCORES [--executor ray --workers N]
+daar select --scores SCORES --out RUN [--ratio/--count/--strategy ...]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from daar.commands import build_settings
+from daar.errors import friendly
+from daar.utils.progress import console
+
+
+@friendly
+def fit_command(
+    pool: Annotated[str, typer.Argument(help="Pool: a data file, a folder or a glob of shards.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the fitted state.")],
+    config: Annotated[Path | None, typer.Option(help="YAML/JSON file of settings (any SelectConfig field).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override any setting: key=value, dotted.")] = None,
+    model: Annotated[str | None, typer.Option(help="Local folder, cached hub id, or smollm2-135m-instruct.")] = None,
+    domains: Annotated[Path | None, typer.Option(help="YAML/JSON list of domains: name, description, seeds.")] = None,
+    seeds_file: Annotated[Path | None, typer.Option(help="Seed rows per domain instead of generating them.")] = None,
+    clip_layer: Annotated[int | None, typer.Option(help="Decoder layers the probe reads (default 3).")] = None,
+    probe_size: Annotated[int | None, typer.Option(help="Rows drawn for the probe set (default 5000).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed for sampling, clustering, heads.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Tokens read per row (default 512).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16 or float16.")] = None,
+    field: Annotated[list[str] | None, typer.Option(help="Field mapping, e.g. instruction=prompt.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Stage cache (default FITTED.cache beside it).")] = None,
+) -> None:
+    """Fit DaaR on a probe sample of POOL; `daar score` then scores any pool with it."""
+    from daar.scale.fit import fit_pool
+
+    named = {
+        "model": model,
+        "seeds_file": str(seeds_file) if seeds_file else None,
+        "clip_layer": clip_layer,
+        "probe_size": probe_size,
+        "seed": seed,
+        "max_length": max_length,
+        "device": device,
+        "dtype": dtype,
+    }
+    settings = build_settings(config, set_, field, domains, named)
+    summary = fit_pool(settings, pool, out, cache_dir)
+    console.print(f"fitted on {summary['probe_rows']} probe rows in {summary['seconds']:.1f} s: {out}")
+
+
+@friendly
+def score_command(
+    pool: Annotated[str, typer.Argument(help="Pool: a data file, a folder or a glob of shards.")],
+    fitted: Annotated[Path, typer.Option(help="Folder written by `daar fit` (or RUN/fitted of `daar select`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Scores folder (resumed when rerun).")],
+    executor: Annotated[str, typer.Option(help="local (one process) or ray (an actor pool).")] = "local",
+    workers: Annotated[int, typer.Option(help="Ray actors scoring at once.")] = 1,
+    threads: Annotated[int | None, typer.Option(help="Torch threads per worker (Ray default 1).")] = None,
+    chunk_rows: Annotated[int, typer.Option(help="Rows per block: the unit of memory, writing and resume.")] = 4096,
+    features: Annotated[bool, typer.Option(help="Also write e(x) and f(x) of every row.")] = True,
+) -> None:
+    """Features and predicted reward of every row of POOL, written block by block to --out."""
+    from daar.scale.score import score_pool
+
+    summary = score_pool(
+        pool, fitted, out, executor=executor, workers=workers, threads=threads, chunk_rows=chunk_rows, features=features
+    )
+    console.print(
+        f"{summary['rows_in']} rows in {summary['blocks']} blocks ({summary['scored_now']} scored now) "
+        f"in {summary['seconds']:.1f} s: {out}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fit")(fit_command)
+    app.command("score")(score_command)

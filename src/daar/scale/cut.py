@@ -1,0 +1,144 @@
+"""The exact cut over the scores of a whole pool, and the run folder it leaves.
+
+Only the scores are gathered: one small row per input row (position, id, score, pseudo-domain,
+probabilities), never a text. The cut is the fitted selector's own (DaarSelector.cut), so any
+strategy gives the rows it gives in memory. selected.jsonl is then written by reading the shards
+once more and copying the chosen rows as they were read; rejected.jsonl, scores.parquet,
+manifest.json and the row accounting are the ones `daar select` writes (daar.write).
+
+Duplicate ids are found here, because blocks are scored apart: as `read_pool` does, the first
+row keeps its id and every later one is rejected with a reason naming the first.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from daar import __version__
+from daar.config import SelectConfig
+from daar.errors import UserError
+from daar.read import file_sha256
+from daar.scale.score import ScoreFolder, fitted_settings
+from daar.scale.shards import Shard, raw_rows_at
+from daar.select.base import check_choice, target_count
+from daar.select.daar import DaarSelector
+from daar.utils.cache import atomic_dir
+from daar.write import account, clear_outputs, finish, locked, write_rows, write_scores
+
+KEY_COLUMNS = ("position", "id", "explicit_id", "line", "reason")
+
+
+def gather(folder: ScoreFolder) -> pd.DataFrame:
+    """Every block's rows in pool order (scored rows and rows rejected on reading)."""
+    files = sorted(folder.blocks.glob("*.parquet"))
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return frame.sort_values("position", kind="stable").reset_index(drop=True)
+
+
+def reject_duplicates(frame: pd.DataFrame, shards: list[Shard], id_field: str) -> pd.DataFrame:
+    """Later rows with an explicit id seen before get a reason (see the module docstring)."""
+    usable = frame["reason"].isna() if "reason" in frame else pd.Series(True, index=frame.index)
+    if "reason" not in frame:
+        frame["reason"] = pd.Series([None] * len(frame), dtype=object)
+    explicit = usable & frame["explicit_id"].fillna(False).astype(bool)
+    later = explicit & frame["id"].where(explicit).duplicated(keep="first")
+    if later.any():
+        first = frame[explicit].drop_duplicates("id").set_index("id")["position"]
+        offsets = np.array([s.offset for s in shards])
+        for i in np.flatnonzero(later.to_numpy()):
+            position, row_id = int(frame.at[i, "position"]), frame.at[i, "id"]
+            shard = shards[int(np.searchsorted(offsets, position, side="right")) - 1]
+            seen = int(first[row_id])
+            home = shards[int(np.searchsorted(offsets, seen, side="right")) - 1]
+            line = frame.at[i, "line"]
+            where = f" (line {line})" if not pd.isna(line) else ""
+            there = "" if home is shard else f"{home.path.name} "
+            frame.at[i, "reason"] = (
+                f"{shard.path.name} row {position - shard.offset}{where}: "
+                f"field '{id_field}': duplicate id '{row_id}' (first seen at {there}row {seen - home.offset})"
+            )
+    ids = set(frame.loc[explicit & ~later, "id"])
+    positional = frame["reason"].isna() & ~frame["explicit_id"].fillna(False).astype(bool)
+    for i in np.flatnonzero(positional.to_numpy()):  # "#17" taken by a real id: "##17" (daar.read)
+        while frame.at[i, "id"] in ids:
+            frame.at[i, "id"] = "#" + frame.at[i, "id"]
+    return frame
+
+
+def select_from_scores(
+    scores_dir: Path, out_dir: Path, overrides: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Cut the scores in `scores_dir` and write a run folder; returns its manifest (plus `extra`).
+    `overrides` change the cut's settings (ratio, count, strategy, ...), never the fitted prober."""
+    started = time.perf_counter()
+    folder = ScoreFolder(Path(scores_dir))
+    plan = folder.plan()
+    fitted = Path(plan["fitted_path"])
+    config = fitted_settings(fitted)
+    if overrides:
+        config = SelectConfig.model_validate({**config.model_dump(mode="json"), **overrides})
+    shards = folder.shards()
+    for shard in shards:
+        if not shard.path.is_file() or file_sha256(shard.path) != shard.sha256:
+            raise UserError(f"{shard.path}: changed or missing since it was scored into {scores_dir}; score it again")
+    out_dir = Path(out_dir)
+    with locked(out_dir, "daar select"):
+        frame = reject_duplicates(gather(folder), shards, config.fields.id)
+        rejected = frame[frame["reason"].notna()]
+        scored = frame[frame["reason"].isna()].drop(columns=["reason"]).reset_index(drop=True)
+        if scored.empty:
+            first = f"; first problem: {rejected['reason'].iloc[0]}" if len(rejected) else ""
+            raise UserError(f"{shards[0].path}: no usable row among {sum(s.rows for s in shards)}{first}")
+        selector = DaarSelector.load(fitted)
+        columns = [c for c in scored.columns if c not in KEY_COLUMNS]
+        scores = {c: scored[c].to_numpy() for c in columns}
+        n = target_count(len(scored), config.ratio, config.count)
+        chosen = check_choice(selector.name, selector.cut(scores, n, config), n, len(scored))
+        mask = np.zeros(len(scored), dtype=bool)
+        mask[chosen] = True
+
+        clear_outputs(out_dir)
+        chosen_positions = set(scored["position"].to_numpy()[mask].tolist())
+        write_rows(
+            out_dir,
+            (raw for shard in shards for raw in raw_rows_at(shard, chosen_positions)),
+            rejected[["position", "id", "reason"]].to_dict("records"),
+        )
+        write_scores(out_dir, _ranked(scored, mask))
+        with atomic_dir(out_dir / "fitted") as tmp:
+            for path in fitted.iterdir():
+                if path.is_file():
+                    (tmp / path.name).write_bytes(path.read_bytes())
+        counts = account(out_dir, sum(s.rows for s in shards), config.fields.id)
+        manifest = {
+            "daar_version": __version__,
+            "method": "daar",
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "config": config.result_dict(),
+            "input": {"shards": plan["shards"], "scores": str(Path(scores_dir).resolve())},
+            "counts": counts,
+            "domains": selector.domains,
+            "wall_seconds": round(time.perf_counter() - started, 3),
+            **(extra or {}),
+        }
+        finish(out_dir, manifest)
+    return manifest
+
+
+def _ranked(scored: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """scores.parquet as `daar select` writes it: rank 1 = highest score, ties by row order."""
+    score = scored["score"].to_numpy(np.float64)
+    order = np.lexsort((np.arange(len(score)), -score))
+    rank = np.empty(len(score), dtype=np.int64)
+    rank[order] = np.arange(1, len(score) + 1)
+    frame = scored.drop(columns=["explicit_id", "line"])
+    frame["rank"] = pd.array(rank, dtype="Int64")
+    frame["selected"] = mask
+    frame["in_sample"] = True
+    return frame

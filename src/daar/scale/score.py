@@ -1,0 +1,219 @@
+"""`daar score`: features and predicted reward of every row of a pool, block by block, on disk.
+
+A scores folder holds
+
+- plan.json: the shards (path, rows, offset, sha256), the block size and the fitted state's
+  checksum; a rerun with another plan starts the folder afresh, the same plan resumes it;
+- blocks/<shard>-<start>.parquet: one row per input row of the block (position, id, line, score
+  columns, and `reason` for rows rejected on reading), written atomically and last, so a block
+  file that exists is finished;
+- features/<block>.safetensors (unless --no-features): e(x), f(x) and positions of its rows;
+- complete.json, written once every block is, so a killed run never looks finished.
+
+Only one block's rows, texts and features are in memory at a time (per worker), so peak memory
+is the prober plus one block, whatever the pool's size. The local executor reads each shard once,
+in order; the Ray executor (daar.scale.ray_executor) gives blocks to an actor pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from daar.config import SelectConfig
+from daar.errors import UserError
+from daar.scale.shards import Block, BlockRows, Shard, blocks_of, plan_shards, read_blocks
+from daar.select.base import Context
+from daar.select.daar import FITTED_SETTINGS as SETTINGS
+from daar.select.daar import DaarSelector
+from daar.utils.cache import atomic_path, read_json, save_arrays, write_json
+from daar.utils.lock import folder_lock
+from daar.utils.progress import progress_bar
+
+DEFAULT_CHUNK_ROWS = 4096
+
+
+def fitted_settings(fitted: Path) -> SelectConfig:
+    """The settings a fitted folder was made with (written by `daar fit` and `daar select`)."""
+    path = Path(fitted) / SETTINGS
+    if not (Path(fitted) / "daar.json").is_file():
+        raise UserError(f"{fitted}: not a fitted DaaR folder (no daar.json); make one with `daar fit`")
+    if not path.is_file():
+        raise UserError(f"{path}: missing; this fitted folder predates `daar fit`, refit it")
+    return SelectConfig.model_validate(read_json(path))
+
+
+def fitted_digest(fitted: Path) -> str:
+    """daar.json lists the sha256 of every file of the fitted state, so its digest names the fit."""
+    return hashlib.sha256((Path(fitted) / "daar.json").read_bytes()).hexdigest()
+
+
+class BlockScorer:
+    """One worker's prober and heads, loaded once and used for many blocks."""
+
+    def __init__(self, fitted: Path, config: SelectConfig, threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.ctx = Context(config, Path(fitted))  # the cache folder is never written by scoring
+        self.selector = DaarSelector.load(fitted)
+        self.extractor = self.ctx.extractor()
+
+    def score(self, rows: BlockRows) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """The block's frame (every input row of it) and the features of its usable rows."""
+        records = rows.records
+        feats = self.extractor.extract([r.text for r in records], description=f"block {rows.block.name}")
+        scores = self.selector.score_features(feats.hid, self.ctx) if records else {}
+        frame = pd.DataFrame(
+            {
+                "position": np.array([r.position for r in records], dtype=np.int64),
+                "id": [r.id for r in records],
+                "explicit_id": np.array([r.explicit_id for r in records], dtype=bool),
+                "line": pd.array([rows.lines[r.position] for r in records], dtype="Int64"),
+                **{k: (v.astype(str) if v.dtype == object else v) for k, v in scores.items()},
+            }
+        )
+        if rows.rejected:
+            rejected = pd.DataFrame(
+                {
+                    "position": np.array([r.position for r in rows.rejected], dtype=np.int64),
+                    "id": [r.id for r in rows.rejected],
+                    "reason": [r.reason for r in rows.rejected],
+                }
+            )
+            frame = pd.concat([frame, rejected], ignore_index=True) if len(frame) else rejected
+        frame = frame.sort_values("position", kind="stable").reset_index(drop=True)
+        positions = np.array([r.position for r in records], dtype=np.int64)
+        arrays = {"position": positions, "emb": feats.emb, "hid": feats.hid}
+        return frame, arrays
+
+
+@dataclass
+class ScoreFolder:
+    """Where one scoring run writes; see the module docstring for the layout."""
+
+    root: Path
+
+    @property
+    def blocks(self) -> Path:
+        return self.root / "blocks"
+
+    def block_file(self, block: Block) -> Path:
+        return self.blocks / f"{block.name}.parquet"
+
+    def features_file(self, block: Block) -> Path:
+        return self.root / "features" / f"{block.name}.safetensors"
+
+    def write_block(self, block: Block, frame: pd.DataFrame, arrays: dict[str, np.ndarray] | None) -> None:
+        """Features first, the block's scores last: a block file that exists means a finished block."""
+        if arrays is not None:
+            save_arrays(self.features_file(block), **arrays)
+        with atomic_path(self.block_file(block)) as tmp:
+            frame.to_parquet(tmp, index=False)
+
+    def open(self, plan: dict[str, Any]) -> None:
+        """Keep the blocks of an earlier run with the same plan; start afresh otherwise."""
+        path = self.root / "plan.json"
+        if path.exists() and read_json(path) == plan:
+            return
+        (self.root / "complete.json").unlink(missing_ok=True)
+        for name in ("blocks", "features"):
+            shutil.rmtree(self.root / name, ignore_errors=True)
+        write_json(path, plan)
+
+    def plan(self) -> dict[str, Any]:
+        if not (self.root / "complete.json").exists():
+            raise UserError(f"{self.root}: not a finished scores folder (no complete.json); run `daar score` again")
+        return read_json(self.root / "plan.json")
+
+    def shards(self) -> list[Shard]:
+        return [Shard.from_json(s) for s in self.plan()["shards"]]
+
+
+def score_pool(
+    pool: str | Path,
+    fitted: Path,
+    out: Path,
+    *,
+    executor: str = "local",
+    workers: int = 1,
+    threads: int | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    features: bool = True,
+) -> dict[str, Any]:
+    """Score every row of `pool` into `out` with the fitted state; resumes an interrupted run."""
+    if chunk_rows < 1:
+        raise UserError(f"--chunk-rows must be at least 1, got {chunk_rows}")
+    config = fitted_settings(fitted)
+    folder = ScoreFolder(Path(out))
+    started = time.perf_counter()
+    with folder_lock(folder.root, "daar score"):
+        shards = plan_shards(pool)
+        plan = {
+            "shards": [s.to_json() for s in shards],
+            "chunk_rows": chunk_rows,
+            "fitted": fitted_digest(fitted),
+            "fitted_path": str(Path(fitted).resolve()),
+            "features": features,
+        }
+        _check_prober(fitted, config)
+        folder.open(plan)
+        pending = [b for b in blocks_of(shards, chunk_rows) if not folder.block_file(b).exists()]
+        if executor == "ray":
+            from daar.scale.ray_executor import score_with_ray
+
+            score_with_ray(shards, pending, fitted, config, folder, workers=workers, threads=threads, features=features)
+        elif executor == "local":
+            _score_local(shards, pending, fitted, config, folder, threads, features)
+        else:
+            raise UserError(f"unknown executor {executor!r}; expected local or ray")
+        missing = [b.name for b in blocks_of(shards, chunk_rows) if not folder.block_file(b).exists()]
+        if missing:
+            raise RuntimeError(f"{folder.root}: blocks {missing[:3]} were not written; please report this bug")
+        summary = {
+            "rows_in": sum(s.rows for s in shards),
+            "blocks": len(blocks_of(shards, chunk_rows)),
+            "scored_now": len(pending),
+            "executor": executor,
+            "workers": workers if executor == "ray" else 1,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        write_json(folder.root / "complete.json", summary)
+    return summary
+
+
+def _check_prober(fitted: Path, config: SelectConfig) -> None:
+    """The model folder must still be the one the heads were fitted on (its content, not its name)."""
+    try:
+        DaarSelector.load(fitted).check_context(Context(config, Path(fitted)))
+    except ValueError as err:
+        raise UserError(f"{fitted}: {err}") from None
+
+
+def _score_local(
+    shards: list[Shard],
+    pending: list[Block],
+    fitted: Path,
+    config: SelectConfig,
+    folder: ScoreFolder,
+    threads: int | None,
+    features: bool,
+) -> None:
+    if not pending:
+        return
+    scorer = BlockScorer(fitted, config, threads)
+    with progress_bar() as bar:
+        task = bar.add_task("scoring", total=sum(b.stop - b.start for b in pending), info="rows")
+        for index, shard in enumerate(shards):
+            mine = [b for b in pending if b.shard == index]
+            for rows in read_blocks(shard, index, mine, config.fields) if mine else ():
+                frame, arrays = scorer.score(rows)
+                folder.write_block(rows.block, frame, arrays if features else None)
+                bar.update(task, advance=rows.block.stop - rows.block.start)
