@@ -249,3 +249,35 @@ def test_the_command_runs_rounds_and_refuses_bad_settings(tiny_model, pool_file,
     assert bad.exit_code == 2 and "invalid setting learner" in bad.output
     other = runner.invoke(app, ["coevolve", str(pool_file), "--out", str(out), "--set", "select.method=random"])
     assert other.exit_code == 2 and "select with DaaR" in other.output
+
+
+def test_another_evaluation_reuses_every_round(tiny_model, pool_file, tmp_path, monkeypatch):
+    config = make_config(tiny_model, tmp_path, evaluate=True, rounds=2, per_round=4)
+    out = tmp_path / "out"
+    Coevolution(config).run(pool_file, out)
+    calls: list[int] = []
+    real_select = Coevolution._select
+
+    def counted(self, r, *args):
+        calls.append(r)
+        return real_select(self, r, *args)
+
+    monkeypatch.setattr(Coevolution, "_select", counted)
+    fewer = config.model_copy(update={"eval": config.eval.model_copy(update={"limit": 1})})
+    result = Coevolution(fewer).run(pool_file, out)
+    assert calls == []  # the rounds are read back; only the evaluations are new
+    assert result.manifest["rounds"][1]["score_nq"] > 0 and (out / "round-02" / "adapter").is_dir()
+    items = json.loads((out / "round-01" / "eval" / "round_eval.json").read_text())["result"]["items"]
+    assert items == {"nq": 1, "gsm8k": 1}
+
+
+def test_budgets_the_pool_cannot_hold_and_eval_defaults(tiny_model, tmp_path):
+    from daar.errors import UserError
+
+    config = make_config(tiny_model, tmp_path, evaluate=False, rounds=3, per_round=50)
+    with pytest.raises(UserError, match="does not fit 100 usable rows"):
+        config.round_sizes(100)
+    assert config.model_copy(update={"per_round": 30}).round_sizes(100) == [30, 30, 30]
+    assert make_config(tiny_model, tmp_path, evaluate=False, per_round=None).round_sizes(100) == [10, 10]
+    partial = CoevolveConfig.model_validate({"eval": {"tasks": ["nq"]}})
+    assert (partial.eval.mode, partial.eval.limit) == ("nll", 100)

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from daar.config import SelectConfig
+from daar.errors import UserError
 from daar.experiment.config import EvalSettings
 from daar.select.base import target_count
 from daar.tune.settings import TuneConfig
+
+# Per-round evaluation is cheap by default (NLL, 100 items per task); an `eval:` section or option
+# that sets other keys keeps these for the keys it leaves out.
+EVAL_DEFAULTS: dict[str, Any] = {"mode": "nll", "limit": 100}
 
 
 class CoevolveConfig(BaseModel):
@@ -39,8 +44,13 @@ class CoevolveConfig(BaseModel):
     seeds: Literal["keep", "regenerate"] = "keep"
     tune: TuneConfig = Field(default_factory=TuneConfig)
     # None: no evaluation per round (the experiment evaluates the final selection itself)
-    eval: EvalSettings | None = Field(default_factory=lambda: EvalSettings(mode="nll", limit=100))
+    eval: EvalSettings | None = Field(default_factory=lambda: EvalSettings(**EVAL_DEFAULTS))
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("eval", mode="before")
+    @classmethod
+    def _eval_defaults(cls, value: Any) -> Any:
+        return {**EVAL_DEFAULTS, **value} if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _daar_only(self) -> CoevolveConfig:
@@ -52,17 +62,23 @@ class CoevolveConfig(BaseModel):
 
     def round_sizes(self, usable: int) -> list[int]:
         """Rows added per round: `per_round` each, or the total budget split evenly (the first
-        rounds take the remainder); never more than the pool holds."""
+        rounds take the remainder). Every round must add a row and leave its probe at least one
+        candidate per domain; a budget the pool cannot hold is a UserError before any work."""
         if self.per_round is not None:
             sizes = [self.per_round] * self.rounds
+            asked = f"rounds {self.rounds} x per_round {self.per_round}"
         else:
             total = target_count(usable, self.select.ratio, self.select.count)
             sizes = [total // self.rounds + (1 if r < total % self.rounds else 0) for r in range(self.rounds)]
-        left, result = usable, []
-        for size in sizes:
-            result.append(min(size, left))
-            left -= result[-1]
-        return result
+            asked = f"{total} rows over {self.rounds} rounds"
+        k = len(self.select.domains)
+        left = usable - sum(sizes[:-1])
+        if min(sizes) < 1 or left < max(k, sizes[-1]):
+            raise UserError(
+                f"{asked} does not fit {usable} usable rows: every round needs at least one row, and the "
+                f"last one at least {max(k, sizes[-1])} candidates left; use fewer rounds or rows per round"
+            )
+        return sizes
 
     def result_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())

@@ -38,7 +38,7 @@ from daar.select.base import Context, choose
 from daar.select.daar import DaarSelector
 from daar.utils.cache import code_version, read_json, stable_key, write_json, write_jsonl
 from daar.utils.progress import console
-from daar.write import locked
+from daar.write import MANIFEST, locked
 
 ROUND_FILE = "round.json"
 PICKS_FILE = "picks.json"
@@ -81,7 +81,7 @@ class Coevolution:
             full = read_pool(pool_path, cfg.select.fields)
             pool, sampled_out = sample_pool(full, cfg.select.sample, cfg.select.seed)
             sizes = cfg.round_sizes(len(pool))
-            run_key = stable_key(full.sha256, cfg.result_dict(), code_version(*CODE))
+            run_key = self._run_key(full.sha256)
             keys = [stable_key(run_key, r) for r in range(1, len(sizes) + 1)]
             if not _finished(out_dir, keys[0]):
                 _remove_stale_rounds(out_dir, keys)
@@ -90,7 +90,11 @@ class Coevolution:
             taken: list[int] = []  # indices into `pool`, in the order the rounds picked them
             index = {rec.position: i for i, rec in enumerate(pool.records)}
             for r, (n, key) in enumerate(zip(sizes, keys, strict=True), start=1):
-                record = _finished(out_dir, key) or self._round(r, n, key, pool, index, taken, out_dir, cache, sizes)
+                record = _finished(out_dir, key)
+                if record is None:
+                    record = self._round(r, n, key, pool, index, taken, out_dir, cache, sizes)
+                elif cfg.eval is not None:  # a finished round under other evaluation settings
+                    record = _reevaluate(cfg, round_dir(out_dir, r), record)
                 picked = [index[p] for p in record["positions"]]
                 if set(picked) & set(taken):
                     raise RuntimeError(f"round {r} picked a row an earlier round had picked; please report this bug")
@@ -101,6 +105,27 @@ class Coevolution:
                 cfg, out_dir, full, pool, sampled_out, rounds, base_eval, show_domain_field, pool_path, started
             )
         return CoevolveResult(out_dir, result, rounds, [pool.records[i].id for i in sorted(taken)])
+
+    def _run_key(self, pool_sha256: str) -> str:
+        """What the rounds' selections and learners depend on: pool, model and seeds file content,
+        select and tune settings, the loop's settings and the code. Not the evaluation (each one is
+        keyed by itself), except whether there is one: it decides if the last round is tuned."""
+        from daar.models import fingerprint, resolve_model
+        from daar.read import file_sha256
+
+        cfg = self.config
+        loop = cfg.result_dict()
+        for unkeyed in ("eval", "device"):
+            loop.pop(unkeyed)
+        seeds = cfg.select.seeds_file
+        return stable_key(
+            pool_sha256,
+            loop,
+            cfg.eval is None,
+            fingerprint(resolve_model(cfg.select.model)),
+            file_sha256(Path(seeds)) if seeds and Path(seeds).is_file() else None,
+            code_version(*CODE),
+        )
 
     # ------------------------------------------------------------------------------- one round
     def _round(
@@ -236,6 +261,15 @@ class Coevolution:
         ).summary()
 
 
+def _reevaluate(cfg: CoevolveConfig, folder: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """The round's record with the evaluation these settings ask for (read back when it exists)."""
+    evaluation = evaluate_round(cfg, folder / "adapter", folder / "eval").as_dict()
+    if evaluation != record.get("eval"):
+        record = {**record, "eval": evaluation}
+        write_json(folder / ROUND_FILE, record)
+    return record
+
+
 def _finished(out_dir: Path, key: str) -> dict[str, Any] | None:
     """The record of a finished round with this key, found by its key among the round folders."""
     for path in sorted(Path(out_dir).glob(f"round-*/{ROUND_FILE}")):
@@ -254,7 +288,8 @@ def _load_keyed(path: Path, key: str) -> dict[str, Any] | None:
 
 
 def _remove_stale_rounds(out_dir: Path, keys: list[str]) -> None:
-    """Round folders of another run (other settings, pool or code): their picks must not be reused."""
+    """Round folders of another run (other settings, pool or code): their picks must not be reused,
+    and the run folder they made no longer looks finished."""
     for folder in sorted(Path(out_dir).glob("round-*")):
         picks = folder / PICKS_FILE
         try:
@@ -262,6 +297,7 @@ def _remove_stale_rounds(out_dir: Path, keys: list[str]) -> None:
         except (OSError, ValueError):
             key = None
         if key not in keys:
+            (Path(out_dir) / MANIFEST).unlink(missing_ok=True)
             shutil.rmtree(folder)
 
 

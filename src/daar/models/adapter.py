@@ -141,7 +141,7 @@ class LoraWeights:
         self.bytes_read = 0
 
     def deltas(self, weights: dict[str, str], clip_layer: int) -> dict[str, torch.Tensor]:
-        """scale * B @ A (float32) for each of `weights` (model name -> checkpoint key) the adapter
+        """scale * B @ A (float32) for each of `weights` (model name -> module path in the causal LM) the adapter
         changes. Every LoRA module of decoder layers below `clip_layer` must be among them: an
         adapter whose names do not match the checkpoint would otherwise probe as the bare base."""
         pairs: dict[str, tuple[str, str]] = {}

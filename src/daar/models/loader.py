@@ -234,7 +234,9 @@ def load_truncated(
             if not name.endswith(("inv_freq", "original_inv_freq")):
                 raise ModelError(f"{folder}: tensor for {name!r} not found in the checkpoint")
     tensors = checkpoint.read(list(wanted.values()))
-    deltas = adapter.deltas(wanted, clip_layer) if adapter is not None else {}
+    # PEFT names modules by their path in the causal LM (`model.layers.0...`, `transformer.h.0...`),
+    # whatever prefix the checkpoint's own keys carry
+    deltas = adapter.deltas({n: f"{prefix}.{n}" for n in wanted}, clip_layer) if adapter is not None else {}
     state = {
         name: (tensors[key].float() + deltas[name] if name in deltas else tensors[key]).to(dtype)
         for name, key in wanted.items()

@@ -85,6 +85,8 @@ class BlockScorer:
                 {
                     "position": np.array([r.position for r in rows.rejected], dtype=np.int64),
                     "id": [r.id for r in rows.rejected],
+                    "explicit_id": np.zeros(len(rows.rejected), dtype=bool),
+                    "line": pd.array([rows.lines.get(r.position) for r in rows.rejected], dtype="Int64"),
                     "reason": [r.reason for r in rows.rejected],
                 }
             )

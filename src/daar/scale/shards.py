@@ -62,21 +62,22 @@ def shard_paths(spec: str | Path) -> list[Path]:
     """The data files a pool names: a file, a folder's data files, or a glob's matches."""
     text = str(spec)
     path = Path(text)
+    if path.is_file():  # before the glob test: a file named "data[1].jsonl" is that file
+        if not path.name.lower().endswith(SUFFIXES):
+            raise PoolError(f"{path}: unknown format; expected one of {', '.join(SUFFIXES)}")
+        return [path.resolve()]
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
         where = f"folder {path}"
     elif any(c in text for c in "*?["):
         found = sorted(Path(p) for p in glob.glob(text) if p.lower().endswith(SUFFIXES) and Path(p).is_file())
         where = f"glob {text!r}"
-    elif path.exists():
-        if not path.name.lower().endswith(SUFFIXES):
-            raise PoolError(f"{path}: unknown format; expected one of {', '.join(SUFFIXES)}")
-        return [path]
     else:
         raise PoolError(f"{path}: no such file")
     if not found:
         raise PoolError(f"{where}: no data file ({', '.join(SUFFIXES)})")
-    return found
+    # absolute: plan.json, `select --scores` from elsewhere and Ray actors in their own folders
+    return [p.resolve() for p in found]
 
 
 def plan_shards(spec: str | Path) -> list[Shard]:
