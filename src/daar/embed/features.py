@@ -44,7 +44,7 @@ class Features:
 # Results are written to the memory maps in blocks of about this many bytes per array: large
 # enough that flushes are rare, small enough that a killed run loses little and, on CPU, that the
 # two host buffers stay small next to the weights (the CPU memory guarantee).
-BLOCK_BYTES = {"cpu": 4 * 2**20, "cuda": 16 * 2**20}
+BLOCK_BYTES = {"cpu": 2**20, "cuda": 16 * 2**20}
 
 
 class FeatureExtractor:
