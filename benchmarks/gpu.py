@@ -98,10 +98,8 @@ def bare_pass(model_dir: Path, texts: list[str], batch_sizes: list[int], device:
             for x, mask in padded:
                 model(input_ids=x.to(device, non_blocking=True), attention_mask=mask.to(device, non_blocking=True))
             sync()
-        entry = {
-            "seconds": round(time.perf_counter() - start, 2),
-            "tokens_per_s": round(int(lengths.sum()) / (time.perf_counter() - start)),
-        }
+        elapsed = time.perf_counter() - start
+        entry = {"seconds": round(elapsed, 2), "tokens_per_s": round(int(lengths.sum()) / elapsed)}
         if device == "cuda":
             entry["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         found[str(batch_tokens)] = entry
