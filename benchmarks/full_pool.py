@@ -87,7 +87,7 @@ def run_full(pool: Path, out: Path, fresh: bool, skip_bare: bool) -> None:
     if skip_bare:
         return
     texts = read_pool(pool).texts
-    from daar.embed.features import DEFAULT_BATCH_TOKENS
+    from daar.embed.batching import DEFAULT_BATCH_TOKENS
     from daar.models import resolve_model
 
     # The floor is the bare pass: 8k-token batches, nothing kept, no memory given back.

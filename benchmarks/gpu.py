@@ -5,13 +5,19 @@ Run by hand on a GPU machine (it also runs on CPU, slowly); prints a table and w
     python benchmarks/gpu.py --pool POOL --tokenizer TOKENIZER_DIR --seeds-file configs/seeds_smollm2_generated.yaml \\
         --shapes smollm2,qwen2-7b,llama3-8b --out runs/gpu [--tune-steps 30] [--eval-limit 200]
 
+    # the same code on CPU, as a smoke test of every path in about a minute
+    python benchmarks/gpu.py --pool POOL --tokenizer TOKENIZER_DIR --seeds-file configs/seeds_smollm2_generated.yaml \\
+        --shapes tiny --sample 2000 --out runs/gpu-cpu
+
 Weights are random: the speed of a 3-layer prober depends on its width, not on what it learned,
 so a 7B-wide checkpoint with 4 decoder layers (the prober reads 3) measures a 7B prober without
 its 15 GB of weights. The SmolLM2 tokenizer stands in for each model's own. For every shape:
 `daar select` (features, probe, reward, map; seeds from the file), a bare forward pass of the same
 truncated model over the same tokens at several batch sizes in the same process (the ceiling for
-the feature stage), and peak GPU memory. For the SmolLM2 shape, optionally: `daar tune` seconds
-per step with the paper's 4 x 4 batches in one pass and in four, and `daar eval` in NLL mode.
+the feature stage; batches padded before the clock starts), the batch size the feature stage chose
+from free memory, and peak GPU memory. The last lines are the table for docs/RESULTS.md. For the
+SmolLM2 shape, optionally: `daar tune` seconds per step with the paper's 4 x 4 batches in one pass
+and in four, and `daar eval` in NLL mode.
 """
 
 from __future__ import annotations
@@ -61,8 +67,9 @@ def build(shape: str, tokenizer_dir: Path, folder: Path) -> Path:
     return folder
 
 
-def bare_pass(model_dir: Path, texts: list[str], batch_tokens: int, device: str) -> float:
-    """Seconds for one forward pass of the truncated model over the texts, nothing kept."""
+def bare_pass(model_dir: Path, texts: list[str], batch_sizes: list[int], device: str) -> dict[str, dict]:
+    """Seconds of a forward pass of the truncated model over the texts per batch size, nothing
+    kept: batches are padded before the clock starts, so this is the ceiling of the feature stage."""
     from daar.embed import length_batches
     from daar.models import load_tokenizer, load_truncated, pick_dtype
 
@@ -70,26 +77,40 @@ def bare_pass(model_dir: Path, texts: list[str], batch_tokens: int, device: str)
     model = load_truncated(model_dir, 3, pick_dtype("auto", device), device)
     ids = tokenizer(texts, truncation=True, max_length=512)["input_ids"]
     lengths = np.array([len(x) for x in ids])
-    batches = length_batches(lengths, batch_tokens)
     pad = tokenizer.pad_token_id or 0
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    with torch.inference_mode():
-        sync()
-        start = time.perf_counter()
-        for batch in batches:
-            width = int(lengths[batch].max())
-            x = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(x)
+    found = {}
+    for batch_tokens in batch_sizes:
+        padded = []
+        for batch in length_batches(lengths, batch_tokens):
+            x = torch.full((len(batch), int(lengths[batch].max())), pad, dtype=torch.long)
             for row, i in enumerate(batch):
                 x[row, : lengths[i]] = torch.tensor(ids[i])
-                mask[row, : lengths[i]] = 1
-            model(input_ids=x.to(device), attention_mask=mask.to(device))
-        sync()
-    return time.perf_counter() - start
+            mask = torch.arange(x.shape[1]) < torch.as_tensor(lengths[batch])[:, None]
+            pair = (x, mask.long())
+            padded.append(tuple(t.pin_memory() for t in pair) if device == "cuda" else pair)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        with torch.inference_mode():
+            sync()
+            start = time.perf_counter()
+            for x, mask in padded:
+                model(input_ids=x.to(device, non_blocking=True), attention_mask=mask.to(device, non_blocking=True))
+            sync()
+        elapsed = time.perf_counter() - start
+        entry = {"seconds": round(elapsed, 2), "tokens_per_s": round(int(lengths.sum()) / elapsed)}
+        if device == "cuda":
+            entry["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        found[str(batch_tokens)] = entry
+    del model
+    return found
 
 
 def run_shape(shape: str, args: argparse.Namespace, texts: list[str]) -> dict:
     from daar.config import SelectConfig
+    from daar.embed.batching import auto_batch_tokens
+    from daar.models import load_truncated, pick_dtype
     from daar.pipeline import run_select
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -97,15 +118,19 @@ def run_shape(shape: str, args: argparse.Namespace, texts: list[str]) -> dict:
     result: dict = {"shape": shape, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    config = SelectConfig(model=str(folder), seeds_file=args.seeds_file, device=device)
+    config = SelectConfig(model=str(folder), seeds_file=args.seeds_file, device=device, sample=args.sample)
     start = time.perf_counter()
-    run = run_select(config, Path(args.pool), Path(args.out) / "select" / shape, report=False)
+    run = run_select(config, Path(args.pool), Path(args.out) / "select" / shape, report=not args.no_map)
     result["select_seconds"] = round(time.perf_counter() - start, 2)
     result["stages"] = {k: v["seconds"] for k, v in run.manifest["stages"].items()}
     if device == "cuda":
         result["select_peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    result["bare_seconds"] = {str(b): round(bare_pass(folder, texts, b, device), 2) for b in args.batch_tokens}
-    best = min(result["bare_seconds"].values())
+        torch.cuda.empty_cache()
+    probe = load_truncated(folder, 3, pick_dtype("auto", device), device)
+    result["features_batch_tokens"] = auto_batch_tokens(probe, device)  # what the feature stage chose
+    del probe
+    result["bare"] = bare_pass(folder, texts, args.batch_tokens, device)
+    best = min(v["seconds"] for v in result["bare"].values())
     # the feature stage's speed as a share of the best bare pass (1.0 = as fast as the bare model)
     result["features_speed_share_of_bare"] = round(best / max(result["stages"]["features"], 1e-9), 3)
     if shape in ("smollm2", "tiny") and args.tune_steps:
@@ -141,20 +166,43 @@ def main() -> None:
     parser.add_argument("--seeds-file", required=True)
     parser.add_argument("--bench", default=None, help="benchmark folder (default: daar's own lookup)")
     parser.add_argument("--shapes", default="smollm2,qwen2-7b,llama3-8b")
-    parser.add_argument("--batch-tokens", default="8192,32768", type=lambda s: [int(x) for x in s.split(",")])
+    parser.add_argument(
+        "--batch-tokens", default="4096,8192,16384,32768", type=lambda s: [int(x) for x in s.split(",")]
+    )
+    parser.add_argument("--sample", type=int, default=None, help="a seeded sample of the pool (a CPU smoke test)")
+    parser.add_argument("--no-map", action="store_true", help="skip the 2-D map stage (and the report)")
     parser.add_argument("--tune-steps", type=int, default=0)
     parser.add_argument("--eval-limit", type=int, default=0)
     parser.add_argument("--out", default="runs/gpu")
     args = parser.parse_args()
+    from daar.config import SelectConfig
+    from daar.pipeline import _sample  # the rows `daar select --sample` reads, for the bare pass too
     from daar.read import read_pool
 
-    texts = read_pool(args.pool).texts
+    texts = _sample(read_pool(args.pool), args.sample, SelectConfig().seed)[0].texts
     results = []
     for shape in args.shapes.split(","):
         results.append(run_shape(shape, args, texts))
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "gpu.json").write_text(json.dumps(results, indent=2))
         print(json.dumps(results[-1]), flush=True)
+    print_table(results)
+
+
+def print_table(results: list[dict]) -> None:
+    """The docs/RESULTS.md table: stage seconds, the bare pass per batch size and the ratio."""
+    sizes = sorted({int(k) for r in results for k in r["bare"]})
+    head = ["shape", "device", "select s", "features s", "probe s", "reward s", "map s", "peak GB"]
+    head += [f"bare {b // 1024}k s" for b in sizes] + ["features / best bare"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in results:
+        stages = r["stages"]
+        cells = [r["shape"], r["device"], r["select_seconds"], stages.get("features"), stages.get("probe")]
+        cells += [stages.get("reward"), stages.get("map", "-"), r.get("select_peak_gpu_gb", "-")]
+        cells += [r["bare"].get(str(b), {}).get("seconds", "-") for b in sizes]
+        cells.append(f"{r['features_speed_share_of_bare']:.0%}")
+        print("| " + " | ".join(str(c) for c in cells) + " |")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,19 @@ def test_tsne_map_is_seeded_and_separates_blobs(tmp_path):
     assert len(data["points"]) == 90 and data["points"][30]["label"] == "b" and data["points"][30]["selected"]
 
 
+def test_points_placed_by_neighbours_land_in_their_own_cluster(monkeypatch):
+    from daar.analyze import maps
+
+    monkeypatch.setattr(maps, "FIT_POINTS", 45)  # half the rows fitted, the other half placed
+    x, labels = _blobs()
+    first = embed_2d(x, seed=5, method="tsne")
+    np.testing.assert_array_equal(first.coords, embed_2d(x, seed=5, method="tsne").coords)
+    assert first.coords.shape == (90, 2) and np.isfinite(first.coords).all()
+    centres = np.array([first.coords[labels == j].mean(0) for j in range(3)])
+    nearest = np.linalg.norm(first.coords[:, None] - centres[None], axis=2).argmin(1)
+    assert (nearest == labels).all()  # fitted and placed rows alike sit nearest their own cluster's centre
+
+
 def test_subsampled_map_returns_matching_indices():
     x, _ = _blobs(n_per=40)
     result = embed_2d(x, seed=0, method="tsne", max_points=50)

@@ -15,7 +15,13 @@ import pytest
 import torch
 
 from daar.embed import FeatureExtractor, Features, length_batches, load_cached
-from daar.embed.features import auto_batch_tokens
+from daar.embed.batching import (
+    MAX_GPU_BATCH_TOKENS,
+    MIN_GPU_BATCH_TOKENS,
+    activation_bytes_per_token,
+    auto_batch_tokens,
+    gpu_batch_tokens,
+)
 from daar.models import load_embedding_matrix, load_truncated
 
 CLIP = 2
@@ -49,11 +55,11 @@ class CountingExtractor(FeatureExtractor):
         self.calls: list[list[list[int]]] = []
         self.fail_after: int | None = None
 
-    def _forward(self, ids):
+    def forward(self, input_ids, mask):
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
             raise RuntimeError("simulated interruption")
-        self.calls.append([list(x) for x in ids])
-        return super()._forward(ids)
+        self.calls.append([row[: int(m.sum())].tolist() for row, m in zip(input_ids, mask, strict=True)])
+        return super().forward(input_ids, mask)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +73,7 @@ def ext(extractor) -> CountingExtractor:
     extractor.calls.clear()
     extractor.fail_after = None
     extractor.batch_tokens = 8192
+    extractor.block_rows = 4096
     return extractor
 
 
@@ -291,10 +298,88 @@ def test_batch_budget_follows_the_model_size_on_cpu(tiny_model, ext):
         vocab_size=151936, hidden_size=896, intermediate_size=4864, num_attention_heads=14, num_key_value_heads=2
     )
     assert auto_batch_tokens(qwen, "cpu") == 2225
-    assert auto_batch_tokens(qwen, "cuda") == 8192
+    assert auto_batch_tokens(qwen, "cuda", free_bytes=0) == MIN_GPU_BATCH_TOKENS
     huge_vocab = _empty_model(
         vocab_size=2_000_000, hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2
     )
     assert auto_batch_tokens(huge_vocab, "cpu") == 8192  # capped
     assert FeatureExtractor(tiny_model, CLIP).batch_tokens == 1024  # a tiny model gets the floor
     assert ext.batch_tokens == 8192  # an explicit budget is kept
+
+
+# --- the pipelined pass: prefetched padding, block writes, batch sizing on a GPU -----------------
+
+
+def _plain_loop(ext: FeatureExtractor, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The simple synchronous path: pad, run and store one batch after another."""
+    ids = ext.tokenize(texts)
+    d = ext.model.config.hidden_size
+    emb, hid = np.zeros((len(texts), d), np.float32), np.zeros((len(texts), d), np.float32)
+    for batch in length_batches(np.array([len(x) for x in ids]), ext.batch_tokens):
+        e, h = ext.forward(*ext.pad([ids[i] for i in batch]))
+        emb[batch], hid[batch] = e.numpy(), h.numpy()
+    return emb, hid
+
+
+@pytest.mark.parametrize("block_rows", [1, 5, 4096])
+def test_pipelined_pass_equals_the_plain_loop(ext, real_rows, tmp_path, block_rows):
+    texts = [f"Instruction: {r['instruction']}\nOutput: {r['output']}" for r in real_rows[:40]] + TEXTS
+    ext.batch_tokens = 512  # many batches of varying row counts, some larger than a block
+    ext.block_rows = block_rows
+    emb, hid = _plain_loop(ext, texts)
+    in_memory = ext.extract(texts)
+    cached = ext.extract(texts, tmp_path / "feats")
+    for feats in (in_memory, cached, load_cached(tmp_path / "feats")):
+        np.testing.assert_array_equal(feats.emb, emb)
+        np.testing.assert_array_equal(feats.hid, hid)
+    assert np.fromfile(tmp_path / "feats" / "done.u8", np.uint8).all()
+
+
+def test_an_interrupted_pass_keeps_whole_blocks_done_and_resumes(ext, tmp_path):
+    ext.batch_tokens = 1  # one row per batch
+    ext.block_rows = 2  # a block every two batches
+    reference = ext.extract(TEXTS)
+    cache = tmp_path / "feats"
+    ext.calls.clear()
+    ext.fail_after = 5
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        ext.extract(TEXTS, cache)
+    done = np.fromfile(cache / "done.u8", np.uint8)
+    assert done.sum() == 5  # the finished batches are written out, also the half-full block
+    emb = np.fromfile(cache / "emb.f32", np.float32).reshape(len(TEXTS), -1)
+    np.testing.assert_array_equal(emb[done == 1], reference.emb[done == 1])
+    assert load_cached(cache) is None
+    ext.calls.clear()
+    ext.fail_after = None
+    resumed = ext.extract(TEXTS, cache)
+    assert len(ext.calls) == len(TEXTS) - 5
+    np.testing.assert_array_equal(resumed.hid, reference.hid)
+
+
+def test_gpu_batches_grow_with_free_memory_within_bounds():
+    per_token = 300_000  # about a 7B-wide layer in bf16
+    sizes = [gpu_batch_tokens(free, per_token) for free in (0, 2**28, 2**30, 2**32, 2**34, 2**40)]
+    assert sizes == sorted(sizes)  # monotone in the budget
+    assert sizes[0] == MIN_GPU_BATCH_TOKENS and sizes[1] == MIN_GPU_BATCH_TOKENS  # never below the floor
+    assert MIN_GPU_BATCH_TOKENS < sizes[2] < sizes[3]  # 1 GiB free -> 1,789 tokens, 4 GiB -> 7,158
+    assert sizes[-1] == sizes[-2] < MAX_GPU_BATCH_TOKENS  # beyond saturation more memory adds nothing
+    assert gpu_batch_tokens(2**40, 1_000) == MAX_GPU_BATCH_TOKENS  # a narrow model reaches the cap
+
+
+def test_wider_models_get_fewer_tokens_per_gpu_batch():
+    from transformers import LlamaConfig, Qwen2Config
+
+    smol = LlamaConfig(hidden_size=576, intermediate_size=1536, num_attention_heads=9)
+    qwen7b = Qwen2Config(hidden_size=3584, intermediate_size=18944, num_attention_heads=28)
+    free = 70 * 2**30
+    smol_tokens = gpu_batch_tokens(free, activation_bytes_per_token(smol, torch.bfloat16, 512))
+    qwen_tokens = gpu_batch_tokens(free, activation_bytes_per_token(qwen7b, torch.bfloat16, 512))
+    assert smol_tokens == MAX_GPU_BATCH_TOKENS
+    assert 4096 < qwen_tokens < 16384
+    assert activation_bytes_per_token(qwen7b, torch.float32, 512) == 2 * activation_bytes_per_token(
+        qwen7b, torch.bfloat16, 512
+    )
+
+
+def test_an_explicit_budget_overrides_the_sizing(tiny_model):
+    assert FeatureExtractor(tiny_model, CLIP, batch_tokens=333).batch_tokens == 333

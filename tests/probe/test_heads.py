@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from daar.config import PAPER_HEADS, HeadConfig
-from daar.probe.heads import Head, make_mlp, split_rows, train_head
+from daar.probe import heads
+from daar.probe.heads import SINGLE_THREAD_PARAMS, Head, make_mlp, split_rows, train_head
 
 
 def _blobs(n: int, k: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -65,8 +67,11 @@ def test_early_stopping_keeps_the_best_epoch():
     assert fixed.metrics["epochs"] == 3 == fixed.metrics["best_epoch"]
 
 
-def test_paper_schedule_matches_a_plain_batch_one_loop():
-    """The device-resident loop trains exactly what the straightforward per-row loop trains."""
+@pytest.mark.parametrize("threshold", [SINGLE_THREAD_PARAMS, 0])
+def test_paper_schedule_matches_a_plain_batch_one_loop(monkeypatch, threshold):
+    """The device-resident loop trains what the straightforward per-row loop trains; with the
+    threshold at 0 the head counts as large and is trained with fused Adam, which agrees too."""
+    monkeypatch.setattr(heads, "SINGLE_THREAD_PARAMS", threshold)
     x, y = _blobs(300, 3, 12)
     head = train_head(x, y, "classify", 3, PAPER_HEADS, seed=5)
     train, _ = split_rows(len(x), PAPER_HEADS.val_fraction, 5)

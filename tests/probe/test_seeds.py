@@ -9,7 +9,15 @@ import torch
 import yaml
 
 from daar.config import Domain, SeedRow, SynthesisConfig
-from daar.probe.seeds import SeedError, SeedWriter, _echoes, domain_seeds, load_seeds_file, parse_instructions
+from daar.probe.seeds import (
+    DomainState,
+    SeedError,
+    SeedWriter,
+    _echoes,
+    domain_seeds,
+    load_seeds_file,
+    parse_instructions,
+)
 
 DOMAINS = [Domain(name="alpha", description="numbers and sums"), Domain(name="beta", description="words and names")]
 
@@ -74,3 +82,42 @@ def test_seeds_file_attaches_rows_and_names_bad_domains(tmp_path):
     empty_output.write_text(yaml.safe_dump({"alpha": [{"instruction": "x", "output": ""}]}))
     with pytest.raises(ValueError, match="alpha"):
         load_seeds_file(empty_output, DOMAINS)
+
+
+def _write(model_dir, cfg: SynthesisConfig, seed: int, dtype: torch.dtype = torch.float32) -> list[DomainState]:
+    writer = SeedWriter(model_dir, cfg, seed=seed, device="cpu", dtype=dtype)
+    states = [DomainState(d, [o for o in REAL_DOMAINS if o is not d], seed) for d in REAL_DOMAINS]
+    writer.write(states)
+    return states
+
+
+REAL_DOMAINS = [
+    Domain(name="mathematics", description="arithmetic, algebra and word problems solved with numbers and equations"),
+    Domain(name="coding", description="writing, explaining and fixing computer programs and algorithms"),
+]
+
+
+def test_the_default_model_writes_valid_distinct_seeds_in_batches():
+    """The real 135M instruct model, all domains and candidates in one batched call per step."""
+    from daar.models import resolve_model
+
+    cfg = SynthesisConfig(warmup_pairs=2, pairs_per_domain=2, candidates_per_round=2, max_rounds=1, max_new_tokens=24)
+    model = resolve_model("smollm2-135m-instruct")
+    states = _write(model, cfg, seed=7)
+    assert sum(len(st.accepted) for st in states) >= 2  # most answers of this model are usable
+    for st in states:
+        for pair in st.accepted:
+            assert parse_instructions(json.dumps({"instruction": pair.instruction})) == [pair.instruction]
+            assert len(pair.output) >= 2
+        for i, a in enumerate(st.vectors):  # every accepted pair is unlike every other
+            assert all(float(a @ b) < cfg.similarity_threshold for b in st.vectors[i + 1 :])
+        assert {e["verdict"] for e in st.log} and all(e["stage"] for e in st.log)
+
+
+def test_batched_candidates_differ_by_seed_and_repeat_with_it(tiny_model):
+    cfg = SynthesisConfig(warmup_pairs=1, pairs_per_domain=1, candidates_per_round=3, max_rounds=1, max_new_tokens=8)
+    first, same, other = (_write(tiny_model, cfg, seed) for seed in (1, 1, 2))
+    raws = [[e["raw"] for st in states for e in st.log] for states in (first, same, other)]
+    assert len(raws[0]) == 2 * (1 + 3)  # warm-up answer + a round of three candidates, per domain
+    assert raws[0] == raws[1]
+    assert raws[0] != raws[2]

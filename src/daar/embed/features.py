@@ -3,8 +3,9 @@
 e(x), the mean token-embedding vector (DESIGN step 2), is the prober's layer-0 hidden state, and
 f(x), the masked mean of its last truncated layer (step 5), comes out of the same forward pass, so
 the model reads each row once. Rows are sorted by length and packed into batches under a token
-budget (no padding to a fixed length), and results go straight into memory-mapped arrays with a
-per-row "done" flag: a killed run resumes at the first unfinished batch.
+budget (no padding to a fixed length), and results go into memory-mapped arrays with a per-row
+"done" flag, set only once a row's values are written: a killed run resumes at the first
+unfinished rows.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
+import queue
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from daar.embed.batching import auto_batch_tokens, length_batches
 from daar.models import load_tokenizer, load_truncated
 from daar.models.adapter import LoraWeights
 from daar.utils.cache import write_json
@@ -37,21 +42,20 @@ class Features:
         return Features(self.emb[indices], self.hid[indices], self.tokens[indices])
 
 
-def length_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
-    """Indices grouped so that rows x longest row stays under `batch_tokens`; longest first."""
-    order = np.argsort(-lengths, kind="stable")
-    batches: list[np.ndarray] = []
-    start = 0
-    while start < len(order):
-        longest = max(int(lengths[order[start]]), 1)
-        size = max(1, batch_tokens // longest)
-        batches.append(order[start : start + size])
-        start += size
-    return batches
+# Results are written to the memory maps in blocks of about this many bytes per array: large
+# enough that flushes are rare, small enough that a killed run loses little and, on CPU, that the
+# two host buffers stay small next to the weights (the CPU memory guarantee).
+BLOCK_BYTES = {"cpu": 2**20, "cuda": 16 * 2**20}
 
 
 class FeatureExtractor:
-    """Holds the tokenizer and the truncated model; `extract` may be called on many text lists."""
+    """Holds the tokenizer and the truncated model; `extract` may be called on many text lists.
+
+    A pass is a pipeline: a worker thread pads (and on CUDA pins) batch k+1 while the model runs
+    batch k, results are copied back without waiting (non-blocking into pinned buffers on CUDA),
+    and a second worker writes them to the arrays a block at a time, waiting for the copies only
+    then. Each stage gives exactly what the plain loop pad -> forward -> write would.
+    """
 
     def __init__(
         self,
@@ -74,33 +78,44 @@ class FeatureExtractor:
         # a LoRA adapter (co-evolution: the tuned learner probes) is merged into the read layers only
         self.lora = LoraWeights(adapter) if adapter is not None else None
         self.model = load_truncated(self.model_dir, clip_layer, dtype, device, trust_remote_code, adapter=self.lora)
-        self.batch_tokens = batch_tokens or auto_batch_tokens(self.model, device)
-        for layer in getattr(self.model, "layers", []):
-            if isinstance(getattr(layer, "mlp", None), torch.nn.Module):
-                layer.mlp.forward = _token_chunked(layer.mlp.forward, MLP_CHUNK_TOKENS)
+        self.batch_tokens = batch_tokens or auto_batch_tokens(self.model, device, max_length=max_length)
+        width = int(self.model.config.hidden_size)
+        self.block_rows = max(1, BLOCK_BYTES["cpu" if device == "cpu" else "cuda"] // (4 * width))
+        if device == "cpu":  # a memory measure; on a GPU it would only cut the batches up
+            for layer in getattr(self.model, "layers", []):
+                if isinstance(getattr(layer, "mlp", None), torch.nn.Module):
+                    layer.mlp.forward = _token_chunked(layer.mlp.forward, MLP_CHUNK_TOKENS)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         if not texts:
             return []
         return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
 
-    @torch.inference_mode()
-    def _forward(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        width = max(1, max(len(x) for x in ids))  # a batch of empty texts still runs (and gives zeros)
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
+    def pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask of one batch, right-padded; pinned when a GPU reads them."""
+        lengths = np.array([len(x) for x in ids], dtype=np.int64)
+        width = max(1, int(lengths.max()))  # a batch of empty texts still runs (and gives zeros)
+        input_ids = np.full((len(ids), width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
         for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+            input_ids[row, : len(seq)] = seq
+        mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
+        tensors = torch.from_numpy(input_ids), torch.from_numpy(mask)
+        if self.device != "cpu":
+            return tensors[0].pin_memory(), tensors[1].pin_memory()
+        return tensors
+
+    @torch.inference_mode()
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """e(x) and f(x) of one padded batch, as float32 tensors left on the model's device."""
+        input_ids = input_ids.to(self.device, non_blocking=True)
+        mask = mask.to(self.device, non_blocking=True)
         embeds = self.model.get_input_embeddings()(input_ids)
         weights = mask.unsqueeze(-1).to(torch.float32)
         denom = weights.sum(1).clamp(min=1)
         emb = (embeds.float() * weights).sum(1) / denom
         out = self.model(inputs_embeds=embeds, attention_mask=mask)
         hid = (out.last_hidden_state.float() * weights).sum(1) / denom
-        return emb.cpu().numpy(), hid.cpu().numpy()
+        return emb, hid
 
     def extract(self, texts: list[str], cache_dir: Path | None = None, description: str = "features") -> Features:
         """Features of `texts`; with `cache_dir`, computed into (and resumed from) memory maps there."""
@@ -113,16 +128,11 @@ class FeatureExtractor:
         else:
             emb, hid, done = _open_maps(Path(cache_dir), n, d)
         batches = [b for b in length_batches(lengths, self.batch_tokens) if not done[b].all()]
-        with progress_bar(transient=cache_dir is None) as bar:
+        sink = BlockWriter((emb, hid, done), d, self.block_rows, self.device, durable=cache_dir is not None)
+        with progress_bar(transient=cache_dir is None) as bar, sink:
             task = bar.add_task(description, total=int(lengths.sum()), info="", completed=int(lengths[done == 1].sum()))
-            for batch in batches:
-                e, h = self._forward([ids[i] for i in batch])
-                emb[batch], hid[batch] = e, h
-                if cache_dir is not None:
-                    emb.flush(), hid.flush()
-                done[batch] = 1
-                if cache_dir is not None:
-                    done.flush()
+            for batch, (input_ids, mask) in self._prepared(ids, batches):
+                sink.add(batch, *self.forward(input_ids, mask))
                 bar.update(task, advance=int(lengths[batch].sum()), info="tokens")
                 if self.device == "cpu":
                     release_freed_memory()
@@ -131,32 +141,104 @@ class FeatureExtractor:
             write_json(Path(cache_dir) / "complete.json", {"rows": n, "dim": d, "tokens": int(lengths.sum())})
         return Features(np.asarray(emb), np.asarray(hid), lengths)
 
+    def _prepared(
+        self, ids: list[list[int]], batches: list[np.ndarray]
+    ) -> Iterator[tuple[np.ndarray, tuple[torch.Tensor, torch.Tensor]]]:
+        """Each batch with its padded tensors, the next one padded in a worker meanwhile."""
+        with ThreadPoolExecutor(1, thread_name_prefix="daar-pad") as worker:
+            ahead = worker.submit(self.pad, [ids[i] for i in batches[0]]) if batches else None
+            for k, batch in enumerate(batches):
+                ready = ahead.result()
+                if k + 1 < len(batches):
+                    ahead = worker.submit(self.pad, [ids[i] for i in batches[k + 1]])
+                yield batch, ready
 
-# Activation bytes per token of a decoder layer, in fp32 vectors of the hidden and the MLP size:
-# measured peaks of clip_layer=3 passes (benchmarks/full_pool.py --memory-only) on two 24-layer
-# shapes are about 20 hidden-size and 3 intermediate-size vectors per token of the batch.
-ACTIVATION_VECTORS = (20, 3)
-DEFAULT_BATCH_TOKENS = 8192
-MIN_CPU_BATCH_TOKENS = 1024  # smallest batch measured as fast per token as 8k on CPU
 
+class BlockWriter:
+    """Gathers batch results in host buffers and writes each full block to the arrays in a worker.
 
-def auto_batch_tokens(model: torch.nn.Module, device: str, share: float = 0.4) -> int:
-    """Token budget of a CPU batch whose activations stay under `share` of the prober's weights.
-
-    On CPU, throughput is flat from about 1k tokens per batch up, so a small-hidden model (whose
-    activations are large next to its weights) gets small batches for free and its peak memory
-    stays near the size of the weights it needs. On a GPU, bigger batches pay, and memory is
-    rarely the limit for a 3-layer prober: 8,192 tokens.
+    Rows are marked done only after their values are written (and, when `durable`, flushed), so a
+    run killed at any point resumes from correct flags. On CUDA the copies into the pinned buffers
+    do not wait for the GPU; the worker waits on an event recorded after them, just before writing.
+    Leaving the `with` block writes what was gathered, also when the pass failed half way.
     """
-    if device != "cpu":
-        return DEFAULT_BATCH_TOKENS
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    config = model.config
-    width = ACTIVATION_VECTORS[0] * config.hidden_size + ACTIVATION_VECTORS[1] * getattr(
-        config, "intermediate_size", 4 * config.hidden_size
-    )
-    per_token = width * next(model.parameters()).element_size()  # activations share the weights' dtype
-    return int(min(DEFAULT_BATCH_TOKENS, max(MIN_CPU_BATCH_TOKENS, share * weights // per_token)))
+
+    def __init__(
+        self, arrays: tuple[np.ndarray, np.ndarray, np.ndarray], dim: int, rows: int, device: str, durable: bool
+    ):
+        self.arrays, self.dim, self.rows, self.durable = arrays, dim, rows, durable
+        self.cuda = device != "cpu"
+        self.free: queue.SimpleQueue[tuple[torch.Tensor, torch.Tensor]] = queue.SimpleQueue()
+        self.spares = 2  # buffers not made yet: one being filled while the other is written
+        self.current: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.batches: list[np.ndarray] = []
+        self.filled = 0
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="daar-write")
+        self.writes: list[Future] = []
+
+    def __enter__(self) -> BlockWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._submit()
+            for write in self.writes:
+                write.result()
+        finally:
+            self.worker.shutdown(wait=True)
+
+    def add(self, batch: np.ndarray, emb: torch.Tensor, hid: torch.Tensor) -> None:
+        if self.filled + len(batch) > self.rows:
+            self._submit()
+        if self.current is None:
+            self.current = self._buffers(len(batch))
+        for buffer, values in zip(self.current, (emb, hid), strict=True):
+            buffer[self.filled : self.filled + len(batch)].copy_(values, non_blocking=self.cuda)
+        self.batches.append(batch)
+        self.filled += len(batch)
+
+    def _buffers(self, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if rows > self.rows:  # a batch larger than a block (many very short rows) gets its own
+            return self._new(rows)
+        if self.spares:
+            self.spares -= 1
+            return self._new(self.rows)
+        return self.free.get()  # blocks until the worker has written a buffer out
+
+    def _new(self, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        def make() -> torch.Tensor:
+            return torch.empty((rows, self.dim), dtype=torch.float32, pin_memory=self.cuda)
+
+        return make(), make()
+
+    def _submit(self) -> None:
+        if self.current is None:
+            return
+        event = None
+        if self.cuda:
+            event = torch.cuda.Event()
+            event.record()
+        self.writes.append(self.worker.submit(self._write, self.current, np.concatenate(self.batches), event))
+        self.current, self.batches, self.filled = None, [], 0
+        for write in [w for w in self.writes if w.done()]:
+            write.result()  # a failed write stops the pass now, not at its end
+            self.writes.remove(write)
+
+    def _write(self, buffers: tuple[torch.Tensor, torch.Tensor], rows: np.ndarray, event) -> None:
+        try:
+            if event is not None:
+                event.synchronize()
+            emb, hid, done = self.arrays
+            emb[rows] = buffers[0][: len(rows)].numpy()
+            hid[rows] = buffers[1][: len(rows)].numpy()
+            if self.durable:
+                emb.flush(), hid.flush()
+            done[rows] = 1
+            if self.durable:
+                done.flush()
+        finally:
+            if len(buffers[0]) == self.rows:
+                self.free.put(buffers)  # back in use even after a failure, so `add` never waits forever
 
 
 def _libc_trim():

@@ -204,18 +204,26 @@ class SeedWriter:
                     found.append((st, raw, text))
         if not found:
             return
-        outputs = self._generate([self._chat(text) for _, _, text in found], 1, self.cfg.max_new_tokens, None)
-        for (st, raw, text), output in zip(found, [o.strip() for o in outputs], strict=True):
+        outputs = [
+            o.strip() for o in self._generate([self._chat(t) for _, _, t in found], 1, self.cfg.max_new_tokens, None)
+        ]
+        pairs = [
+            SeedRow(instruction=text, output=out) if len(out) >= 2 else None
+            for (_, _, text), out in zip(found, outputs, strict=True)
+        ]
+        # one forward pass for every answered pair of the round, not one per pair
+        answered = [p for p in pairs if p is not None]
+        vectors = iter(self._vectors(answered) if answered else [])
+        for (st, raw, _), output, pair in zip(found, outputs, pairs, strict=True):
             entry = {"stage": stage, "raw": raw, "answer": output}
-            if len(output) < 2:
+            if pair is None:
                 st.log.append({**entry, "verdict": "empty answer"})
                 continue
-            pair = SeedRow(instruction=text, output=output)
+            vec = next(vectors)
             verdict = "accepted"
             if len(st.accepted) >= target:
                 verdict = "not needed (enough accepted)"
             else:
-                vec = self._vectors([pair])[0]
                 best = max((float(vec @ v) for v in st.vectors), default=0.0)
                 if best >= self.cfg.similarity_threshold:
                     verdict = f"too similar to an accepted pair (cosine {best:.3f})"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from daar.embed.features import DEFAULT_BATCH_TOKENS, length_batches
+from daar.embed.batching import DEFAULT_BATCH_TOKENS, length_batches
 from daar.models import ModelError, load_causal_lm, load_tokenizer
 from daar.models.adapter import load_tuned
 from daar.read import Pool, Record
