@@ -75,7 +75,8 @@ class MethodSpec(BaseModel):
     method: str
     select: dict[str, Any] = Field(default_factory=dict)
     # method `coevolve` only: rounds, learner, seeds (daar.coevolve.CoevolveConfig); the cell's ratio
-    # is the total budget, spread over the rounds, and the experiment evaluates the final selection
+    # is the total budget, spread over the rounds, and the experiment tunes (from the base, as for
+    # every method) and evaluates the final selection, so `learner: continue` changes the probers only
     coevolve: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ def fit_command(
     config: Annotated[Path | None, typer.Option(help="YAML/JSON file of settings (any SelectConfig field).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any setting: key=value, dotted.")] = None,
     model: Annotated[str | None, typer.Option(help="Local folder, cached hub id, or smollm2-135m-instruct.")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter of --model: probe with the tuned model.")] = None,
     domains: Annotated[Path | None, typer.Option(help="YAML/JSON list of domains: name, description, seeds.")] = None,
     seeds_file: Annotated[Path | None, typer.Option(help="Seed rows per domain instead of generating them.")] = None,
     clip_layer: Annotated[int | None, typer.Option(help="Decoder layers the probe reads (default 3).")] = None,
@@ -34,12 +35,14 @@ def fit_command(
     dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16 or float16.")] = None,
     field: Annotated[list[str] | None, typer.Option(help="Field mapping, e.g. instruction=prompt.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Stage cache (default FITTED.cache beside it).")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code (off by default).")] = False,
 ) -> None:
     """Fit DaaR on a probe sample of POOL; `daar score` then scores any pool with it."""
     from daar.scale.fit import fit_pool
 
     named = {
         "model": model,
+        "adapter": str(adapter) if adapter else None,
         "seeds_file": str(seeds_file) if seeds_file else None,
         "clip_layer": clip_layer,
         "probe_size": probe_size,
@@ -47,6 +50,7 @@ def fit_command(
         "max_length": max_length,
         "device": device,
         "dtype": dtype,
+        "trust_remote_code": trust_remote_code or None,
     }
     settings = build_settings(config, set_, field, domains, named)
     summary = fit_pool(settings, pool, out, cache_dir)
