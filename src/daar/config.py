@@ -171,13 +171,17 @@ def load_domains(path: Path) -> list[Domain]:
 
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> SelectConfig:
     """Merge a YAML file (optional) with CLI overrides (dotted keys allowed) into one SelectConfig."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        loaded = load_yaml_file(path)
-        if not isinstance(loaded, dict):
-            raise UserError(f"{path}: a config file must be a mapping of settings")
-        data = loaded
-    return SelectConfig.model_validate(set_dotted(data, overrides or {}))
+    return SelectConfig.model_validate(set_dotted(load_settings_file(path), overrides or {}))
+
+
+def load_settings_file(path: Path | None) -> dict[str, Any]:
+    """The mapping of settings in a YAML/JSON file (empty without one); anything else is a UserError."""
+    if path is None:
+        return {}
+    loaded = load_yaml_file(path)
+    if not isinstance(loaded, dict):
+        raise UserError(f"{path}: a config file must be a mapping of settings")
+    return loaded
 
 
 def set_dotted(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

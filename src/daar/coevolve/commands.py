@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from daar.config import load_yaml_file, parse_set_option, set_dotted
+from daar.config import load_settings_file, parse_set_option, set_dotted
 from daar.errors import UserError, friendly
 from daar.utils.progress import console
 
@@ -49,12 +49,7 @@ def coevolve_command(
     """Select POOL's rows over several rounds, the learner tuned on each round's selection probing the next."""
     from daar.coevolve import Coevolution, CoevolveConfig
 
-    data: dict[str, Any] = {}
-    if config is not None:
-        loaded = load_yaml_file(config)
-        if not isinstance(loaded, dict):
-            raise UserError(f"{config}: a config file must be a mapping of settings")
-        data = loaded
+    data = load_settings_file(config)
     named = {
         "rounds": rounds,
         "per_round": per_round,
