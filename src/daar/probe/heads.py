@@ -86,6 +86,8 @@ def split_rows(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.n
 # shared machine spinning threads turn seconds into minutes (measured: 15 s -> 1,000+ s for the
 # demo's heads with three daar processes on 2 cores). Larger heads (7B-wide) keep the threads.
 SINGLE_THREAD_PARAMS = 4_000_000
+# Fused Adam runs on CPU from torch 2.4; older torch (the project asks for >= 2.2) keeps plain Adam.
+CPU_FUSED_ADAM = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 4)
 
 
 def train_head(
@@ -113,7 +115,7 @@ def train_head(
     # shared cores, benchmarks/heads_cpu.py). Small heads on CPU keep plain Adam: its rounding
     # differs, and the reward head amplifies that (SmolLM2 on the 16k pool: top-20% overlap 0.91
     # between the two optimizers), so the default selection stays what it was.
-    fused = device != "cpu" or not small
+    fused = device != "cpu" or (not small and CPU_FUSED_ADAM)
     optimizer = torch.optim.Adam(mlp.parameters(), lr=cfg.lr, fused=fused or None)
     inputs = ((xt - mean) / std).to(device)
     orders = torch.stack(
