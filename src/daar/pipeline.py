@@ -96,7 +96,7 @@ def run_select(
                 _copy_seeds(Path(artifacts.seeds_folder), out_dir / "seeds")
             counts = account(out_dir, full.rows_in, config.fields.id)
 
-        truth = _truth(pool, show_domain_field)
+        truth = truth_labels(pool, show_domain_field)
         chars = np.array([len(t) for t in pool.texts], dtype=np.float64)
         warnings = selection_warnings(scores, mask, chars, config.strategy, config.shares)
         with timer.stage("analysis"):
@@ -105,7 +105,7 @@ def run_select(
         manifest["warnings"] = warnings
         if report:
             with timer.stage("report"):
-                _write_report(out_dir, {**manifest, "stages": timer.summary()})
+                write_report_safely(out_dir, {**manifest, "stages": timer.summary()})
         manifest["stages"] = timer.summary()
         manifest["wall_seconds"] = round(time.perf_counter() - started, 3)
         finish(out_dir, manifest)
@@ -151,7 +151,7 @@ def _copy_seeds(source: Path, target: Path) -> None:
             shutil.copyfile(path, tmp)
 
 
-def _truth(pool: Pool, field: str | None) -> list[str] | None:
+def truth_labels(pool: Pool, field: str | None) -> list[str] | None:
     """Ground-truth labels for display only; selectors never see them."""
     if not field:
         return None
@@ -232,16 +232,18 @@ def _manifest(
     }
     manifest.update(fitted)
     if truth is not None:
-        labels, names = encode_labels(truth)
-        manifest["ground_truth"] = {
-            "field": field,
-            "pool": domain_mix(labels, names),
-            "selected": domain_mix(labels[mask], names),
-        }
+        manifest["ground_truth"] = ground_truth(truth, mask, field)
     return manifest
 
 
-def _write_report(out_dir: Path, manifest: dict[str, Any]) -> None:
+def ground_truth(truth: list[str], mask: np.ndarray, field: str | None) -> dict[str, Any]:
+    """The manifest's true-domain mix of the pool and of the selection (display only)."""
+    labels, names = encode_labels(truth)
+    return {"field": field, "pool": domain_mix(labels, names), "selected": domain_mix(labels[mask], names)}
+
+
+def write_report_safely(out_dir: Path, manifest: dict[str, Any]) -> None:
+    """report.html for a run folder; a failure is a warning, never the loss of the selection."""
     try:
         from daar.report import write_report
     except ImportError:  # the report package is optional for a bare selection

@@ -16,17 +16,15 @@ import numpy as np
 import pandas as pd
 
 from daar import __version__
-from daar.analyze.diversity import domain_mix, encode_labels
+from daar.pipeline import ground_truth, truth_labels, write_report_safely
 from daar.read import Pool
 from daar.utils.cache import code_version, read_json, stable_key, write_json, write_text
-from daar.utils.progress import console
 from daar.write import account, clear_outputs, finish, write_rows, write_scores
 
 if TYPE_CHECKING:
     from daar.coevolve.config import CoevolveConfig
 
 EVAL_FILE = "round_eval.json"
-SCORING_CODE = ("daar.evaluate.harness", "daar.evaluate.prompts", "daar.evaluate.metrics", "daar.evaluate.sandbox")
 
 
 @dataclass
@@ -45,7 +43,7 @@ class RoundEval:
 
 def evaluate_round(cfg: CoevolveConfig, adapter: Path | None, out: Path) -> RoundEval:
     """`daar eval` of the base (+ adapter); a finished evaluation of the same model and settings is reused."""
-    from daar.experiment.cells import headline_metrics
+    from daar.experiment.cells import SCORING_CODE, headline_metrics
     from daar.models.adapter import adapter_fingerprint
 
     e = cfg.eval
@@ -172,7 +170,8 @@ def write_outputs(
     frame["reward"] = [picked_reward.get(p, np.nan) for p in frame["position"]]
     frame["pseudo_domain"] = [picked_domain.get(p) for p in frame["position"]]
 
-    truth = _truth(pool, show_domain_field)
+    labels = truth_labels(pool, show_domain_field)
+    truth = dict(zip((r.position for r in pool.records), labels, strict=True)) if labels is not None else None
     domains = [d.name for d in cfg.select.domains]
     rows = round_rows(rounds, base_eval, domains, truth)
     clear_outputs(out_dir)  # only now: a run that failed above left the earlier one whole
@@ -203,31 +202,11 @@ def write_outputs(
             for part, sec in rec["seconds"].items()
         },
     }
-    if truth is not None:
-        labels, names = encode_labels([truth[r.position] for r in pool.records])
-        mask = frame["selected"].to_numpy(bool)[: len(pool)]
-        manifest["ground_truth"] = {
-            "field": show_domain_field,
-            "pool": domain_mix(labels, names),
-            "selected": domain_mix(labels[mask], names),
-        }
-    _write_report(out_dir, manifest)
+    if labels is not None:
+        manifest["ground_truth"] = ground_truth(
+            labels, frame["selected"].to_numpy(bool)[: len(pool)], show_domain_field
+        )
+    write_report_safely(out_dir, manifest)
     manifest["wall_seconds"] = round(time.perf_counter() - started, 3)
     finish(out_dir, manifest)
     return manifest
-
-
-def _truth(pool: Pool, field: str | None) -> dict[int, str] | None:
-    """True domains by position, for display only; no round ever reads them."""
-    if not field:
-        return None
-    return {r.position: str(r.raw.get(field) or "(missing)") for r in pool.records}
-
-
-def _write_report(out_dir: Path, manifest: dict[str, Any]) -> None:
-    try:
-        from daar.report import write_report
-
-        write_report([out_dir], manifest=manifest)
-    except Exception as err:  # a figure must never cost the user the selection itself
-        console.print(f"[yellow]warning:[/] the report could not be written: {err}")
