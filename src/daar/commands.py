@@ -95,19 +95,12 @@ def select_command(
         raise UserError("missing POOL (a file, a folder or a glob of shards), or --scores DIR")
     named = {
         **cut,
+        **prober_options(
+            model, adapter, seeds_file, clip_layer, probe_size, seed, max_length, device, dtype, trust_remote_code
+        ),
         "method": method,
-        "model": model,
-        "adapter": str(adapter) if adapter else None,
-        "seeds_file": str(seeds_file) if seeds_file else None,
-        "clip_layer": clip_layer,
-        "probe_size": probe_size,
-        "seed": seed,
         "sample": sample,
         "batch_tokens": batch_tokens,
-        "max_length": max_length,
-        "device": device,
-        "dtype": dtype,
-        "trust_remote_code": trust_remote_code or None,
     }
     settings = build_settings(config, set_, field, domains, named)
     from daar.select.base import make_selector
@@ -137,6 +130,33 @@ def select_command(
         settings, Path(pool), out, cache_dir=cache_dir, show_domain_field=show_domain_field, report=report
     )
     _print_summary(result.manifest, out)
+
+
+def prober_options(
+    model: str | None,
+    adapter: Path | None,
+    seeds_file: Path | None,
+    clip_layer: int | None,
+    probe_size: int | None,
+    seed: int | None,
+    max_length: int | None,
+    device: str | None,
+    dtype: str | None,
+    trust_remote_code: bool,
+) -> dict[str, Any]:
+    """The SelectConfig keys of the options `select` and `fit` share (None: not given)."""
+    return {
+        "model": model,
+        "adapter": str(adapter) if adapter else None,
+        "seeds_file": str(seeds_file) if seeds_file else None,
+        "clip_layer": clip_layer,
+        "probe_size": probe_size,
+        "seed": seed,
+        "max_length": max_length,
+        "device": device,
+        "dtype": dtype,
+        "trust_remote_code": trust_remote_code or None,
+    }
 
 
 def build_settings(

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from daar.commands import build_settings
+from daar.commands import build_settings, prober_options
 from daar.errors import friendly
 from daar.utils.progress import console
 
@@ -40,18 +40,9 @@ def fit_command(
     """Fit DaaR on a probe sample of POOL; `daar score` then scores any pool with it."""
     from daar.scale.fit import fit_pool
 
-    named = {
-        "model": model,
-        "adapter": str(adapter) if adapter else None,
-        "seeds_file": str(seeds_file) if seeds_file else None,
-        "clip_layer": clip_layer,
-        "probe_size": probe_size,
-        "seed": seed,
-        "max_length": max_length,
-        "device": device,
-        "dtype": dtype,
-        "trust_remote_code": trust_remote_code or None,
-    }
+    named = prober_options(
+        model, adapter, seeds_file, clip_layer, probe_size, seed, max_length, device, dtype, trust_remote_code
+    )
     settings = build_settings(config, set_, field, domains, named)
     summary = fit_pool(settings, pool, out, cache_dir)
     console.print(f"fitted on {summary['probe_rows']} probe rows in {summary['seconds']:.1f} s: {out}")
