@@ -71,10 +71,10 @@ def bare_pass(model_dir: Path, texts: list[str], batch_sizes: list[int], device:
     """Seconds of a forward pass of the truncated model over the texts per batch size, nothing
     kept: batches are padded before the clock starts, so this is the ceiling of the feature stage."""
     from daar.embed import length_batches
-    from daar.models import load_tokenizer, load_truncated, pick_dtype
+    from daar.models import load_tokenizer, load_truncated, prober_dtype
 
     tokenizer = load_tokenizer(model_dir)
-    model = load_truncated(model_dir, 3, pick_dtype("auto", device), device)
+    model = load_truncated(model_dir, 3, prober_dtype("auto", device), device)
     ids = tokenizer(texts, truncation=True, max_length=512)["input_ids"]
     lengths = np.array([len(x) for x in ids])
     pad = tokenizer.pad_token_id or 0
@@ -110,7 +110,7 @@ def bare_pass(model_dir: Path, texts: list[str], batch_sizes: list[int], device:
 def run_shape(shape: str, args: argparse.Namespace, texts: list[str]) -> dict:
     from daar.config import SelectConfig
     from daar.embed.batching import auto_batch_tokens
-    from daar.models import load_truncated, pick_dtype
+    from daar.models import load_truncated, prober_dtype
     from daar.pipeline import run_select
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -126,7 +126,7 @@ def run_shape(shape: str, args: argparse.Namespace, texts: list[str]) -> dict:
     if device == "cuda":
         result["select_peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         torch.cuda.empty_cache()
-    probe = load_truncated(folder, 3, pick_dtype("auto", device), device)
+    probe = load_truncated(folder, 3, prober_dtype("auto", device), device)
     result["features_batch_tokens"] = auto_batch_tokens(probe, device)  # what the feature stage chose
     del probe
     result["bare"] = bare_pass(folder, texts, args.batch_tokens, device)

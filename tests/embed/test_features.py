@@ -110,6 +110,17 @@ def test_one_batch_with_padding_gives_the_masked_means(ext, embedding, truncated
         np.testing.assert_allclose(feats.hid[i], _alone(truncated, row), rtol=0, atol=1e-5)
 
 
+def test_bf16_layers_keep_e_x_exact_and_f_x_close(tiny_model, ext):
+    """The prober may run its layers in bf16 (the default on CPUs with bf16 units); the
+    embedding table stays fp32, so e(x) is bit for bit the fp32 one and only f(x) is rounded."""
+    full = ext.extract(TEXTS)
+    half = FeatureExtractor(tiny_model, CLIP, dtype=torch.bfloat16, batch_tokens=8192).extract(TEXTS)
+    np.testing.assert_array_equal(half.emb, full.emb)
+    assert half.hid.dtype == np.float32 and not np.array_equal(half.hid, full.hid)
+    cosine = (half.hid * full.hid).sum(1) / np.linalg.norm(half.hid, axis=1) / np.linalg.norm(full.hid, axis=1)
+    assert cosine.min() > 0.999
+
+
 def test_batched_equals_one_at_a_time(ext):
     batched = ext.extract(TEXTS)
     ext.batch_tokens = 96  # several length-bucketed batches

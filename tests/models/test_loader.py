@@ -28,8 +28,10 @@ from daar.models import (
     load_truncated,
     pick_device,
     pick_dtype,
+    prober_dtype,
     resolve_model,
 )
+from daar.models.loader import cpu_has_bf16
 
 LAYERS, HIDDEN, CLIP = 6, 64, 2
 TEXTS = [
@@ -204,10 +206,19 @@ def test_clip_layer_beyond_the_model_is_refused(checkpoints):
         load_truncated(checkpoints["whole"], LAYERS + 1)
 
 
-def test_dtype_is_applied(checkpoints):
+def test_dtype_is_applied_to_the_layers_and_the_embedding_table_stays_float32(checkpoints):
     model = load_truncated(checkpoints["whole"], 1, dtype=torch.bfloat16)
-    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    table = model.get_input_embeddings().weight
+    assert table.dtype == torch.float32
+    assert {p.dtype for p in model.parameters() if p is not table} == {torch.bfloat16}
     assert not any(p.device.type == "meta" for p in model.parameters())
+    full = load_truncated(checkpoints["whole"], 1)
+    assert torch.equal(table, full.get_input_embeddings().weight)  # the table is not rounded
+    ids = torch.tensor([[5, 9, 14, 2]])
+    # called with token ids, the layers get their own dtype (a hook casts the lookup)
+    out = model(input_ids=ids).last_hidden_state
+    assert out.dtype == torch.bfloat16
+    assert torch.allclose(out.float(), full(input_ids=ids).last_hidden_state, atol=0.1, rtol=0.05)
 
 
 def test_pickled_weights_are_not_loaded(tmp_path):
@@ -335,3 +346,7 @@ def test_device_and_dtype_choice():
             pick_device("cuda")
     assert pick_dtype("auto", "cpu") == torch.float32
     assert pick_dtype("bfloat16", "cpu") == torch.bfloat16
+    # the prober's "auto" takes bf16 on a CPU with bf16 units; an explicit dtype always wins
+    assert prober_dtype("auto", "cpu") == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
+    assert prober_dtype("float32", "cpu") == torch.float32
+    assert prober_dtype("float16", "cpu") == torch.float16

@@ -239,7 +239,7 @@ class Coevolution:
         ctx = Context(cfg, folder)
 
         def writer() -> SeedWriter:
-            return SeedWriter(merged, cfg.synthesis, cfg.seed + r, ctx.device, ctx.dtype, cfg.trust_remote_code)
+            return SeedWriter(merged, cfg.synthesis, cfg.seed + r, ctx.device, ctx.prober_dtype, cfg.trust_remote_code)
 
         try:
             return domain_seeds(domains, folder / "seeds", writer, cfg.synthesis.min_pairs), "regenerated"

@@ -75,7 +75,9 @@ def cpu_batch_tokens(weight_bytes: int, per_token_bytes: int, share: float = 0.4
 def auto_batch_tokens(model: torch.nn.Module, device: str, free_bytes: int | None = None, max_length: int = 512) -> int:
     """The batch budget for `model` on `device`; on CUDA from `free_bytes` (default: what the
     device reports free now)."""
-    dtype = next(model.parameters()).dtype  # activations share the weights' dtype
+    # activations share the layers' dtype (the embedding table may be kept in fp32)
+    table = model.get_input_embeddings().weight
+    dtype = next(p for p in model.parameters() if p is not table).dtype
     if device == "cpu":
         weights = sum(p.numel() * p.element_size() for p in model.parameters())
         cpu_per_token = activation_bytes_per_token(model.config, dtype, 0)  # MLP slicing bounds the rest

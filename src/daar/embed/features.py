@@ -109,11 +109,13 @@ class FeatureExtractor:
         """e(x) and f(x) of one padded batch, as float32 tensors left on the model's device."""
         input_ids = input_ids.to(self.device, non_blocking=True)
         mask = mask.to(self.device, non_blocking=True)
-        embeds = self.model.get_input_embeddings()(input_ids)
+        # .forward, not the call: it skips the hook that casts to the layers' dtype, so e(x) is
+        # the mean of the fp32 table's rows whatever dtype the layers run in (load_truncated)
+        embeds = self.model.get_input_embeddings().forward(input_ids)
         weights = mask.unsqueeze(-1).to(torch.float32)
         denom = weights.sum(1).clamp(min=1)
         emb = (embeds.float() * weights).sum(1) / denom
-        out = self.model(inputs_embeds=embeds, attention_mask=mask)
+        out = self.model(inputs_embeds=embeds.to(self.dtype), attention_mask=mask)
         hid = (out.last_hidden_state.float() * weights).sum(1) / denom
         return emb, hid
 

@@ -12,6 +12,7 @@ from daar.models.loader import (
     load_truncated,
     pick_device,
     pick_dtype,
+    prober_dtype,
     resolve_model,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     "load_truncated",
     "pick_device",
     "pick_dtype",
+    "prober_dtype",
     "resolve_model",
 ]

@@ -19,7 +19,7 @@ import torch
 from daar.config import SelectConfig
 from daar.embed import FeatureExtractor, Features, load_cached
 from daar.errors import UserError
-from daar.models import fingerprint, pick_device, pick_dtype, resolve_model
+from daar.models import fingerprint, pick_device, pick_dtype, prober_dtype, resolve_model
 from daar.models.adapter import adapter_fingerprint, check_adapter
 from daar.read import Pool
 from daar.select.strategies import top_n
@@ -76,6 +76,11 @@ class Context:
     def dtype(self) -> torch.dtype:
         return pick_dtype(self.config.dtype, self.device)
 
+    @property
+    def prober_dtype(self) -> torch.dtype:
+        """The prober's and the seed writer's dtype: bf16 on CPUs that have it (see prober_dtype)."""
+        return prober_dtype(self.config.dtype, self.device)
+
     def extractor(self) -> FeatureExtractor:
         if self._extractor is None:
             cfg = self.config
@@ -86,7 +91,7 @@ class Context:
                 max_length=cfg.max_length,
                 batch_tokens=cfg.batch_tokens,
                 device=self.device,
-                dtype=self.dtype,
+                dtype=self.prober_dtype,
                 trust_remote_code=cfg.trust_remote_code,
                 adapter=cfg.adapter,
             )
@@ -98,7 +103,7 @@ class Context:
             self.prober_fingerprint,
             cfg.clip_layer,
             cfg.max_length,
-            str(self.dtype),
+            str(self.prober_dtype),
             texts_key(texts),
             code_version("daar.embed.features", "daar.models.loader"),
         )
