@@ -8,7 +8,8 @@ truncated model over the same tokens in the same process (the floor for the feat
 prints the ratio, and compares with the authors' procedure (1.6-1.7 s per row per padded pass,
 3 x 5,000 + 16,000 passes, measured on this machine). The memory check builds a random
 24-layer checkpoint and measures the peak RSS of feature extraction with clip_layer=3 in a fresh
-process against 1.5 x (embedding matrix + 3 layers) bytes.
+process against 1.5 x (embedding matrix + 3 layers) bytes, in the dtype `daar select` picks on
+this CPU (prober_dtype: bf16 layers and an fp32 embedding table where the CPU has bf16 units).
 """
 
 from __future__ import annotations
@@ -106,18 +107,20 @@ import json, sys, time, torch
 import transformers.models.llama.modeling_llama  # library code is loaded before measuring: not model bytes
 from transformers import AutoConfig, AutoModel
 from daar.embed import FeatureExtractor
-from daar.models import load_tokenizer
+from daar.models import load_tokenizer, prober_dtype
 def rss(field="VmRSS"):
     for line in open("/proc/self/status"):
         if line.startswith(field): return int(line.split()[1]) * 1024
 torch.set_num_threads(2)
 load_tokenizer(sys.argv[1])
+dtype = prober_dtype("auto", "cpu")
 with torch.inference_mode():  # warm the kernels on a one-layer toy so their code pages are not counted
     tiny = AutoConfig.from_pretrained(sys.argv[1], num_hidden_layers=1, hidden_size=64, intermediate_size=128,
                                       num_attention_heads=4, num_key_value_heads=2, vocab_size=128)
-    AutoModel.from_config(tiny)(input_ids=torch.ones(2, 8, dtype=torch.long), attention_mask=torch.ones(2, 8))
+    toy = AutoModel.from_config(tiny).to(dtype)  # in the prober's dtype: bf16 kernels are JIT-built on first use
+    toy(input_ids=torch.ones(2, 8, dtype=torch.long), attention_mask=torch.ones(2, 8))
 before = rss()
-extractor = FeatureExtractor(sys.argv[1], 3, batch_tokens=int(sys.argv[2]) or None)
+extractor = FeatureExtractor(sys.argv[1], 3, batch_tokens=int(sys.argv[2]) or None, dtype=dtype)
 loaded = rss()
 texts = [f"Instruction: question number {i} about a topic\nOutput: " + "word " * (i % 300) for i in range(600)]
 start = time.perf_counter()

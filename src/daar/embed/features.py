@@ -78,6 +78,7 @@ class FeatureExtractor:
         # a LoRA adapter (co-evolution: the tuned learner probes) is merged into the read layers only
         self.lora = LoraWeights(adapter) if adapter is not None else None
         self.model = load_truncated(self.model_dir, clip_layer, dtype, device, trust_remote_code, adapter=self.lora)
+        release_freed_memory()  # the checkpoint's fp32 copies of layers now held in bf16
         self.batch_tokens = batch_tokens or auto_batch_tokens(self.model, device, max_length=max_length)
         width = int(self.model.config.hidden_size)
         self.block_rows = max(1, BLOCK_BYTES["cpu" if device == "cpu" else "cuda"] // (4 * width))
