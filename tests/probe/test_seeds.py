@@ -115,9 +115,37 @@ def test_the_default_model_writes_valid_distinct_seeds_in_batches():
 
 
 def test_batched_candidates_differ_by_seed_and_repeat_with_it(tiny_model):
-    cfg = SynthesisConfig(warmup_pairs=1, pairs_per_domain=1, candidates_per_round=3, max_rounds=1, max_new_tokens=8)
+    cfg = SynthesisConfig(
+        warmup_pairs=1, pairs_per_domain=1, candidates_per_round=3, max_rounds=1, max_new_tokens=8, min_pairs=1
+    )
     first, same, other = (_write(tiny_model, cfg, seed) for seed in (1, 1, 2))
     raws = [[e["raw"] for st in states for e in st.log] for states in (first, same, other)]
-    assert len(raws[0]) == 2 * (1 + 3)  # warm-up answer + a round of three candidates, per domain
+    for st in first:  # warm-up answer + a round of three candidates, then an extra round if short
+        regular = [e for e in st.log if e["stage"] in ("warmup", "round 1")]
+        short = not any(e["verdict"] == "accepted" for e in regular)  # min_pairs 1
+        assert len(regular) == 1 + 3
+        assert len([e for e in st.log if e["stage"] == "round 2"]) == (3 if short else 0)
+    assert any(len(st.log) == 1 + 3 + 3 for st in first)  # the random model leaves one domain short
     assert raws[0] == raws[1]
     assert raws[0] != raws[2]
+
+
+def test_extra_rounds_go_only_to_domains_short_of_min_pairs(tiny_model):
+    cfg = SynthesisConfig(warmup_pairs=1, pairs_per_domain=5, candidates_per_round=2, max_rounds=2, max_new_tokens=8)
+    writer = SeedWriter(tiny_model, cfg, seed=3, device="cpu", dtype=torch.float32)
+    states = [DomainState(d, [o for o in REAL_DOMAINS if o is not d], 3) for d in REAL_DOMAINS]
+    given = [0, 3]  # the second domain starts with min_pairs (3) reached, its target (6) not
+    for i in range(given[1]):
+        states[1].accepted.append(SeedRow(instruction=f"Given question number {i}?", output="an answer"))
+        states[1].vectors.append(torch.nn.functional.one_hot(torch.tensor(i), 64).float())  # hidden size
+    writer.write(states)
+    extra = 0
+    for st, start in zip(states, given, strict=True):
+        assert {"round 1", "round 2"} <= {e["stage"] for e in st.log}  # the regular rounds, for both
+        for r in (3, 4):  # the extra rounds: only while the domain was short of min_pairs
+            earlier = {"warmup"} | {f"round {k}" for k in range(1, r)}
+            before = start + sum(e["verdict"] == "accepted" for e in st.log if e["stage"] in earlier)
+            ran = any(e["stage"] == f"round {r}" for e in st.log)
+            assert ran == (before < cfg.min_pairs), (st.domain.name, r, before)
+            extra += ran
+    assert extra > 0  # the case under test happened

@@ -156,12 +156,14 @@ class DaarSelector(Selector):
             cfg.synthesis.model_dump(),
             cfg.seed,
             str(ctx.device),
-            str(ctx.dtype),
-            code_version("daar.probe.seeds"),
+            str(ctx.prober_dtype),
+            code_version("daar.probe.seeds", "daar.probe.sampling"),
         )
 
         def make_writer() -> SeedWriter:
-            return SeedWriter(ctx.model_dir, cfg.synthesis, cfg.seed, ctx.device, ctx.dtype, cfg.trust_remote_code)
+            return SeedWriter(
+                ctx.model_dir, cfg.synthesis, cfg.seed, ctx.device, ctx.prober_dtype, cfg.trust_remote_code
+            )
 
         with ctx.timer.stage("seeds") as flag:
             flag["cached"] = all(d.seeds or (folder / f"{d.name}.json").exists() for d in domains)
