@@ -134,11 +134,13 @@ def test_training_lowers_the_loss_and_writes_outputs(trained, tiny_model, real_r
 
 
 def test_resume_continues_from_checkpoint_and_merge_loads(tiny_model, selection, tmp_path, monkeypatch):
+    """Resumed in the second epoch, after a skipped step, with balanced passes: the same adapter as one run."""
+    from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "run"
-    settings = TuneConfig(
-        lr=1e-2, batch_size=2, grad_accum=1, max_steps=6, save_steps=2, logging_steps=1, max_length=64
+    settings = TuneConfig(  # 9 of 13 rows fit 64 tokens; 4 rows in 2 passes a step: 3 steps an epoch, the last of 1 row
+        lr=1e-2, batch_size=2, grad_accum=2, max_rows=13, max_steps=6, save_steps=2, logging_steps=1, max_length=64
     )
     original = TrainLogCallback.on_step_end
 
@@ -161,7 +163,13 @@ def test_resume_continues_from_checkpoint_and_merge_loads(tiny_model, selection,
     m = result.manifest
     assert (m["resumed_from_step"], m["steps_this_run"], m["steps"]) == (4, 2, 6)
     steps = [json.loads(line)["step"] for line in (out / TRAIN_LOG).read_text().splitlines()]
-    assert steps == [1, 2, 3, 4, 5, 6]
+    assert steps == [1, 2, 3, 4, 5, 6] and m["sampler"] == "balanced" and m["epochs"] == 2
+
+    straight = tune(selection, str(tiny_model), tmp_path / "straight", settings)
+    assert straight.manifest["key"] == m["key"]
+    resumed, uninterrupted = (load_file(str(d / "adapter_model.safetensors")) for d in (out, tmp_path / "straight"))
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.allclose(resumed[k], uninterrupted[k], rtol=0, atol=1e-6) for k in resumed)
 
     merged = AutoModelForCausalLM.from_pretrained(result.merged_dir).eval()
     unmerged, tokenizer = load_tuned(str(tiny_model), out, device="cpu", merge=False)
@@ -197,6 +205,8 @@ def test_cli_end_to_end_and_clear_errors(tiny_model, selection, tmp_path):
 
     bad = runner.invoke(_cli(), args + ["--rank", "0"])
     assert bad.exit_code == 2 and "--rank" in bad.output
+    bad = runner.invoke(_cli(), args + ["--sampling", "sorted"])
+    assert bad.exit_code == 2 and "--sampling" in bad.output
 
     no_model = runner.invoke(_cli(), ["tune", str(selection), "--model", str(tmp_path / "nomodel"), "--out", str(out)])
     assert no_model.exit_code == 2 and "hub id" in no_model.output

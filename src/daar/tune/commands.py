@@ -35,6 +35,10 @@ def tune_command(
     max_length: Annotated[int | None, typer.Option(help="Tokens per example; longer ones are cut (2048).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per device per forward pass (4).")] = None,
     grad_accum: Annotated[int | None, typer.Option(help="Forward passes per optimiser step (4).")] = None,
+    sampling: Annotated[
+        str | None,
+        typer.Option(help="Rows per pass when a step takes several: balanced (by length, less padding) or random."),
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimiser steps.")] = None,
     max_rows: Annotated[int | None, typer.Option(help="Use only the first N rows of the selection.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for adapter init, shuffling and dropout (42).")] = None,
@@ -65,6 +69,7 @@ def tune_command(
         "max_length": max_length,
         "batch_size": batch_size,
         "grad_accum": grad_accum,
+        "sampling": sampling,
         "max_steps": max_steps,
         "max_rows": max_rows,
         "seed": seed,

@@ -100,8 +100,11 @@ def _tune(selection: Path, model: str, out_dir: Path, settings: TuneConfig | Non
     records = pool.records[: settings.max_rows] if settings.max_rows else pool.records
     tokenizer = load_tokenizer(folder, trust_remote_code=settings.trust_remote_code)
     template = choose_template(tokenizer, settings.template)
+    keyed = {k: v for k, v in settings.model_dump(mode="json").items() if k not in _NOT_IN_KEY}
+    if not balanced_sampling(settings, device):
+        del keyed["sampling"]  # trained as before the setting existed: same key, the old adapter is reused
     key = stable_key(
-        {k: v for k, v in settings.model_dump(mode="json").items() if k not in _NOT_IN_KEY},
+        keyed,
         fingerprint(folder),
         pool.sha256,
         len(records),
@@ -165,6 +168,8 @@ def _tune(selection: Path, model: str, out_dir: Path, settings: TuneConfig | Non
         "example_tokens": examples.tokens,
         "device": device,
         "dtype": str(dtype).replace("torch.", ""),
+        "passes_per_step": micro_batches(settings, device)[1],
+        "sampler": "balanced" if balanced_sampling(settings, device) else "random",
         "steps": int(state.global_step),
         "resumed_from_step": log.first_step,
         "steps_this_run": steps_this_run,
@@ -257,7 +262,9 @@ def _lora_model(folder: Path, settings: TuneConfig, dtype: torch.dtype, device: 
 
 
 def _trainer(model, tokenizer, items, checkpoints: Path, out_dir: Path, settings: TuneConfig, dtype, device):
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
+
+    from daar.tune.batches import BALANCED, TuneTrainer
 
     micro, accum = micro_batches(settings, device)
     args = TrainingArguments(
@@ -284,9 +291,10 @@ def _trainer(model, tokenizer, items, checkpoints: Path, out_dir: Path, settings
         remove_unused_columns=False,
         dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
+        train_sampling_strategy=BALANCED if balanced_sampling(settings, device) else "random",
     )
     log = TrainLogCallback(out_dir / TRAIN_LOG)
-    trainer = Trainer(
+    trainer = TuneTrainer(
         model=model,
         args=args,
         data_collator=PadCollator(int(tokenizer.pad_token_id)),
@@ -302,6 +310,11 @@ def micro_batches(settings: TuneConfig, device: str) -> tuple[int, int]:
     effective = settings.batch_size * settings.grad_accum
     micro = settings.micro_batch_size or (effective if device != "cpu" else settings.batch_size)
     return micro, effective // micro  # TuneConfig checks that an explicit micro_batch_size divides
+
+
+def balanced_sampling(settings: TuneConfig, device: str) -> bool:
+    """Whether a step's rows are cut into passes by length (daar.tune.batches): only with several passes."""
+    return settings.sampling == "balanced" and micro_batches(settings, device)[1] > 1
 
 
 def _save_adapter(peft_model, tokenizer, out_dir: Path) -> None:

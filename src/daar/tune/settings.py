@@ -33,6 +33,12 @@ class TuneConfig(BaseModel):
     # of them in one pass on a GPU (measured several times faster for small models), batch_size on
     # CPU. Must divide batch_size x grad_accum.
     micro_batch_size: int | None = Field(None, ge=1)
+    # Which rows of a step share a forward pass when a step takes several (CPU default: 4): balanced
+    # groups them by length (transformers' BatchRebalanceSampler, see daar.tune.batches), so far
+    # less compute goes to padding; each step keeps the rows random passes would give it, so the
+    # adapter differs from random's by float rounding only. random (passes in drawn order) is kept
+    # to reproduce earlier adapters bit for bit. No effect with one pass per step (the GPU default).
+    sampling: Literal["balanced", "random"] = "balanced"
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)
     max_rows: int | None = Field(None, ge=1)
