@@ -62,7 +62,9 @@ def select_command(
     batch_tokens: Annotated[int | None, typer.Option(help="Tokens per prober batch (default: by model size).")] = None,
     max_length: Annotated[int | None, typer.Option(help="Tokens read per row (default 512).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16 or float16.")] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="auto (bf16 on GPUs and bf16-capable CPUs), float32, bfloat16 or float16.")
+    ] = None,
     field: Annotated[
         list[str] | None, typer.Option(help="Field mapping, e.g. instruction=prompt (repeatable).")
     ] = None,

@@ -78,6 +78,7 @@ class SynthesisConfig(BaseModel):
     similarity_threshold: float = Field(0.85, gt=0, le=1)
     top_p: float = 0.95
     temperature: float = 0.9
+    top_k: int = Field(50, ge=0)  # transformers' generate default, which the authors' calls used; 0: off
     max_new_tokens: int = 96
     candidates_per_round: int = Field(6, ge=1)
     max_rounds: int = Field(5, ge=1)

@@ -83,6 +83,12 @@ def test_top_p_keeps_the_smallest_set_that_reaches_it():
         assert int((counts > 0).sum()) == allowed
         share = probs[:allowed] / probs[:allowed].sum()  # renormalised over the kept tokens
         assert torch.allclose(counts[:allowed], share, atol=0.015)
+    # top_k first, then top_p on the k tokens' renormalised probabilities (generate's order)
+    for top_k, top_p, allowed in ((2, 1.0, 2), (3, 0.7, 2), (3, 0.9, 3), (1, 1.0, 1)):
+        picks = pick_tokens(logits, Sampling(top_p, 1.0, 1, top_k=top_k), torch.Generator().manual_seed(0))
+        counts = torch.bincount(picks, minlength=4).float() / len(picks)
+        assert int((counts > 0).sum()) == allowed, (top_k, top_p)
+        assert torch.allclose(counts[:allowed], probs[:allowed] / probs[:allowed].sum(), atol=0.015)
     hotter = pick_tokens(logits, Sampling(1.0, 2.0, 1), torch.Generator().manual_seed(0))
     assert math.isclose(float((hotter == 3).float().mean()), 0.05**0.5 / float((probs**0.5).sum()), abs_tol=0.01)
 

@@ -22,12 +22,15 @@ import torch
 
 @dataclass(frozen=True)
 class Sampling:
-    """Nucleus sampling settings (the paper's top_p 0.95, temperature 0.9)."""
+    """Sampling settings: the paper's top_p 0.95 and temperature 0.9, and top_k 50, which
+    transformers' generate applies unless told otherwise, so the authors' calls and daar's earlier
+    seeds had it too (docs/RESULTS.md: what leaving it out did to the selection). 0 turns it off."""
 
     top_p: float
     temperature: float
     max_new_tokens: int
     stop: tuple[str, ...] = ()
+    top_k: int = 50
 
 
 def shared_prefix(rows: Sequence[Sequence[int]]) -> int:
@@ -52,10 +55,13 @@ def _left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def pick_tokens(logits: torch.Tensor, cfg: Sampling, generator: torch.Generator) -> torch.Tensor:
-    """One token per row from the smallest set of tokens whose probability reaches top_p (at least
-    the most likely one), after temperature."""
+    """One token per row, in generate's order: temperature, then the top_k most likely tokens, then
+    the smallest set of those whose (renormalised) probability reaches top_p, at least one."""
     probs = torch.softmax(logits.float() / cfg.temperature, dim=-1)
     sorted_probs, order = probs.sort(dim=-1, descending=True)
+    if 0 < cfg.top_k < sorted_probs.shape[-1]:
+        sorted_probs = sorted_probs[..., : cfg.top_k]
+        sorted_probs = sorted_probs / sorted_probs.sum(-1, keepdim=True)
     before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the more likely tokens
     sorted_probs = sorted_probs.masked_fill(before >= cfg.top_p, 0.0)
     choice = torch.multinomial(sorted_probs, 1, generator=generator)

@@ -108,7 +108,7 @@ class SeedWriter:
 
     def _generate(self, requests: list[tuple[str, str]], max_new_tokens: int, stop: list[str] | None) -> list[str]:
         """What the model writes after each (prompt, pre-fill); one batch for all of them."""
-        cfg = Sampling(self.cfg.top_p, self.cfg.temperature, max_new_tokens, tuple(stop or ()))
+        cfg = Sampling(self.cfg.top_p, self.cfg.temperature, max_new_tokens, tuple(stop or ()), self.cfg.top_k)
         return self.sampler.sample(requests, cfg, self.generator)
 
     @torch.inference_mode()

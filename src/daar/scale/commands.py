@@ -32,7 +32,9 @@ def fit_command(
     seed: Annotated[int | None, typer.Option(help="Random seed for sampling, clustering, heads.")] = None,
     max_length: Annotated[int | None, typer.Option(help="Tokens read per row (default 512).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16 or float16.")] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="auto (bf16 on GPUs and bf16-capable CPUs), float32, bfloat16 or float16.")
+    ] = None,
     field: Annotated[list[str] | None, typer.Option(help="Field mapping, e.g. instruction=prompt.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Stage cache (default FITTED.cache beside it).")] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code (off by default).")] = False,
