@@ -176,10 +176,10 @@ def main() -> None:
     parser.add_argument("--out", default="runs/gpu")
     args = parser.parse_args()
     from daar.config import SelectConfig
-    from daar.pipeline import _sample  # the rows `daar select --sample` reads, for the bare pass too
+    from daar.pipeline import sample_pool  # the rows `daar select --sample` reads, for the bare pass too
     from daar.read import read_pool
 
-    texts = _sample(read_pool(args.pool), args.sample, SelectConfig().seed)[0].texts
+    texts = sample_pool(read_pool(args.pool), args.sample, SelectConfig().seed)[0].texts
     results = []
     for shape in args.shapes.split(","):
         results.append(run_shape(shape, args, texts))
