@@ -38,6 +38,7 @@ def bare_pass(model_dir: Path, texts: list[str], clip_layer: int, batch_tokens: 
     import torch
 
     from daar.embed import length_batches
+    from daar.embed.batching import pad_right
     from daar.models import load_tokenizer, load_truncated
 
     tokenizer = load_tokenizer(model_dir)
@@ -49,12 +50,7 @@ def bare_pass(model_dir: Path, texts: list[str], clip_layer: int, batch_tokens: 
     start = time.perf_counter()
     with torch.inference_mode():
         for batch in length_batches(lengths, batch_tokens):
-            width = int(lengths[batch].max())
-            input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                input_ids[row, : lengths[i]] = torch.tensor(ids[i])
-                mask[row, : lengths[i]] = 1
+            input_ids, mask = pad_right([ids[i] for i in batch], tokenizer.pad_token_id)
             model(input_ids=input_ids, attention_mask=mask)
     return time.perf_counter() - start, int(lengths.sum())
 

@@ -67,14 +67,17 @@ def build(shape: str, tokenizer_dir: Path, folder: Path) -> Path:
     return folder
 
 
-def bare_pass(model_dir: Path, texts: list[str], batch_sizes: list[int], device: str) -> dict[str, dict]:
+def bare_pass(model_dir: Path, texts: list[str], batch_sizes: list[int], device: str) -> tuple[dict[str, dict], int]:
     """Seconds of a forward pass of the truncated model over the texts per batch size, nothing
-    kept: batches are padded before the clock starts, so this is the ceiling of the feature stage."""
+    kept: batches are padded before the clock starts, so this is the ceiling of the feature stage.
+    Also the batch size the feature stage chooses for this model from the memory free now."""
     from daar.embed import length_batches
+    from daar.embed.batching import auto_batch_tokens, pad_right
     from daar.models import load_tokenizer, load_truncated, prober_dtype
 
     tokenizer = load_tokenizer(model_dir)
     model = load_truncated(model_dir, 3, prober_dtype("auto", device), device)
+    chosen = auto_batch_tokens(model, device)
     ids = tokenizer(texts, truncation=True, max_length=512)["input_ids"]
     lengths = np.array([len(x) for x in ids])
     pad = tokenizer.pad_token_id or 0
@@ -83,11 +86,7 @@ def bare_pass(model_dir: Path, texts: list[str], batch_sizes: list[int], device:
     for batch_tokens in batch_sizes:
         padded = []
         for batch in length_batches(lengths, batch_tokens):
-            x = torch.full((len(batch), int(lengths[batch].max())), pad, dtype=torch.long)
-            for row, i in enumerate(batch):
-                x[row, : lengths[i]] = torch.tensor(ids[i])
-            mask = torch.arange(x.shape[1]) < torch.as_tensor(lengths[batch])[:, None]
-            pair = (x, mask.long())
+            pair = pad_right([ids[i] for i in batch], pad)
             padded.append(tuple(t.pin_memory() for t in pair) if device == "cuda" else pair)
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -104,13 +103,11 @@ def bare_pass(model_dir: Path, texts: list[str], batch_sizes: list[int], device:
             entry["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         found[str(batch_tokens)] = entry
     del model
-    return found
+    return found, chosen
 
 
 def run_shape(shape: str, args: argparse.Namespace, texts: list[str]) -> dict:
     from daar.config import SelectConfig
-    from daar.embed.batching import auto_batch_tokens
-    from daar.models import load_truncated, prober_dtype
     from daar.pipeline import run_select
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -126,10 +123,8 @@ def run_shape(shape: str, args: argparse.Namespace, texts: list[str]) -> dict:
     if device == "cuda":
         result["select_peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         torch.cuda.empty_cache()
-    probe = load_truncated(folder, 3, prober_dtype("auto", device), device)
-    result["features_batch_tokens"] = auto_batch_tokens(probe, device)  # what the feature stage chose
-    del probe
-    result["bare"] = bare_pass(folder, texts, args.batch_tokens, device)
+    # with the batch size the feature stage chose (from the same free memory as after select)
+    result["bare"], result["features_batch_tokens"] = bare_pass(folder, texts, args.batch_tokens, device)
     best = min(v["seconds"] for v in result["bare"].values())
     # the feature stage's speed as a share of the best bare pass (1.0 = as fast as the bare model)
     result["features_speed_share_of_bare"] = round(best / max(result["stages"]["features"], 1e-9), 3)

@@ -40,6 +40,18 @@ def length_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
     return batches
 
 
+def pad_right(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask of one batch, right-padded to its longest row (at least one
+    position, so a batch of empty texts still runs)."""
+    lengths = np.array([len(x) for x in ids], dtype=np.int64)
+    width = max(1, int(lengths.max()))
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = seq
+    mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
+    return torch.from_numpy(input_ids), torch.from_numpy(mask)
+
+
 def activation_bytes_per_token(config, dtype: torch.dtype, max_length: int) -> int:
     """Estimated peak activation bytes per token of a batch; the last term is the attention scores
     of one layer when attention falls back to materialising them (eager or masked math kernels)."""

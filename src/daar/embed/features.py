@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from daar.embed.batching import auto_batch_tokens, length_batches
+from daar.embed.batching import auto_batch_tokens, length_batches, pad_right
 from daar.models import load_tokenizer, load_truncated
 from daar.models.adapter import LoraWeights
 from daar.utils.cache import write_json
@@ -94,13 +94,7 @@ class FeatureExtractor:
 
     def pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids and attention mask of one batch, right-padded; pinned when a GPU reads them."""
-        lengths = np.array([len(x) for x in ids], dtype=np.int64)
-        width = max(1, int(lengths.max()))  # a batch of empty texts still runs (and gives zeros)
-        input_ids = np.full((len(ids), width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = seq
-        mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
-        tensors = torch.from_numpy(input_ids), torch.from_numpy(mask)
+        tensors = pad_right(ids, self.tokenizer.pad_token_id or 0)
         if self.device != "cpu":
             return tensors[0].pin_memory(), tensors[1].pin_memory()
         return tensors
