@@ -214,29 +214,34 @@ def test_cache_files_and_load_cached(ext, tmp_path):
     np.testing.assert_array_equal(again.hid, feats.hid)
 
 
-def test_resume_after_an_interrupted_run(ext, tmp_path):
+# one block for the whole pass, then a block every two batches (written out half full at the kill)
+@pytest.mark.parametrize(("block_rows", "fail_after"), [(4096, 3), (2, 5)])
+def test_an_interrupted_pass_keeps_finished_rows_and_resumes(ext, tmp_path, block_rows, fail_after):
     ext.batch_tokens = 1  # one row per batch, so the forward calls count rows
+    ext.block_rows = block_rows
     reference = ext.extract(TEXTS)
     cache = tmp_path / "feats"
     ext.calls.clear()
-    ext.fail_after = 3
+    ext.fail_after = fail_after
     with pytest.raises(RuntimeError, match="simulated interruption"):
         ext.extract(TEXTS, cache)
     assert load_cached(cache) is None  # incomplete: never reported as finished
     done = np.fromfile(cache / "done.u8", np.uint8)
-    assert done.sum() == 3
+    assert done.sum() == fail_after  # the finished batches are written out, also a half-full block
+    emb = np.fromfile(cache / "emb.f32", np.float32).reshape(len(TEXTS), -1)
+    np.testing.assert_array_equal(emb[done == 1], reference.emb[done == 1])
     finished_ids = [x for batch in ext.calls for x in batch]
 
     ext.calls.clear()
     ext.fail_after = None
     resumed = ext.extract(TEXTS, cache)
-    assert len(ext.calls) == len(TEXTS) - 3
+    assert len(ext.calls) == len(TEXTS) - fail_after
     recomputed = [x for batch in ext.calls for x in batch]
     assert not any(x in recomputed for x in finished_ids)
     all_ids = ext.tokenize(TEXTS)
     assert sorted(map(tuple, recomputed)) == sorted(tuple(all_ids[i]) for i in np.flatnonzero(done == 0))
-    np.testing.assert_allclose(resumed.emb, reference.emb, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(resumed.hid, reference.hid, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(resumed.emb, reference.emb)
+    np.testing.assert_array_equal(resumed.hid, reference.hid)
     loaded = load_cached(cache)
     np.testing.assert_array_equal(loaded.hid, resumed.hid)
 
@@ -344,27 +349,6 @@ def test_pipelined_pass_equals_the_plain_loop(ext, real_rows, tmp_path, block_ro
         np.testing.assert_array_equal(feats.emb, emb)
         np.testing.assert_array_equal(feats.hid, hid)
     assert np.fromfile(tmp_path / "feats" / "done.u8", np.uint8).all()
-
-
-def test_an_interrupted_pass_keeps_whole_blocks_done_and_resumes(ext, tmp_path):
-    ext.batch_tokens = 1  # one row per batch
-    ext.block_rows = 2  # a block every two batches
-    reference = ext.extract(TEXTS)
-    cache = tmp_path / "feats"
-    ext.calls.clear()
-    ext.fail_after = 5
-    with pytest.raises(RuntimeError, match="simulated interruption"):
-        ext.extract(TEXTS, cache)
-    done = np.fromfile(cache / "done.u8", np.uint8)
-    assert done.sum() == 5  # the finished batches are written out, also the half-full block
-    emb = np.fromfile(cache / "emb.f32", np.float32).reshape(len(TEXTS), -1)
-    np.testing.assert_array_equal(emb[done == 1], reference.emb[done == 1])
-    assert load_cached(cache) is None
-    ext.calls.clear()
-    ext.fail_after = None
-    resumed = ext.extract(TEXTS, cache)
-    assert len(ext.calls) == len(TEXTS) - 5
-    np.testing.assert_array_equal(resumed.hid, reference.hid)
 
 
 def test_gpu_batches_grow_with_free_memory_within_bounds():
