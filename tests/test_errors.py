@@ -92,6 +92,7 @@ def test_cache_keys_follow_the_code_that_made_the_entry(tmp_path, monkeypatch):
         (["--set", "fields=x", "--set", "fields.id=y"], "'fields' is not a section of settings"),
         (["--set", "ratio=["], "the value is not valid YAML"),
         (["--config", "CONFIG"], "not UTF-8 text"),
+        (["--set", "heads=fast"], "unknown head schedule 'fast'; known: default, paper, batched"),
     ],
 )
 def test_bad_settings_are_user_errors(tmp_path, extra, expected):

@@ -7,9 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from daar.config import PAPER_HEADS, HeadConfig
+from daar.config import HEAD_SCHEDULES, PAPER_HEADS, HeadConfig, SelectConfig
 from daar.probe import heads
-from daar.probe.heads import SINGLE_THREAD_PARAMS, Head, make_mlp, split_rows, train_head
+from daar.probe.heads import SINGLE_THREAD_PARAMS, Head, head_parameters, make_mlp, split_rows, train_head
+from daar.select.daar import _hint_batched_heads
 
 
 def _blobs(n: int, k: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +56,39 @@ def test_defaults_stop_early_and_the_paper_preset_is_the_authors():
     assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.patience, cfg.val_fraction) == (1e-4, 20, 8, 2, 0.03)
     paper = PAPER_HEADS
     assert (paper.lr, paper.epochs, paper.batch_size, paper.patience, paper.max_reward_rows) == (1e-5, 1, 1, None, 5000)
+
+
+def test_schedules_are_chosen_by_name_in_settings():
+    assert SelectConfig(heads="paper").heads == PAPER_HEADS
+    batched = SelectConfig.model_validate({"heads": "batched"}).heads
+    assert (batched.batch_size, batched.lr, batched.patience, batched.epochs) == (64, 2.8e-4, 2, 20)
+    assert SelectConfig(heads={"lr": 1e-3}).heads == HeadConfig(lr=1e-3)  # a mapping still works
+    batched.lr = 1.0  # the settings hold a copy: changing them leaves the registry alone
+    assert HEAD_SCHEDULES["batched"].lr == 2.8e-4
+
+
+@pytest.mark.parametrize("dim", [12, 576, 1100])
+def test_head_parameters_counts_the_mlp(dim):
+    assert head_parameters(dim, 4) == sum(p.numel() for p in make_mlp(dim, 4).parameters())
+
+
+@pytest.mark.parametrize(
+    ("dim", "heads", "device", "hinted"),
+    [(3584, "default", "cpu", True), (3584, "paper", "cpu", True), (3584, "batched", "cpu", False),
+     (3584, "default", "cuda", False), (576, "default", "cpu", False)],
+)
+def test_wide_heads_on_cpu_point_to_the_batched_schedule(capsys, dim, heads, device, hinted):
+    _hint_batched_heads("probe", dim, 4, SelectConfig(heads=heads), device)
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("58 M parameters" in err and "--set heads=batched" in err) if hinted else err == ""
+
+
+def test_the_progress_bar_does_not_change_the_head():
+    x, y = _blobs(200, 3, 8)
+    cfg = HeadConfig(epochs=3, patience=None)
+    quiet = train_head(x, y, "classify", 3, cfg, seed=2).predict(x)
+    shown = train_head(x, y, "classify", 3, cfg, seed=2, label="probe").predict(x)
+    assert np.array_equal(quiet, shown)
 
 
 def test_early_stopping_keeps_the_best_epoch():

@@ -18,19 +18,30 @@ from torch import nn
 
 from daar.config import HeadConfig
 from daar.utils.machine import torch_threads
+from daar.utils.progress import progress_bar
 from daar.utils.stats import spearman
 
 Kind = Literal["classify", "regress"]
 
 
+def layer_sizes(dim: int, out: int) -> list[int]:
+    return [dim, 2 * dim, dim, max(1, dim // 2), 256, out]
+
+
 def make_mlp(dim: int, out: int) -> nn.Sequential:
-    sizes = [dim, 2 * dim, dim, max(1, dim // 2), 256, out]
+    sizes = layer_sizes(dim, out)
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def head_parameters(dim: int, out: int) -> int:
+    """Weights and biases of `make_mlp(dim, out)`, without building it (58 M at width 3,584)."""
+    sizes = layer_sizes(dim, out)
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
 @dataclass
@@ -91,13 +102,22 @@ CPU_FUSED_ADAM = tuple(int(part) for part in torch.__version__.split("+")[0].spl
 
 
 def train_head(
-    x: np.ndarray, y: np.ndarray, kind: Kind, out: int, cfg: HeadConfig, seed: int, device: str = "cpu"
+    x: np.ndarray,
+    y: np.ndarray,
+    kind: Kind,
+    out: int,
+    cfg: HeadConfig,
+    seed: int,
+    device: str = "cpu",
+    label: str | None = None,
 ) -> Head:
     """Fit a head with Adam (cross-entropy or MSE) on `device` and report validation metrics.
 
     Deterministic for a given seed: initialisation, split and batch order all derive from it. All
     rows and targets go to the device once; the loop reads the loss back only at the end, so a
-    GPU is never stalled by a per-step copy to the host.
+    GPU is never stalled by a per-step copy to the host. With a `label`, a transient progress bar
+    counts the steps (a 7B-wide head on CPU takes minutes even batched); its total is the
+    `epochs` cap, which early stopping usually cuts short.
     """
     x = np.asarray(x, dtype=np.float32)
     train, val = split_rows(len(x), cfg.val_fraction, seed)
@@ -109,7 +129,7 @@ def train_head(
     mlp = make_mlp(x.shape[1], out).to(device)
     target = torch.as_tensor(y, dtype=torch.long if kind == "classify" else torch.float32).to(device)
     loss_fn = nn.CrossEntropyLoss() if kind == "classify" else nn.MSELoss()
-    small = sum(p.numel() for p in mlp.parameters()) < SINGLE_THREAD_PARAMS
+    small = head_parameters(x.shape[1], out) < SINGLE_THREAD_PARAMS
     # Fused Adam: one kernel over all parameters instead of a dozen whole-tensor passes. On CPU it
     # made a 7B-wide head's optimizer step (58 M parameters) 10x faster (4.4 s -> 0.43 s on 2
     # shared cores, benchmarks/heads_cpu.py). Small heads on CPU keep plain Adam: its rounding
@@ -125,7 +145,9 @@ def train_head(
     losses = torch.zeros((cfg.epochs, len(starts)), device=device)
     val_rows = torch.as_tensor(val, device=device)
     stopper = _EarlyStop(cfg.patience, inputs[val_rows], target[val_rows], loss_fn)
-    with torch_threads(1 if small and device == "cpu" else None):
+    bar = progress_bar(transient=True, disable=label is None)
+    with torch_threads(1 if small and device == "cpu" else None), bar:
+        task = bar.add_task(f"{label} head", total=cfg.epochs * len(starts), info=f"epoch 1 of <= {cfg.epochs}")
         for epoch in range(cfg.epochs):
             mlp.train()
             for i, start in enumerate(starts):
@@ -136,8 +158,10 @@ def train_head(
                 loss.backward()
                 optimizer.step()
                 losses[epoch, i] = loss.detach()
+                bar.advance(task)
             if stopper.done(mlp, kind):
                 break
+            bar.update(task, info=f"epoch {epoch + 2} of <= {cfg.epochs}")
     stopper.restore(mlp)
     ran = losses[: stopper.epochs_run].flatten()
     head = Head(mlp, mean, std)

@@ -21,9 +21,9 @@ from typing import Self
 import numpy as np
 from safetensors.torch import load_file, save_file
 
-from daar.config import Domain, SeedRow, SelectConfig
+from daar.config import HEAD_SCHEDULES, Domain, SeedRow, SelectConfig
 from daar.probe.domains import probe_rows, pseudo_labels, seed_centroids
-from daar.probe.heads import Head, Kind, train_head
+from daar.probe.heads import SINGLE_THREAD_PARAMS, Head, Kind, head_parameters, train_head
 from daar.probe.seeds import SeedWriter, domain_seeds, load_seeds_file, seed_text
 from daar.read import Pool, file_sha256
 from daar.reward.entropy import entropy, softmax
@@ -38,6 +38,7 @@ from daar.utils.cache import (
     save_arrays,
     write_json,
 )
+from daar.utils.progress import console
 
 FITTED_VERSION = 2
 FITTED_FILES = ("probe.safetensors", "reward.safetensors", "centroids.safetensors")
@@ -286,8 +287,22 @@ def _cached_head(
         flag["cached"] = path.exists() and meta.exists()
         if flag["cached"]:
             return Head.from_state(load_file(str(path)), read_json(meta)).to(ctx.device)
-        head = train_head(x, y, kind, out, cfg.heads, cfg.seed, device=ctx.device)
+        _hint_batched_heads(name, x.shape[1], out, cfg, ctx.device)
+        head = train_head(x, y, kind, out, cfg.heads, cfg.seed, device=ctx.device, label=name)
         with atomic_path(path) as tmp:
             save_file(head.state(), str(tmp))
         write_json(meta, head.metrics)  # second: a stage counts as cached only when both exist
         return head
+
+
+def _hint_batched_heads(name: str, dim: int, out: int, cfg: SelectConfig, device: str) -> None:
+    """On a CPU a wide head steps at the speed of its optimizer pass, so small batches take many
+    minutes (7B width: about 900 s for both heads on 2 cores); say which schedule is faster."""
+    batched = HEAD_SCHEDULES["batched"].batch_size
+    params = head_parameters(dim, out)
+    if device == "cpu" and cfg.heads.batch_size < batched and params >= SINGLE_THREAD_PARAMS:
+        console.print(
+            f"[yellow]{name} head: {params / 1e6:.0f} M parameters at batch {cfg.heads.batch_size} on CPU; "
+            "--set heads=batched trains it several times faster, with a selection as close to the "
+            "default's as another seed's (docs/RESULTS.md, heads at 7B width on CPU)[/]"
+        )

@@ -19,7 +19,7 @@ from rich.progress import (
 console = Console(stderr=True)
 
 
-def progress_bar(transient: bool = False) -> Progress:
+def progress_bar(transient: bool = False, disable: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -29,6 +29,7 @@ def progress_bar(transient: bool = False) -> Progress:
         TextColumn("{task.fields[info]}"),
         console=console,
         transient=transient,
+        disable=disable,
     )
 
 
