@@ -297,7 +297,7 @@ def _cached_head(
 
 def _hint_batched_heads(name: str, dim: int, out: int, cfg: SelectConfig, device: str) -> None:
     """On a CPU a wide head steps at the speed of its optimizer pass, so small batches take many
-    minutes (7B width: about 900 s for both heads on 2 cores); say which schedule is faster."""
+    minutes (7B width: an estimated 960 s for both heads on 2 cores); say which schedule is faster."""
     batched = HEAD_SCHEDULES["batched"].batch_size
     params = head_parameters(dim, out)
     if device == "cpu" and cfg.heads.batch_size < batched and params >= SINGLE_THREAD_PARAMS:
