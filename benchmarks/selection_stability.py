@@ -1,7 +1,7 @@
 """Which seeded step makes two DaaR runs select different rows? (run by hand; docs/RESULTS.md)
 
     .venv/bin/python benchmarks/selection_stability.py --features CACHE/features/KEY \
-        --centroids RUN/fitted/centroids.safetensors [--seeds 42,43,44,45,46]
+        --fitted RUN/fitted [--seeds 42,43,44,45,46]
 
 Two default runs of the 16k pool that differ only in `--seed` share about 60% of their selected
 rows (benchmarks/head_schedules.py). A seed enters four steps: the draw of the 5,000 probe rows,
@@ -16,49 +16,44 @@ evaluation only).
 from __future__ import annotations
 
 import argparse
-import gzip
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POOL = ROOT.parent / "shared" / "data" / "pool" / "pool.jsonl.gz"
-DOMAINS = ["coding", "common_sense", "mathematics", "reasoning"]  # the seed file's order
-
-
-def true_domains(pool: Path) -> np.ndarray:
-    with gzip.open(pool, "rt", encoding="utf-8") as f:
-        return np.array([json.loads(line)["domain"] for line in f if line.strip()])
-
-
-def balance(domains: np.ndarray) -> float:
-    p = np.unique(domains, return_counts=True)[1] / len(domains)
-    return float(-(p * np.log(p)).sum() / np.log(4))
 
 
 def main() -> None:
+    from daar.analyze.diversity import domain_mix, encode_labels
     from daar.config import HeadConfig
     from daar.embed import load_cached
+    from daar.pipeline import truth_labels
     from daar.probe.domains import probe_rows, pseudo_labels
     from daar.probe.heads import train_head
+    from daar.read import read_pool
     from daar.reward.entropy import entropy, softmax
+    from daar.select.daar import DaarSelector
     from daar.select.strategies import balanced
-    from daar.utils.cache import load_arrays
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool", type=Path, default=DEFAULT_POOL)
     parser.add_argument("--features", type=Path, required=True)
-    parser.add_argument("--centroids", type=Path, required=True)
+    parser.add_argument("--fitted", type=Path, required=True, help="a run's fitted/ folder: its domains and centroids")
     parser.add_argument("--seeds", default="42,43,44,45,46", type=lambda s: [int(x) for x in s.split(",")])
     args = parser.parse_args()
 
     features = load_cached(args.features)
     assert features is not None, f"{args.features}: no finished feature pass"
     emb, hid = features.emb, features.hid
-    centroids = load_arrays(args.centroids)["seeds"]
-    truth = true_domains(args.pool)
+    fitted = DaarSelector.load(args.fitted)
+    domains, centroids = fitted.domains, fitted.centroids
+    truth, names = encode_labels(truth_labels(read_pool(args.pool), "domain") or [])
+
+    def balance(rows: np.ndarray) -> float:
+        return domain_mix(truth[rows], names)["normalized_entropy"]
+
     cfg = HeadConfig()
     n = len(hid) // 5
     first = args.seeds[0]
@@ -81,9 +76,9 @@ def main() -> None:
     def run(set_seed: int, probe_seed: int, reward_seed: int) -> dict[str, np.ndarray]:
         idx, probe_entropy, probs = probed(set_seed, probe_seed)
         reward = train_head(hid[idx], probe_entropy, "regress", 1, cfg, reward_seed)
-        group = np.array(DOMAINS, dtype=object)[probs.argmax(1)]
-        by_reward = balanced(reward.predict(hid)[:, 0], group, DOMAINS, n, "proportional")
-        by_entropy = balanced(entropy(probs), group, DOMAINS, n, "proportional")
+        group = np.array(domains, dtype=object)[probs.argmax(1)]
+        by_reward = balanced(reward.predict(hid)[:, 0], group, domains, n, "proportional")
+        by_entropy = balanced(entropy(probs), group, domains, n, "proportional")
         return {"reward": by_reward, "entropy": by_entropy}
 
     variants = {
@@ -99,7 +94,7 @@ def main() -> None:
         for score in ("reward", "entropy"):
             sets = [set(p[score].tolist()) for p in picks]
             overlaps = [len(a & b) / n for a, b in itertools.combinations(sets, 2)]
-            balances = [balance(truth[p[score]]) for p in picks]
+            balances = [balance(p[score]) for p in picks]
             print(
                 f"| {name} | {score} | {np.mean(overlaps):.3f} | {min(overlaps):.3f} | {np.mean(balances):.3f} |",
                 flush=True,

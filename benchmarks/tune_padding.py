@@ -34,15 +34,15 @@ def _steps(lengths: list[int], passes: list[list[int]], accum: int) -> list[dict
     for start in range(0, len(passes), accum):
         chunk = passes[start : start + accum]
         widths = [max(lengths[i] for i in p) for p in chunk]
+        positions = [len(p) * w for p, w in zip(chunk, widths, strict=True)]  # per pass, padding included
         real = sum(lengths[i] for p in chunk for i in p)
-        computed = sum(len(p) * w for p, w in zip(chunk, widths, strict=True))
         steps.append(
             {
                 "real": real,
-                "padded": computed - real,
-                "computed": computed,
-                "largest_pass": max(len(p) * w for p, w in zip(chunk, widths, strict=True)),
-                "attention": sum(len(p) * w * w for p, w in zip(chunk, widths, strict=True)),
+                "padded": sum(positions) - real,
+                "computed": sum(positions),
+                "largest_pass": max(positions),
+                "attention": sum(n * w for n, w in zip(positions, widths, strict=True)),
             }
         )
     return steps
