@@ -48,6 +48,12 @@ def select_command(
     probe_size: Annotated[int | None, typer.Option(help="Rows drawn for the probe set (default 5000).")] = None,
     ratio: Annotated[float | None, typer.Option(help="Fraction of rows to keep (default 0.2).")] = None,
     count: Annotated[int | None, typer.Option(help="Number of rows to keep (wins over --ratio).")] = None,
+    budget_tokens: Annotated[
+        int | None, typer.Option(help="Keep rows while their training tokens fit this budget (replaces --ratio).")
+    ] = None,
+    match_tokens: Annotated[
+        Path | None, typer.Option(help="Token budget = the training tokens of this run's selected.jsonl.")
+    ] = None,
     strategy: Annotated[
         str | None, typer.Option(help="balanced (shares per pseudo-domain), overall (top rows) or customized.")
     ] = None,
@@ -101,6 +107,8 @@ def select_command(
             model, adapter, seeds_file, clip_layer, probe_size, seed, max_length, device, dtype, trust_remote_code
         ),
         "method": method,
+        "budget_tokens": budget_tokens,
+        "match_tokens": match_tokens,
         "sample": sample,
         "batch_tokens": batch_tokens,
     }
@@ -112,6 +120,8 @@ def select_command(
     if executor is not None or shards:
         if settings.method != "daar" or settings.sample is not None:
             raise UserError("block-by-block selection (folders, globs, --executor) runs daar without --sample")
+        if settings.budget_tokens is not None or settings.match_tokens is not None:
+            raise UserError("a token budget needs the rows in memory: select from one file, without --executor")
         from daar.scale import run_streaming
 
         manifest = run_streaming(
@@ -208,11 +218,19 @@ def _print_summary(manifest: dict[str, Any], out: Path) -> None:
     stages.add_row("[bold]total", f"[bold]{manifest['wall_seconds']:.1f}", "")
     console.print(stages)
     if "probe" in manifest:
-        probe, reward = manifest["probe"], manifest["reward"]
+        probe, reward = manifest["probe"], manifest.get("reward")
+        fitted = f"probe: validation accuracy {probe.get('val_accuracy', float('nan')):.3f}; "
+        if reward is not None:
+            fitted += (
+                f"reward model: validation MSE {reward.get('val_mse', float('nan')):.4f} (predicting the mean: "
+                f"{reward.get('val_mse_of_mean', float('nan')):.4f}); "
+            )
+        console.print(fitted + f"pseudo-domains {probe['pseudo_domain_sizes']}")
+    budget = manifest.get("token_budget")
+    if budget:
         console.print(
-            f"probe: validation accuracy {probe.get('val_accuracy', float('nan')):.3f}; reward model: validation "
-            f"MSE {reward.get('val_mse', float('nan')):.4f} (predicting the mean: "
-            f"{reward.get('val_mse_of_mean', float('nan')):.4f}); pseudo-domains {probe['pseudo_domain_sizes']}"
+            f"token budget {budget['budget']:,}: {budget['rows']:,} rows holding {budget['selected_tokens']:,} "
+            "training tokens"
         )
     truth = manifest.get("ground_truth")
     if truth:

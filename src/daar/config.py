@@ -149,6 +149,17 @@ class SelectConfig(BaseModel):
     fields: FieldMap = Field(default_factory=FieldMap)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     heads: HeadConfig = Field(default_factory=HeadConfig)
+    # DaaR fits averaged into one score: each member is a whole fit with a seed of its own (probe
+    # rows, clusters, probe head, reward head); member 0 uses `seed`, so 1 is the plain method.
+    ensemble: int = Field(1, ge=1)
+    # "length": rank by the reward minus what log(row length) explains inside each pseudo-domain
+    # (a line fitted on the probe set), since the reward favours short rows (docs/EVIDENCE.md).
+    reward_adjust: Literal["none", "length"] = "none"
+    # A budget in the learner's training tokens instead of rows (ratio/count): the method's rows
+    # are taken in its own order while they fit. `match_tokens` takes the budget from another
+    # run's selected.jsonl, counted the same way.
+    budget_tokens: int | None = Field(None, ge=1)
+    match_tokens: Path | None = None
 
     @field_validator("heads", mode="before")
     @classmethod
@@ -166,6 +177,8 @@ class SelectConfig(BaseModel):
             raise ValueError("at least two domains are needed (K >= 2)")
         if len(set(names)) != len(names):
             raise ValueError(f"domain names must be unique, got {names}")
+        if self.budget_tokens is not None and self.match_tokens is not None:
+            raise ValueError("give either budget_tokens or match_tokens, not both")
         if self.strategy == "customized":
             if self.target is None:
                 raise ValueError("strategy 'customized' needs a target domain (--target NAME)")

@@ -28,7 +28,8 @@ from daar.analyze.maps import embed_2d
 from daar.config import SelectConfig
 from daar.embed import load_cached
 from daar.read import Pool, read_pool
-from daar.select.base import Context, Scores, choose, make_selector, target_count
+from daar.select.base import Context, Scores, Selector, choose, make_selector, target_count
+from daar.select.budget import TokenCounter, budget_of, rows_within
 from daar.select.checks import selection_warnings
 from daar.select.daar import FITTED_SETTINGS
 from daar.utils.cache import atomic_path, write_json
@@ -65,7 +66,7 @@ def run_select(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     cache = Path(cache_dir) if cache_dir else out_dir / "cache"
-    with locked(out_dir, "daar select", *([cache] if cache_dir else [])):
+    with locked(out_dir, "daar select"):  # cache entries lock themselves: a cache is shared
         ctx = Context(config, cache)
         timer = ctx.timer
         selector = make_selector(config.method)
@@ -77,9 +78,9 @@ def run_select(
         with timer.stage("score"):
             scores = selector.score(pool, ctx)
         with timer.stage("select"):
-            n = target_count(len(pool), config.ratio, config.count)
             mask = np.zeros(len(pool), dtype=bool)
-            mask[choose(selector, pool, ctx, n, scores)] = True
+            chosen, budget = _cut(selector, pool, ctx, scores)
+            mask[chosen] = True
 
         artifacts = selector.artifacts()
         with timer.stage("write"):
@@ -102,6 +103,8 @@ def run_select(
         with timer.stage("analysis"):
             _write_analysis(out_dir, ctx, pool, scores, mask, truth, show_domain_field, with_map=report)
         manifest = _manifest(config, pool_path, full.sha256, counts, artifacts.manifest, truth, mask, show_domain_field)
+        if budget:
+            manifest["token_budget"] = budget
         manifest["warnings"] = warnings
         if report:
             with timer.stage("report"):
@@ -110,6 +113,25 @@ def run_select(
         manifest["wall_seconds"] = round(time.perf_counter() - started, 3)
         finish(out_dir, manifest)
     return RunResult(out_dir, manifest, [pool.records[i].id for i in np.flatnonzero(mask)])
+
+
+def _cut(selector: Selector, pool: Pool, ctx: Context, scores: Scores) -> tuple[np.ndarray, dict[str, Any]]:
+    """The selected rows: `ratio`/`count` rows, or as many as fit a token budget (daar.select.budget),
+    whose figures come back for the manifest (empty for a budget in rows). With a budget, each row's
+    training tokens join the scores."""
+    config = ctx.config
+    if config.budget_tokens is None and config.match_tokens is None:
+        return choose(selector, pool, ctx, target_count(len(pool), config.ratio, config.count), scores), {}
+    counter = TokenCounter(ctx.model_dir, config.trust_remote_code, ctx.cache_dir)
+    budget = budget_of(config, counter)
+    assert budget is not None
+    tokens = counter.pool(pool, ctx.model_fingerprint)
+    chosen = rows_within(budget, tokens, lambda n: choose(selector, pool, ctx, n, scores), len(pool))
+    scores["tokens"] = tokens
+    found = {"budget": budget, "selected_tokens": int(tokens[chosen].sum()), "rows": len(chosen)}
+    if config.match_tokens is not None:
+        found["match_tokens"] = str(Path(config.match_tokens).resolve())
+    return chosen, found
 
 
 def sample_pool(pool: Pool, sample: int | None, seed: int) -> tuple[Pool, list[int]]:

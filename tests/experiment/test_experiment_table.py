@@ -80,7 +80,7 @@ def test_csv_has_one_row_per_cell_base_first(cells: list[dict]) -> None:
     rows = list(csv.DictReader(io.StringIO(to_csv(cells, TASKS))))
     assert len(rows) == len(cells)
     assert list(rows[0]) == [
-        "method", "ratio", "seed", "selected_rows", "nq", "gsm8k", "average",
+        "method", "ratio", "seed", "selected_rows", "train_tokens", "nq", "gsm8k", "average",
         "select_seconds", "tune_seconds", "eval_seconds",
     ]  # fmt: skip
     assert (rows[0]["method"], rows[0]["ratio"], rows[0]["seed"], rows[0]["tune_seconds"]) == ("base", "", "", "")

@@ -77,7 +77,7 @@ class Coevolution:
         cfg = self.config
         out_dir = Path(out_dir)
         cache = Path(cache_dir) if cache_dir else out_dir / "cache"
-        with locked(out_dir, "daar coevolve", *([cache] if cache_dir else [])):
+        with locked(out_dir, "daar coevolve"):  # cache entries lock themselves: a cache is shared
             full = read_pool(pool_path, cfg.select.fields)
             pool, sampled_out = sample_pool(full, cfg.select.sample, cfg.select.seed)
             sizes = cfg.round_sizes(len(pool))

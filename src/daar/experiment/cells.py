@@ -48,6 +48,14 @@ def plan(config: ExperimentConfig) -> list[Cell]:
     return cells
 
 
+def matched_cell(config: ExperimentConfig, cell: Cell) -> Cell | None:
+    """The cell whose selection sets this cell's token budget (its method's `match_tokens`), if any."""
+    if cell.is_base:
+        return None
+    other = config.method_spec(cell.method).match_tokens
+    return Cell(other, cell.ratio, cell.seed) if other else None
+
+
 # The code behind a cell's numbers: a finished cell made by other code is computed again.
 SCORING_CODE = ("daar.evaluate.harness", "daar.evaluate.prompts", "daar.evaluate.metrics", "daar.evaluate.sandbox")
 CELL_CODE = (
@@ -55,6 +63,9 @@ CELL_CODE = (
     "daar.select.strategies",
     "daar.select.daar",
     "daar.select.baselines",
+    "daar.select.members",
+    "daar.select.stratified",
+    "daar.select.budget",
     "daar.tune.lora",
     "daar.tune.data",
     "daar.coevolve.rounds",
@@ -62,9 +73,12 @@ CELL_CODE = (
 )
 
 
-def cell_key(config: ExperimentConfig, cell: Cell, pool_sha256: str, model_fingerprint: str) -> str:
+def cell_key(
+    config: ExperimentConfig, cell: Cell, pool_sha256: str, model_fingerprint: str, matched_key: str | None = None
+) -> str:
     """Hash of everything the cell's numbers depend on (the base model's: only the model and scoring):
-    settings, the pool's and the seeds file's content, the model's content and the code's source."""
+    settings, the pool's and the seeds file's content, the model's content, the code's source, and
+    the key of the cell whose selection sets its token budget."""
     scoring = (
         "model",
         config.model,
@@ -93,6 +107,7 @@ def cell_key(config: ExperimentConfig, cell: Cell, pool_sha256: str, model_finge
         "tune",
         tune,
         code_version(*CELL_CODE),
+        *(("matched", matched_key) if matched_key else ()),
     )
 
 
@@ -130,7 +145,9 @@ def run_cell(
     if not cell.is_base:
         assert cell.ratio is not None and cell.seed is not None
         start = time.perf_counter()
-        selection = _select(config, cell, pool_path, folder / "select", cache_dir)
+        other = matched_cell(config, cell)
+        matched = folder.parent / other.name / "select" if other else None
+        selection = _select(config, cell, pool_path, folder / "select", cache_dir, matched)
         seconds["select"] = round(time.perf_counter() - start, 3)
         result["selection"] = selection
         start = time.perf_counter()
@@ -164,11 +181,13 @@ def run_cell(
     return result
 
 
-def _select(config: ExperimentConfig, cell: Cell, pool_path: Path, out: Path, cache_dir: Path) -> dict[str, Any]:
+def _select(
+    config: ExperimentConfig, cell: Cell, pool_path: Path, out: Path, cache_dir: Path, matched: Path | None
+) -> dict[str, Any]:
     from daar.pipeline import run_select
 
     assert cell.ratio is not None and cell.seed is not None
-    settings = config.select_config(cell.method, cell.ratio, cell.seed)
+    settings = config.select_config(cell.method, cell.ratio, cell.seed, matched)
     spec = config.method_spec(cell.method)
     if spec.method == COEVOLVE:
         run = _coevolve(config, settings, spec.coevolve, cell.seed, pool_path, out, cache_dir)
@@ -180,8 +199,11 @@ def _select(config: ExperimentConfig, cell: Cell, pool_path: Path, out: Path, ca
     found: dict[str, Any] = {
         "path": str(run.selected_path),
         "rows": len(run.selected_ids),
+        "ids": run.selected_ids,  # the overlap between seeds is computed from these
         "stages": {name: _stage_seconds(value) for name, value in stages.items()},
     }
+    if run.manifest.get("token_budget"):
+        found["token_budget"] = run.manifest["token_budget"]
     truth = run.manifest.get("ground_truth")
     if truth:  # the share of each true domain in the selection: display only, never seen by a selector
         found["domain_mix"] = truth.get("selected")

@@ -22,6 +22,9 @@ def register(app: typer.Typer) -> None:
         out: Annotated[
             Path | None, typer.Option(help="Output folder (default: the file's `out`, else runs/<config name>).")
         ] = None,
+        parallel: Annotated[
+            int | None, typer.Option(min=1, help="Cells at once, each in its own process (default: 1 on CPU).")
+        ] = None,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Validate and list the cells (done / to run); compute nothing.")
         ] = False,
@@ -31,6 +34,8 @@ def register(app: typer.Typer) -> None:
         from daar.experiment.runner import default_out, run_experiment
 
         settings = load_experiment(config, out)
+        if parallel is not None:
+            settings = settings.model_copy(update={"parallel": parallel})
         target = settings.out or default_out(config)
         result = run_experiment(settings, target, dry_run=dry_run)
         if dry_run:

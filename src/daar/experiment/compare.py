@@ -30,9 +30,10 @@ class ItemScores:
     den: np.ndarray
 
 
-def load_items(cell: dict[str, Any]) -> dict[str, ItemScores] | None:
+def load_items(cell: dict[str, Any], metrics: dict[str, str] | None = None) -> dict[str, ItemScores] | None:
     """The cell's per-item scores from its eval samples (written beside eval.json); None when the
-    cell has none (a table built from summaries only), so it is left out of the comparison."""
+    cell has none (a table built from summaries only), so it is left out of the comparison.
+    `metrics` (task -> metric) replaces the cell's headline metrics, e.g. choice accuracy."""
     if not cell.get("eval_report"):
         return None
     report = Path(cell["eval_report"])
@@ -40,7 +41,7 @@ def load_items(cell: dict[str, Any]) -> dict[str, ItemScores] | None:
     if not samples.is_file():
         return None
     per_task: dict[str, tuple[list[str], list[float], list[float]]] = {}
-    metrics = cell["metrics"]
+    metrics = metrics or cell["metrics"]
     with open(samples, encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
@@ -116,11 +117,14 @@ def _summary(point: float, reps: np.ndarray) -> dict[str, float]:
     return {"difference": point, "low": low, "high": high, "resolved": float(low > 0 or high < 0)}
 
 
-def comparisons(cells: list[dict[str, Any]], tasks: list[str], baseline: str = "random") -> list[dict[str, Any]]:
-    """Each method (at each ratio) against `baseline` at the same ratio, from the finished cells."""
+def comparisons(
+    cells: list[dict[str, Any]], tasks: list[str], baseline: str = "random", metrics: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Each method (at each ratio) against `baseline` at the same ratio, from the finished cells
+    (on `metrics` instead of the headline metrics when given)."""
     items: dict[tuple[str, float], dict[int, dict[str, ItemScores]]] = {}
     for cell in cells:
-        scores = load_items(cell) if cell.get("ratio") is not None else None
+        scores = load_items(cell, metrics) if cell.get("ratio") is not None else None
         if scores is not None:
             items.setdefault((cell["method"], cell["ratio"]), {})[int(cell["seed"])] = scores
     found = []
@@ -133,13 +137,15 @@ def comparisons(cells: list[dict[str, Any]], tasks: list[str], baseline: str = "
     return found
 
 
-def comparison_markdown(found: list[dict[str, Any]], tasks: list[str], mode: str, titles: dict[str, str]) -> str:
+def comparison_markdown(
+    found: list[dict[str, Any]], tasks: list[str], mode: str, titles: dict[str, str], what: str = ""
+) -> str:
     if not found:
         return ""
     better = "negative" if mode == "nll" else "positive"
     lines = [
         "",
-        f"## Against {found[0]['baseline']}: difference and paired bootstrap 95% interval (items and seeds)",
+        f"## Against {found[0]['baseline']}{what}: difference and paired bootstrap 95% interval (items and seeds)",
         "",
         f"Method minus {found[0]['baseline']}; {better} means the method is better. "
         "Resolved (R) when the interval excludes zero.",

@@ -22,8 +22,7 @@ from daar.errors import UserError
 from daar.tune.settings import TuneConfig
 
 # Set per cell by the experiment; a `select:` or `tune:` section may not fix them for all cells.
-CELL_SELECT_KEYS = ("method", "model", "ratio", "count", "seed", "sample")
-CELL_TUNE_KEYS = ("seed",)
+CELL_SELECT_KEYS = ("method", "model", "ratio", "count", "seed", "sample", "match_tokens")
 COEVOLVE = "coevolve"  # not a selector: rounds of DaaR selection and tuning (daar.coevolve)
 _SELECT_PATH_KEYS = ("seeds_file",)
 
@@ -78,6 +77,9 @@ class MethodSpec(BaseModel):
     # is the total budget, spread over the rounds, and the experiment tunes (from the base, as for
     # every method) and evaluates the final selection, so `learner: continue` changes the probers only
     coevolve: dict[str, Any] = Field(default_factory=dict)
+    # Another method of the experiment: each cell of this one takes as its token budget the training
+    # tokens of that method's selection at the same ratio and seed (random at DaaR's token count).
+    match_tokens: str | None = None
 
     @model_validator(mode="after")
     def _coevolve_settings(self) -> MethodSpec:
@@ -107,6 +109,9 @@ class ExperimentConfig(BaseModel):
     threads: int | None = Field(None, ge=1)
     # A pool field with true domains, to report each selection's domain mix; selectors never read it.
     domain_field: str | None = None
+    # Cells computed at once, each in a process of its own. None: one at a time on a CPU (the cores
+    # are better spent inside one cell), and on GPUs `daar.experiment.parallel.auto_parallel`.
+    parallel: int | None = Field(None, ge=1)
     select: dict[str, Any] = Field(default_factory=dict)
     tune: dict[str, Any] = Field(default_factory=dict)
     eval: EvalSettings = Field(default_factory=EvalSettings)
@@ -122,6 +127,20 @@ class ExperimentConfig(BaseModel):
                 if fixed:
                     raise ValueError(f"methods: {value.name}: {', '.join(fixed)} set per cell by the experiment")
         return values
+
+    @model_validator(mode="after")
+    def _matched_methods(self) -> ExperimentConfig:
+        """A `match_tokens` names another method of this experiment that has a budget of its own."""
+        names = self.method_names
+        for name in names:
+            other = self.method_spec(name).match_tokens
+            if other is None:
+                continue
+            if other not in names or other == name:
+                raise ValueError(f"methods: {name}: match_tokens {other!r} must name another method of {names}")
+            if self.method_spec(other).match_tokens is not None:
+                raise ValueError(f"methods: {name}: match_tokens {other!r} matches tokens itself; match its source")
+        return self
 
     @model_validator(mode="after")
     def _merged_methods(self) -> ExperimentConfig:
@@ -178,11 +197,14 @@ class ExperimentConfig(BaseModel):
         _check_section(TuneConfig, values, "tune")
         return values
 
-    def select_config(self, method: str, ratio: float, seed: int) -> SelectConfig:
-        """The SelectConfig of one cell: the `select:` overrides plus the cell's method, ratio and seed."""
+    def select_config(self, method: str, ratio: float, seed: int, matched: Path | None = None) -> SelectConfig:
+        """The SelectConfig of one cell: the `select:` overrides plus the cell's method, ratio and seed
+        (and, for a method that matches tokens, the run folder whose selection sets its budget)."""
         spec = self.method_spec(method)
         data = {"device": self.device, **merge(self.select, spec.select)}
         data |= {"method": "daar" if spec.method == COEVOLVE else spec.method, "model": self.model, "ratio": ratio}
+        if matched is not None:
+            data["match_tokens"] = str(matched)
         return SelectConfig.model_validate(data | {"seed": seed})
 
     def tune_config(self, seed: int) -> TuneConfig:

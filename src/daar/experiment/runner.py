@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daar.experiment.cells import BASE, Cell, cell_key, headline_metrics, load_cell, plan, run_cell
+from daar.experiment.cells import BASE, Cell, cell_key, headline_metrics, load_cell, matched_cell, plan, run_cell
 from daar.experiment.compare import comparison_markdown, comparisons
 from daar.experiment.config import ConfigError, ExperimentConfig
+from daar.experiment.evidence import evidence_markdown
+from daar.experiment.parallel import auto_parallel, run_cells
 from daar.experiment.plot import plot_results
 from daar.experiment.table import AVERAGE, PARTS, aggregate, column_title, mix_markdown, to_csv, to_markdown
 from daar.utils.cache import read_json, write_json, write_jsonl, write_text
@@ -69,7 +71,10 @@ def make_plan(config: ExperimentConfig, out_dir: Path, write: bool = True) -> Pl
     model_fp = fingerprint(resolve_model(config.model))
     pool_path, pool_info = prepare_pool(config, out_dir, write=write)
     cells = plan(config)
-    keys = {c.name: cell_key(config, c, pool_info["sha256"], model_fp) for c in cells}
+    keys: dict[str, str] = {}
+    for cell in sorted(cells, key=lambda c: matched_cell(config, c) is not None):  # sources first
+        source = matched_cell(config, cell)
+        keys[cell.name] = cell_key(config, cell, pool_info["sha256"], model_fp, keys[source.name] if source else None)
     results = {c.name: load_cell(out_dir / "cells" / c.name, keys[c.name]) for c in cells}
     return Plan(config, out_dir, tasks, pool_path, pool_info, model_fp, cells, keys, results)
 
@@ -101,18 +106,28 @@ def _run(p: Plan, started: str, clock: float) -> ExperimentResult:
         "started_at": started,
     }
     write_json(p.out_dir / MANIFEST, manifest)
-    computed: list[str] = []
+    workers = p.config.parallel or auto_parallel(p.config.device)
     for index, cell in enumerate(p.cells, start=1):
-        prefix = f"[{index}/{len(p.cells)}] {cell.name}"
         if p.results[cell.name] is not None:
-            console.print(f"{prefix}: [dim]cached[/]")
-            continue
-        console.print(f"{prefix}: [bold]running[/]")
-        folder = p.out_dir / "cells" / cell.name
-        result = run_cell(p.config, cell, p.pool_path, folder, p.out_dir / "cache", p.keys[cell.name])
-        p.results[cell.name] = result
-        computed.append(cell.name)
-        console.print(f"{prefix}: {_summary(result)}")
+            console.print(f"[{index}/{len(p.cells)}] {cell.name}: [dim]cached[/]")
+
+    def report(index: int, cell: Cell, result: dict[str, Any]) -> None:
+        console.print(f"[{index}/{len(p.cells)}] {cell.name}: {_summary(result)}")
+
+    paths = {"pool_path": p.pool_path, "out_dir": p.out_dir, "cache_dir": p.out_dir / "cache"}
+    if workers > 1:
+        computed = run_cells(p.config, p.cells, p.results, p.keys, paths, workers, report)
+    else:
+        computed = []
+        for index, cell in enumerate(p.cells, start=1):
+            if p.results[cell.name] is not None:
+                continue
+            console.print(f"[{index}/{len(p.cells)}] {cell.name}: [bold]running[/]")
+            folder = p.out_dir / "cells" / cell.name
+            result = run_cell(p.config, cell, p.pool_path, folder, paths["cache_dir"], p.keys[cell.name])
+            p.results[cell.name] = result
+            computed.append(cell.name)
+            report(index, cell, result)
 
     done = [r for r in p.results.values() if r is not None]
     write_tables(done, p.tasks, p.config.eval.mode, p.out_dir, _notes(p.config, p.pool_info))
@@ -121,6 +136,7 @@ def _run(p: Plan, started: str, clock: float) -> ExperimentResult:
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.perf_counter() - clock, 3),
         "cells_computed": computed,
+        "parallel": workers,
         "cells": {name: {"key": p.keys[name], "seconds": r.get("seconds")} for name, r in p.results.items() if r},
         "part_seconds": _part_totals(done),
         "outputs": ["results.csv", "results.md", "comparison.json", "results.png", "cells/"],
@@ -139,7 +155,7 @@ def write_tables(cells: list[dict[str, Any]], tasks: list[str], mode: str, out_d
     write_text(out_dir / "results.csv", to_csv(cells, tasks))
     titles = {t: column_title(t) for t in [*tasks, AVERAGE]}
     text = to_markdown(rows, tasks, metrics, mode, notes) + comparison_markdown(found, tasks, mode, titles)
-    write_text(out_dir / "results.md", text + mix_markdown(cells))
+    write_text(out_dir / "results.md", text + mix_markdown(cells) + evidence_markdown(cells, tasks, titles))
     plot_results(rows, tasks, mode, out_dir / "results.png")
 
 

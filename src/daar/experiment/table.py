@@ -73,7 +73,8 @@ def aggregate(cells: list[dict[str, Any]], tasks: list[str]) -> list[Row]:
 
 def to_csv(cells: list[dict[str, Any]], tasks: list[str]) -> str:
     """One row per cell: method, ratio, seed, each benchmark's headline metric, the average, seconds per part."""
-    columns = ["method", "ratio", "seed", "selected_rows", *tasks, AVERAGE, *(f"{p}_seconds" for p in PARTS)]
+    columns = ["method", "ratio", "seed", "selected_rows", "train_tokens", *tasks, AVERAGE]
+    columns += [f"{p}_seconds" for p in PARTS]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -83,6 +84,7 @@ def to_csv(cells: list[dict[str, Any]], tasks: list[str]) -> str:
             "ratio": "" if cell.get("ratio") is None else cell["ratio"],
             "seed": "" if cell.get("seed") is None else cell["seed"],
             "selected_rows": cell.get("selection", {}).get("rows", ""),
+            "train_tokens": cell.get("tune", {}).get("tokens") or "",
             AVERAGE: _number(cell["average"]),
         }
         row |= {task: _number(cell["scores"].get(task)) for task in tasks}

@@ -120,9 +120,12 @@ class Context:
             flag["cached"] = cached is not None
             if cached is not None:
                 return cached
-            # a shared cache (analyze, map, pools, select --cache-dir): one writer per feature folder
-            with folder_lock(folder, f"computing {description}"):
-                return self.extractor().extract(texts, folder, description=description)
+            # a shared cache (parallel cells, analyze, map, select --cache-dir): one writer per feature
+            # folder; a process that waited for another's finds the features done
+            with folder_lock(folder, f"computing {description}", wait=True):
+                done = load_cached(folder)
+                flag["cached"] = done is not None
+                return done if done is not None else self.extractor().extract(texts, folder, description=description)
 
     def stage_path(self, name: str, *key_parts: object) -> Path:
         """Where a stage's result lives: its name plus a digest of everything it depends on."""

@@ -7,6 +7,11 @@ the entropy). score: the reward model's prediction for every row. select (daar.s
 `balanced` (default: each pseudo-domain's share of the budget, its highest rewards first),
 `overall` (the top rows, the paper) or `customized` (a large share of the target group).
 
+Two settings measured in docs/EVIDENCE.md: `ensemble` averages whole fits made with seeds of their
+own (a rerun with another seed otherwise shares only about 60% of its selection), and
+`reward_adjust: length` ranks by what the reward says beyond row length. `stratified` keeps the
+pseudo-domain quotas with random rows inside, to tell the two parts of DaaR apart.
+
 Every step is cached under the context's cache folder, keyed by everything it depends on, so
 rerunning with another ratio or strategy retrains nothing, and a rerun after an interruption
 starts at the first unfinished step. The fitted state saves to a folder of safetensors + JSON.
@@ -29,6 +34,7 @@ from daar.read import Pool, file_sha256
 from daar.reward.entropy import entropy, softmax
 from daar.select import strategies
 from daar.select.base import Artifacts, Context, Scores, Selector, register
+from daar.select.members import Member, fit_length_lines, mean_of, member_seeds
 from daar.utils.cache import (
     atomic_dir,
     atomic_path,
@@ -38,10 +44,10 @@ from daar.utils.cache import (
     save_arrays,
     write_json,
 )
+from daar.utils.lock import folder_lock
 from daar.utils.progress import console
 
 FITTED_VERSION = 2
-FITTED_FILES = ("probe.safetensors", "reward.safetensors", "centroids.safetensors")
 FITTED_SETTINGS = "select.json"  # the SelectConfig of the fit, beside it: what `daar score` needs
 
 
@@ -61,17 +67,17 @@ class DaarSelector(Selector):
     temperature 0.9), heads (Adam; see HeadConfig for the measured choice of lr/epochs/batch),
     strategy balanced (shares per pseudo-domain, proportional or equal), overall (top ratio, the
     paper) or customized (target_fraction of the target group, other_fraction of each other group;
-    paper: 50% / 10%).
+    paper: 50% / 10%), ensemble (members averaged; 1), reward_adjust (none, or length).
     """
 
     name = "daar"
+    needs_reward = True  # stratified needs the probe's groups only
 
     def __init__(self) -> None:
         self.domains: list[str] = []
         self.centroids: np.ndarray | None = None  # (K, d) seed centroids of e(x)
-        self.cluster_centers: np.ndarray | None = None  # (K, d) after k-means on the probe set
-        self.probe: Head | None = None
-        self.reward: Head | None = None
+        self.members: list[Member] = []
+        self.length_lines: np.ndarray | None = None  # (K, 2), with reward_adjust "length"
         self.info: dict = {}
         self.seeds_folder: Path | None = None
         self.seeds: dict[str, list[SeedRow]] = {}  # the seed rows of the last fit, per domain
@@ -89,7 +95,8 @@ class DaarSelector(Selector):
             seed_feats = ctx.text_features([seed_text(s) for _, s in seed_rows], "seed_features", "seed features")
             self.centroids = seed_centroids(seed_feats.emb, np.array([j for j, _ in seed_rows]), len(domains))
             self.info["seed_pairs"] = {d: len(v) for d, v in self.seeds.items()}
-        return self.fit_arrays(feats.emb, feats.hid, ctx.features_dir(pool.texts).name, ctx)
+        chars = np.array([len(t) for t in pool.texts], dtype=np.float64)
+        return self.fit_arrays(feats.emb, feats.hid, ctx.features_dir(pool.texts).name, ctx, chars)
 
     @classmethod
     def with_centroids(cls, domains: list[str], centroids: np.ndarray) -> DaarSelector:
@@ -98,54 +105,87 @@ class DaarSelector(Selector):
         self.domains, self.centroids = list(domains), np.asarray(centroids, dtype=np.float64)
         return self
 
-    def fit_arrays(self, emb: np.ndarray, hid: np.ndarray, features_key: str, ctx: Context) -> Self:
-        """Steps 4-7 on given e(x) and f(x) of the pool (centroids already set): pseudo-labels, probe,
-        entropies, reward model. Separate from `fit` so that studies of other features reuse it;
-        `features_key` names the arrays in the stage cache keys."""
+    def fit_arrays(
+        self, emb: np.ndarray, hid: np.ndarray, features_key: str, ctx: Context, chars: np.ndarray | None = None
+    ) -> Self:
+        """Steps 4-7 on given e(x) and f(x) of the pool (centroids already set), once per ensemble
+        member: pseudo-labels, probe, entropies, reward model. Separate from `fit` so that studies
+        of other features reuse it; `features_key` names the arrays in the stage cache keys, and
+        `chars` (each row's text length) is needed by reward_adjust "length"."""
         if self.centroids is None:
             raise RuntimeError("DaarSelector.fit_arrays needs the seed centroids first")
         cfg = ctx.config
+        seeds = member_seeds(cfg.seed, cfg.ensemble)
+        self.members = [self._fit_member(emb, hid, features_key, ctx, seed) for seed in seeds]
+        self.info.update(self.members[0].info)
+        if len(seeds) > 1:
+            self.info["ensemble_seeds"] = seeds
+        self.length_lines = None
+        if cfg.reward_adjust == "length":
+            if chars is None:
+                raise RuntimeError("reward_adjust 'length' needs the rows' text lengths (chars)")
+            found = self._member_scores(hid, ctx)
+            lines = fit_length_lines(found["reward"], np.log1p(chars), self._groups(found), len(self.domains))
+            self.length_lines = lines
+        return self
+
+    def _fit_member(self, emb: np.ndarray, hid: np.ndarray, features_key: str, ctx: Context, seed: int) -> Member:
+        assert self.centroids is not None
+        cfg = ctx.config.model_copy(update={"seed": seed})
         k = len(self.domains)
-        probe_idx = probe_rows(len(emb), cfg.probe_size, cfg.seed)
+        probe_idx = probe_rows(len(emb), cfg.probe_size, seed)
         base_key = (
             features_key,
             hashlib.sha256(self.centroids.tobytes()).hexdigest(),
             probe_idx.tolist(),
-            cfg.seed,
+            seed,
             code_version("daar.probe.domains", "daar.probe.heads", "daar.reward.entropy"),
         )
         with ctx.timer.stage("cluster") as flag:
             path = ctx.stage_path("cluster", *base_key).with_suffix(".safetensors")
             flag["cached"] = path.exists()
             if not path.exists():
-                labels, centers = pseudo_labels(emb[probe_idx], self.centroids, cfg.seed)
+                labels, centers = pseudo_labels(emb[probe_idx], self.centroids, seed)
                 save_arrays(path, labels=labels, centers=centers)
             arrays = load_arrays(path)
-            labels, self.cluster_centers = arrays["labels"], arrays["centers"]
+            labels, centers = arrays["labels"], arrays["centers"]
 
         probe_hid = np.asarray(hid[probe_idx])
         heads = cfg.heads.model_dump()
-        self.probe = _cached_head(ctx, "probe", (base_key, heads), probe_hid, labels, "classify", k, cfg)
-        probe_entropy = entropy(softmax(self.probe.predict(probe_hid)))
-        rows = np.arange(len(probe_idx))
-        if len(rows) > cfg.heads.max_reward_rows:
-            rows = np.sort(np.random.default_rng(cfg.seed + 1).choice(rows, cfg.heads.max_reward_rows, replace=False))
-        self.reward = _cached_head(
-            ctx, "reward", (base_key, heads), probe_hid[rows], probe_entropy[rows], "regress", 1, cfg
-        )
+        probe = _cached_head(ctx, "probe", (base_key, heads), probe_hid, labels, "classify", k, cfg)
+        probe_entropy = entropy(softmax(probe.predict(probe_hid)))
+        reward = None
+        if self.needs_reward:
+            rows = np.arange(len(probe_idx))
+            if len(rows) > cfg.heads.max_reward_rows:
+                rows = np.sort(np.random.default_rng(seed + 1).choice(rows, cfg.heads.max_reward_rows, replace=False))
+            reward = _cached_head(
+                ctx, "reward", (base_key, heads), probe_hid[rows], probe_entropy[rows], "regress", 1, cfg
+            )
         sizes = np.bincount(labels, minlength=k)
-        self.info.update(
-            {
-                "model": ctx.prober_fingerprint,
-                "clip_layer": cfg.clip_layer,
-                "max_length": cfg.max_length,
-                "probe_rows": len(probe_idx),
-                "pseudo_domain_sizes": {d: int(c) for d, c in zip(self.domains, sizes, strict=True)},
-                "probe_entropy_mean": float(probe_entropy.mean()),
-                "entropy_max": float(np.log(k)),
-            }
-        )
-        return self
+        info = {
+            "model": ctx.prober_fingerprint,
+            "clip_layer": cfg.clip_layer,
+            "max_length": cfg.max_length,
+            "probe_rows": len(probe_idx),
+            "pseudo_domain_sizes": {d: int(c) for d, c in zip(self.domains, sizes, strict=True)},
+            "probe_entropy_mean": float(probe_entropy.mean()),
+            "entropy_max": float(np.log(k)),
+        }
+        return Member(seed, probe, reward, centers, info)
+
+    @property
+    def probe(self) -> Head | None:
+        """Member 0's probe head (the only one without an ensemble)."""
+        return self.members[0].probe if self.members else None
+
+    @property
+    def reward(self) -> Head | None:
+        return self.members[0].reward if self.members else None
+
+    @property
+    def cluster_centers(self) -> np.ndarray | None:
+        return self.members[0].cluster_centers if self.members else None
 
     def _seeds(self, domains: list[Domain], ctx: Context) -> dict:
         cfg = ctx.config
@@ -168,31 +208,60 @@ class DaarSelector(Selector):
 
         with ctx.timer.stage("seeds") as flag:
             flag["cached"] = all(d.seeds or (folder / f"{d.name}.json").exists() for d in domains)
-            seeds = domain_seeds(domains, folder, make_writer, cfg.synthesis.min_pairs)
+            with folder_lock(folder, "writing seeds", wait=True):  # a cache entry other runs may share
+                seeds = domain_seeds(domains, folder, make_writer, cfg.synthesis.min_pairs)
         self.seeds_folder = folder
         return seeds
 
     # --------------------------------------------------------------------------------- score
     def score(self, pool: Pool, ctx: Context) -> Scores:
-        if self.probe is None or self.reward is None:
-            raise RuntimeError("DaarSelector.score needs fit() or load() first")
-        return self.score_features(ctx.features(pool).hid, ctx)
+        if not self.members:
+            raise RuntimeError(f"{type(self).__name__}.score needs fit() or load() first")
+        positions = np.array([r.position for r in pool.records], dtype=np.int64)
+        chars = np.array([len(t) for t in pool.texts], dtype=np.float64)
+        return self.score_features(ctx.features(pool).hid, ctx, positions, chars)
 
-    def score_features(self, hid: np.ndarray, ctx: Context) -> Scores:
-        """Scores of rows given their f(x): what `daar score` calls block by block."""
-        if self.probe is None or self.reward is None:
-            raise RuntimeError("DaarSelector.score_features needs fit() or load() first")
-        self.probe.to(ctx.device)
-        self.reward.to(ctx.device)
+    def score_features(
+        self, hid: np.ndarray, ctx: Context, positions: np.ndarray | None = None, chars: np.ndarray | None = None
+    ) -> Scores:
+        """Scores of rows given their f(x): what `daar score` calls block by block. `positions` (a
+        row's place in the pool) and `chars` (its text length) are read only by the settings that
+        need them (stratified; reward_adjust "length")."""
+        scores = self._member_scores(hid, ctx)
+        reward = scores["reward"]
+        scores = {"score": reward, **scores}
+        if self.length_lines is not None:
+            if chars is None:
+                raise RuntimeError("this fitted state adjusts for length: score_features needs the rows' chars")
+            line = self.length_lines[self._groups(scores)]
+            scores["adjusted_reward"] = reward - (line[:, 0] + line[:, 1] * np.log1p(chars))
+            scores["score"] = scores["adjusted_reward"]
+        return scores
+
+    def _groups(self, scores: Scores) -> np.ndarray:
+        """Each row's pseudo-domain as an index into `domains` (the argmax of the mean probabilities)."""
+        return np.argmax(np.stack([scores[f"prob_{d}"] for d in self.domains], 1), 1)
+
+    def _member_scores(self, hid: np.ndarray, ctx: Context) -> Scores:
+        """Each member's probe probabilities and reward on f(x), averaged over the members (the
+        entropy column is the members' mean entropy, as the reward heads each predict one)."""
+        if not self.members:
+            raise RuntimeError(f"{type(self).__name__} needs fit() or load() first")
+        probs_each, entropy_each, reward_each = [], [], []
         with ctx.timer.stage("score"):
-            probs = softmax(self.probe.predict(hid))
-            reward = self.reward.predict(hid)[:, 0].astype(np.float64)
-        scores: Scores = {
-            "score": reward,
-            "reward": reward,
-            "entropy": entropy(probs),
-            "pseudo_domain": np.array(self.domains, dtype=object)[probs.argmax(1)],
-        }
+            for member in self.members:
+                member.probe.to(ctx.device)
+                probs_each.append(softmax(member.probe.predict(hid)))
+                entropy_each.append(entropy(probs_each[-1]))
+                if member.reward is not None:
+                    member.reward.to(ctx.device)
+                    reward_each.append(member.reward.predict(hid)[:, 0].astype(np.float64))
+        probs, ent = mean_of(probs_each), mean_of(entropy_each)
+        scores: Scores = {}
+        if reward_each:
+            scores["reward"] = mean_of(reward_each)
+        scores["entropy"] = ent
+        scores["pseudo_domain"] = np.array(self.domains, dtype=object)[probs.argmax(1)]
         for j, name in enumerate(self.domains):
             scores[f"prob_{name}"] = probs[:, j]
         return scores
@@ -215,40 +284,50 @@ class DaarSelector(Selector):
 
     def artifacts(self) -> Artifacts:
         manifest: dict = {}
-        if self.probe is not None and self.reward is not None and self.info:
-            manifest = {
-                "probe": {**self.probe.metrics, "pseudo_domain_sizes": self.info["pseudo_domain_sizes"]},
-                "reward": {**self.reward.metrics, "entropy_max": self.info["entropy_max"]},
-                "seed_pairs": self.info.get("seed_pairs", {}),
-            }
+        if self.members and self.info:
+            sizes = self.info["pseudo_domain_sizes"]
+            manifest["probe"] = {**self.members[0].probe.metrics, "pseudo_domain_sizes": sizes}
+            if self.reward is not None:
+                manifest["reward"] = {**self.reward.metrics, "entropy_max": self.info["entropy_max"]}
+            manifest["seed_pairs"] = self.info.get("seed_pairs", {})
+            if len(self.members) > 1:
+                manifest["ensemble"] = [_member_metrics(m) for m in self.members]
         return Artifacts(self.seeds_folder, manifest)
 
     # ----------------------------------------------------------------------------- save/load
     def save(self, folder: Path) -> bool:
         """Fitted state as safetensors + JSON, no pickle, loadable without the pool. The folder is
         built under a temporary name and renamed into place, and `daar.json` records the sha256 of
-        each file, so `load` never mixes files from two fits."""
-        if self.probe is None or self.reward is None or self.centroids is None:
+        each file, so `load` never mixes files from two fits. Member m > 0 of an ensemble adds
+        probe-m / reward-m files; a one-member state is laid out as before ensembles existed."""
+        if not self.members or self.centroids is None:
             raise RuntimeError("nothing to save: fit() first")
+        first = self.members[0]
         with atomic_dir(Path(folder)) as tmp:
-            for name, head in (("probe", self.probe), ("reward", self.reward)):
-                save_file(head.state(), str(tmp / f"{name}.safetensors"))
-            save_arrays(tmp / "centroids.safetensors", seeds=self.centroids, clusters=self.cluster_centers)
-            write_json(
-                tmp / "daar.json",
-                {
-                    "version": FITTED_VERSION,
-                    "domains": self.domains,
-                    "info": self.info,
-                    "probe_metrics": self.probe.metrics,
-                    "reward_metrics": self.reward.metrics,
-                    "files": {name: file_sha256(tmp / name) for name in FITTED_FILES},
-                },
-            )
+            files = []
+            for m, member in enumerate(self.members):
+                for name, head in (("probe", member.probe), ("reward", member.reward)):
+                    if head is not None:
+                        files.append(f"{name}{f'-{m}' if m else ''}.safetensors")
+                        save_file(head.state(), str(tmp / files[-1]))
+            arrays = {"seeds": self.centroids, "clusters": first.cluster_centers}
+            arrays |= {f"clusters-{m}": member.cluster_centers for m, member in enumerate(self.members) if m}
+            if self.length_lines is not None:
+                arrays["length_lines"] = self.length_lines
+            save_arrays(tmp / "centroids.safetensors", **arrays)
+            files.append("centroids.safetensors")
+            meta: dict = {"version": FITTED_VERSION, "domains": self.domains, "info": self.info}
+            meta["probe_metrics"] = first.probe.metrics
+            if first.reward is not None:
+                meta["reward_metrics"] = first.reward.metrics
+            if len(self.members) > 1:
+                meta["members"] = [_member_metrics(m) for m in self.members[1:]]
+            meta["files"] = {name: file_sha256(tmp / name) for name in _order_files(files)}
+            write_json(tmp / "daar.json", meta)
         return True
 
     @classmethod
-    def load(cls, folder: Path) -> DaarSelector:
+    def load(cls, folder: Path) -> Self:
         folder = Path(folder)
         meta_path = folder / "daar.json"
         if not meta_path.exists():
@@ -262,10 +341,24 @@ class DaarSelector(Selector):
         self = cls()
         self.domains = list(meta["domains"])
         self.info = dict(meta["info"])
-        self.probe = Head.from_state(load_file(str(folder / "probe.safetensors")), meta["probe_metrics"])
-        self.reward = Head.from_state(load_file(str(folder / "reward.safetensors")), meta["reward_metrics"])
         arrays = load_arrays(folder / "centroids.safetensors")
-        self.centroids, self.cluster_centers = arrays["seeds"], arrays["clusters"]
+        self.centroids = arrays["seeds"]
+        self.length_lines = arrays.get("length_lines")
+        described = [
+            {"seed": self.info.get("ensemble_seeds", [0])[0], **meta},
+            *meta.get("members", []),
+        ]
+        for m, entry in enumerate(described):
+            suffix = f"-{m}" if m else ""
+
+            def head(name: str, metrics: dict | None, suffix: str = suffix) -> Head | None:
+                path = folder / f"{name}{suffix}.safetensors"
+                return Head.from_state(load_file(str(path)), metrics) if path.is_file() else None
+
+            probe = head("probe", entry["probe_metrics"])
+            assert probe is not None  # every member has a probe
+            centers = arrays["clusters" if not m else f"clusters-{m}"]
+            self.members.append(Member(int(entry["seed"]), probe, head("reward", entry.get("reward_metrics")), centers))
         return self
 
     def check_context(self, ctx: Context) -> None:
@@ -306,3 +399,16 @@ def _hint_batched_heads(name: str, dim: int, out: int, cfg: SelectConfig, device
             "--set heads=batched trains it several times faster, with a selection as close to the "
             "default's as another seed's (docs/RESULTS.md, heads at 7B width on CPU)[/]"
         )
+
+
+def _member_metrics(member: Member) -> dict:
+    found = {"seed": member.seed, "probe_metrics": member.probe.metrics}
+    if member.reward is not None:
+        found["reward_metrics"] = member.reward.metrics
+    return found
+
+
+def _order_files(files: list[str]) -> list[str]:
+    """probe, reward, centroids first (the one-member layout's order), then the other members'."""
+    first = [f for f in ("probe.safetensors", "reward.safetensors", "centroids.safetensors") if f in files]
+    return first + [f for f in files if f not in first]

@@ -109,17 +109,36 @@ def build_examples(
     """One example per record; records whose prompt alone fills max_length are counted and skipped."""
     result = Examples(items=[])
     for record in records:
-        prompt_ids = encode_prompt(tokenizer, record.prompt, template)
-        response_ids = encode_response(tokenizer, record.prompt, record.output, template)
-        input_ids, labels = mask_prompt(prompt_ids, response_ids, max_length)
+        input_ids, labels, truncated = encode_example(record, tokenizer, template, max_length)
         if all(label == IGNORE_INDEX for label in labels):
             result.too_long += 1
             continue
-        if len(prompt_ids) + len(response_ids) > max_length:
-            result.truncated += 1
+        result.truncated += truncated
         result.tokens += len(input_ids)
         result.items.append({"input_ids": input_ids, "labels": labels})
     return result
+
+
+def encode_example(
+    record: Record, tokenizer: Any, template: Literal["chat", "plain"], max_length: int
+) -> tuple[list[int], list[int], bool]:
+    """Input ids and labels of one record as training sees them, and whether they were cut."""
+    prompt_ids = encode_prompt(tokenizer, record.prompt, template)
+    response_ids = encode_response(tokenizer, record.prompt, record.output, template)
+    input_ids, labels = mask_prompt(prompt_ids, response_ids, max_length)
+    return input_ids, labels, len(prompt_ids) + len(response_ids) > max_length
+
+
+def example_tokens(
+    records: Sequence[Record], tokenizer: Any, template: Literal["chat", "plain"], max_length: int
+) -> list[int]:
+    """Tokens each record trains on (0 for a record too long to leave a label), summing to
+    `build_examples(...).tokens`: what a token budget counts."""
+    counts = []
+    for record in records:
+        input_ids, labels, _ = encode_example(record, tokenizer, template, max_length)
+        counts.append(0 if all(label == IGNORE_INDEX for label in labels) else len(input_ids))
+    return counts
 
 
 class ExampleDataset(torch.utils.data.Dataset):

@@ -73,6 +73,8 @@ class TuneResult:
             "steps": self.steps,
             "final_loss": self.final_loss,
             "rows_used": m.get("rows_used"),
+            "tokens": m.get("example_tokens"),  # training tokens of one epoch (prompt and response)
+            "tokens_per_second": m.get("tokens_per_second"),
             "train_seconds": m.get("seconds"),
             "device": m.get("device"),
             "dtype": m.get("dtype"),

@@ -4,8 +4,12 @@ Two processes writing one folder both compute, then overwrite each other's files
 experiment runs on one folder). The lock is an advisory `flock` on `<folder>/.daar.lock`, taken
 without waiting: the second process stops at once with a message naming the holder, instead of
 queueing behind a run that may take hours. The kernel drops the lock when its holder dies, so a
-killed run never leaves a folder locked. Within one process the lock is re-entrant (an
-experiment's cells share its cache folder).
+killed run never leaves a folder locked. Within one process the lock is re-entrant.
+
+Cache entries are the exception to "never wait": a cache is shared by many runs at once (the
+cells of a parallel experiment, two selections of one pool), and an entry that another process
+is computing is worth waiting for, since it is exactly what this process would compute. Their
+locks take `wait=True`: the waiter says whom it waits for, then blocks until the entry is done.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ class BusyError(UserError):
 
 
 @contextmanager
-def folder_lock(folder: Path, purpose: str) -> Iterator[None]:
+def folder_lock(folder: Path, purpose: str, wait: bool = False) -> Iterator[None]:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -48,10 +52,13 @@ def folder_lock(folder: Path, purpose: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BusyError(
-                f"{folder} is in use by another daar process ({_describe(path)}); wait for it to finish, "
-                "or use another folder"
-            ) from None
+            if not wait:
+                raise BusyError(
+                    f"{folder} is in use by another daar process ({_describe(path)}); wait for it to finish, "
+                    "or use another folder"
+                ) from None
+            print(f"waiting for another daar process ({_describe(path)}) to finish {folder}", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as err:
             raise UserError(f"cannot lock {path} ({err.strerror or err}); use a local folder") from None
         os.ftruncate(fd, 0)
