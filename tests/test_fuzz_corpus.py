@@ -7,7 +7,8 @@ files the run writes are read back, and they must show that:
 
 - the run finished (no exception);
 - every bad row is in rejected.jsonl exactly once, with a reason naming the file, its row
-  position, its line (text formats) and the field or why ("field 'output' is missing", ...);
+  position, its line (text formats) and the field or why ("field 'output' is missing", a key
+  given twice in one object, ...);
 - no good row is rejected;
 - lines(selected.jsonl) + rows with selected == False in scores.parquet + lines(rejected.jsonl)
   == the rows written;
@@ -174,7 +175,7 @@ def _bad_json(rng: random.Random, ids: Ids, kind: str, tag: str) -> tuple[Any, t
     user, assistant = ("user", "assistant") if key == "messages" else ("human", "gpt")
     if kind == "not_object":
         value = rng.choice([[1, 2], 3, 2.5, "just text", None, True, [], [base]])
-        return value, ("row is a", "expected an object")
+        return value, ("row is null" if value is None else "row is a", "expected an object")
     if kind in ("missing_instruction", "missing_output"):
         name = kind.split("_")[1]
         if rng.random() < 0.5:
@@ -228,6 +229,14 @@ def _bad_json(rng: random.Random, ids: Ids, kind: str, tag: str) -> tuple[Any, t
     if kind == "duplicate_id":
         base["id"] = ids.earlier()
         return base, ("field 'id': duplicate id",)
+    if kind == "repeated_key":  # json.loads would keep the last value without a word
+        if rng.random() < 0.5:
+            name = rng.choice(["instruction", "output"])
+            data = json.dumps(base)[:-1] + f', "{name}": {json.dumps(_text(rng, "again"))}}}'
+            return Raw(data.encode()), (f"field '{name}' is given more than once", "ambiguous")
+        turns = json.dumps(_turns(rng, key, tag)).replace(f'"{content}": ', f'"{content}": "first", "{content}": ', 1)
+        data = json.dumps({key: "@@"}).replace('"@@"', turns).encode()
+        return Raw(data), (f"field '{key}[0].{content}' is given more than once", "ambiguous")
     if kind == "bad_id_type":
         base["id"] = rng.choice([1.5, [1], True, False, {"a": 1}, 0.0])
         return base, (f"field 'id' must be a string or integer, got {type(base['id']).__name__}",)
@@ -274,6 +283,7 @@ JSON_KINDS = [
     "wrong_type",
     "invalid_utf8",
     "duplicate_id",
+    "repeated_key",
     "bad_id_type",
     "empty_id",
     "surrogate_text",
@@ -431,7 +441,7 @@ def _parquet_corpus(rng: random.Random) -> list[Row]:
         elif kind == "chat_turn_null":
             turns[0] = None
             row[key] = turns
-            words = (f"field '{key}[0]' must be an object, got NoneType",)
+            words = (f"field '{key}[0]' must be an object, got null",)
         elif kind == "chat_empty_answer":
             turns[-1][content] = " "
             row[key] = turns

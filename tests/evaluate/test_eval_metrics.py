@@ -112,3 +112,20 @@ def test_humaneval_program_accepts_whole_function() -> None:
     assert body_only.startswith(row["prompt"]) and body_only.endswith("check(add)\n")
     whole = metrics.humaneval_program("```python\ndef add(a, b):\n    return a + b\n```", row)
     assert "from typing import List" in whole and whole.count("def add(") == 1
+
+
+def test_code_checks_keep_the_tests_apart_from_the_code() -> None:
+    """The evaluator runs the tests in their own namespace (docs/SANDBOX.md): HumanEval's take only
+    the entry point from the code and run the prompt's head (imports, helpers) again themselves."""
+    row = {
+        "prompt": 'import math\n\ndef helper(x):\n    return x\n\ndef add(a: int, b: int) -> int:\n    """Add."""\n',
+        "entry_point": "add",
+        "test": "def check(candidate):\n    assert candidate(1, 2) == helper(3)\n",
+    }
+    check = metrics.humaneval_check("    return a + b\n", row)
+    assert check.code == row["prompt"] + "    return a + b\n" and check.shared == ("add",)
+    assert check.tests.startswith("import math\n\ndef helper(x):") and check.tests.endswith("check(add)\n")
+    assert "def add(" not in check.tests
+    mbpp = metrics.mbpp_check("def f():\r\n    return 1\r\n", {"test_list": ["assert f() == 1"], "test_setup_code": ""})
+    assert (mbpp.code, mbpp.tests, mbpp.shared) == ("def f():\n    return 1\n", "\nassert f() == 1\n", None)
+    assert metrics.mbpp_program("x = 1", {"test_list": ["assert x"]}) == "x = 1\n\n\nassert x\n"

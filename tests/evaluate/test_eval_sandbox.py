@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from daar.evaluate.metrics import humaneval_program, mbpp_program
-from daar.evaluate.sandbox import barrier_available, run_python
+from daar.evaluate.metrics import CodeCheck, humaneval_check, mbpp_check
+from daar.evaluate.prompts import score_generation
+from daar.evaluate.registry import get_task
+from daar.evaluate.sandbox import SandboxResult, barrier_available, run_python
 
 BENCH = Path(os.environ.get("DAAR_BENCH_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "bench"))
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -39,6 +41,11 @@ def _rows(name: str, count: int | None = None, ids: tuple = ()) -> list[dict]:
             if count is not None and len(rows) == count:
                 break
     return rows
+
+
+def _run(check: CodeCheck) -> SandboxResult:
+    """As the evaluator runs a benchmark item: the code, then its tests in their own namespace."""
+    return run_python(check.code, tests=check.tests, shared=check.shared)
 
 
 def _namespace_prerequisites() -> bool:
@@ -135,11 +142,18 @@ def test_sleeping_child_is_killed_by_wall_clock() -> None:
 def test_cpu_limit_is_a_timeout() -> None:
     result = run_python("while True:\n    pass\n", timeout=10, cpu_seconds=1)
     assert result.status == "timeout" and result.seconds < 5
+    assert result.detail.startswith("CPU limit of 1 s (used ")
 
 
 def test_memory_hog_is_stopped() -> None:
     result = run_python("blocks = []\nwhile True:\n    blocks.append(bytearray(50_000_000))\n", memory_mb=300)
-    assert result.status == "memory"
+    assert result.status == "memory" and result.detail == "MemoryError (limit 300 MiB per process)"
+
+
+def test_a_memory_error_in_a_forked_child_is_not_the_programs_verdict() -> None:
+    code = "import os\nif os.fork() == 0:\n    bytearray(8 * 1024 ** 3)\nos.wait()\nprint('parent done')\n"
+    result = run_python(code, memory_mb=256)
+    assert result.status == "passed" and result.stdout == "parent done\n", result.stderr
 
 
 def test_cannot_write_outside_its_directory(tmp_path: Path) -> None:
@@ -193,11 +207,11 @@ def test_endless_output_is_capped() -> None:
 
 def test_humaneval_canonical_passes_and_wrong_fails() -> None:
     for row in _rows("humaneval.jsonl.gz", 3):
-        right = run_python(humaneval_program(row["canonical_solution"], row))
+        right = _run(humaneval_check(row["canonical_solution"], row))
         assert right.passed, (row["task_id"], right.stderr[-500:])
-        wrong = run_python(humaneval_program("    return None\n", row))
+        wrong = _run(humaneval_check("    return None\n", row))
         assert wrong.status == "failed", row["task_id"]
-        broken = run_python(humaneval_program("    return (\n", row))
+        broken = _run(humaneval_check("    return (\n", row))
         assert broken.status == "failed" and "SyntaxError" in broken.stderr
 
 
@@ -209,27 +223,49 @@ def test_humaneval_whole_function_keeps_the_prompts_helpers() -> None:
     for row in rows:
         signature = row["prompt"][row["prompt"].index(f"def {row['entry_point']}(") :].splitlines()[0]
         whole = f"Here it is:\n```python\n{signature}\n{row['canonical_solution']}```\n"
-        program = humaneval_program(whole, row)
-        assert program.count(f"def {row['entry_point']}(") == 1
-        result = run_python(program)
+        check = humaneval_check(whole, row)
+        assert check.code.count(f"def {row['entry_point']}(") == 1
+        result = _run(check)
         assert result.passed, (row["task_id"], result.stderr[-800:])
-        wrong = run_python(humaneval_program(f"```python\n{signature}\n    return ''\n```", row))
+        wrong = _run(humaneval_check(f"```python\n{signature}\n    return ''\n```", row))
         assert wrong.status == "failed", row["task_id"]
+
+
+WRONG_32 = "    return 0.0\n"
+PATCHES_32 = {  # a wrong HumanEval/32 answer, and what it changes so that `check` passes anyway
+    "module attribute": WRONG_32 + "\n\nimport math\nmath.fabs = lambda x: 0.0\n",
+    "module attribute during the call": "    import math\n    math.fabs = lambda x: 0.0\n    return 0.0\n",
+    "builtin": WRONG_32 + "\n\nimport builtins, math\nbuiltins.abs = lambda x: 0.0\nmath.fabs = abs\n",
+    "prompt helper": WRONG_32 + "\n\ndef poly(xs, x):\n    return 0.0\n",
+    "sys.modules entry": WRONG_32 + "\n\nimport math, sys, types\nfake = types.ModuleType('math')\n"
+    "fake.__dict__.update(vars(math), fabs=lambda x: 0.0)\nsys.modules['math'] = fake\n",
+}
+
+
+@pytest.mark.parametrize("patch", PATCHES_32)
+def test_humaneval_32_wrong_answer_that_patches_what_check_uses_fails(patch: str) -> None:
+    """Issue 19: `import math; math.fabs = lambda x: 0.0` made a wrong HumanEval/32 answer pass.
+    Scored as the evaluator scores it, the tests run on copies taken before the answer ran."""
+    (row,) = _rows("humaneval.jsonl.gz", ids=("HumanEval/32",))
+    spec = get_task("humaneval")
+    assert score_generation(spec, row, row["canonical_solution"], lambda check: _run(check).passed)["pass_at_1"] == 1
+    assert score_generation(spec, row, PATCHES_32[patch], lambda check: _run(check).passed) == {"pass_at_1": 0.0}
 
 
 def test_mbpp_reference_code_passes() -> None:
     rows = [r for r in _rows("mbpp.jsonl.gz", 14) if r["task_id"] >= 11]
+    rows += _rows("mbpp.jsonl.gz", ids=(126, 367, 596))  # a function named `sum`, setup code, `sys` from the code
     for row in rows:
-        assert run_python(mbpp_program(row["code"], row)).passed, row["task_id"]
-        assert not run_python(mbpp_program("def nothing():\n    pass\n", row)).passed
+        assert _run(mbpp_check(row["code"], row)).passed, row["task_id"]
+        assert not _run(mbpp_check("def nothing():\n    pass\n", row)).passed
 
 
 def test_mbpp_wrong_solution_that_exits_early_fails() -> None:
     row = _rows("mbpp.jsonl.gz", 14)[-1]
     name = row["test_list"][0].split("assert ")[1].split("(")[0].strip()
     for ending in ("import sys\nsys.exit(0)", "import os\nos._exit(0)", "quit()", "raise SystemExit(0)"):
-        program = mbpp_program(f"def {name}(*args):\n    return None\n{ending}\n", row)
-        assert run_python(program).status == "failed", ending
+        check = mbpp_check(f"def {name}(*args):\n    return None\n{ending}\n", row)
+        assert _run(check).status == "failed", ending
 
 
 # ---------------------------------------------------------------- without the barrier
@@ -253,6 +289,16 @@ def test_process_mode_is_an_explicit_weaker_option(monkeypatch: pytest.MonkeyPat
     guarded = run_python(f"open({str(tmp_path / 'x')!r}, 'w')")
     assert guarded.status == "failed" and "PermissionError" in guarded.stderr
     assert run_python("while True:\n    pass\n", timeout=1).status == "timeout"
+    killed = run_python("import signal\nsignal.raise_signal(signal.SIGKILL)\n")  # the guard refuses os.kill
+    assert (killed.status, killed.detail) == ("failed", "killed by signal SIGKILL")
+    fake = run_python("import os\nos.write(2, b'daar-sandbox-setup: x\\n')\nos._exit(125)\n")
+    assert (fake.status, fake.detail) == ("failed", "exit 125")
+    refused = (
+        "import ctypes, errno, socket\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "assert libc.socket(40, socket.SOCK_STREAM, 0) == -1 and ctypes.get_errno() == errno.EAFNOSUPPORT\n"
+        "assert libc.syscall(425, 4, ctypes.create_string_buffer(120)) == -1 and ctypes.get_errno() == errno.EPERM\n"
+    )
+    assert run_python(refused).passed  # the same system call filter as the namespace mode
 
 
 def test_missing_namespaces_are_an_error_not_a_silent_downgrade() -> None:
@@ -282,3 +328,18 @@ def test_missing_namespaces_are_an_error_not_a_silent_downgrade() -> None:
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def test_a_setup_failure_of_the_program_process_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The program process reports its own setup failures on a channel closed before the program
+    starts (a program that prints the same words is only "failed", see the hostile corpus). Here its
+    working folder is missing, so its chdir fails; the warning does not blame user namespaces."""
+    from daar.evaluate import sandbox
+
+    launch_args = sandbox._launch_args
+    monkeypatch.setattr(sandbox, "_launch_args", lambda *a: [*launch_args(*a), f"work={tmp_path / 'gone'}"])
+    monkeypatch.setenv("DAAR_SANDBOX", "process")
+    with pytest.warns(RuntimeWarning, match="FileNotFoundError") as warned:
+        result = run_python("print(1)")
+    assert (result.status, result.detail) == ("error", "sandbox error") and "gone" in result.stderr
+    assert "user namespaces" not in str(warned[0].message)

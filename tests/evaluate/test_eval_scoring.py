@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from daar.evaluate import harness
+from daar.evaluate.metrics import CodeCheck
 from daar.evaluate.registry import TASKS, get_task, load_fewshot_rows, load_task_rows
 from daar.evaluate.sandbox import run_python
 
@@ -28,7 +29,10 @@ def _task(name: str, mode: str, tokenizer, shots: int = 0):
     spec = get_task(name)
     rows = load_task_rows(spec, BENCH, limit=2)
     docs = harness.build_docs(spec, rows, load_fewshot_rows(spec, BENCH), shots, tokenizer, mode)
-    run_code = lambda program: run_python(program, timeout=10).passed  # noqa: E731
+
+    def run_code(check: CodeCheck) -> bool:
+        return run_python(check.code, timeout=10, tests=check.tests, shared=check.shared).passed
+
     return spec, rows, docs, harness.build_task(spec, rows, docs, mode, run_code)
 
 

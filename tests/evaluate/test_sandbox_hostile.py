@@ -3,7 +3,8 @@ tries a side effect, the proof that the effect did not happen on the host.
 
 The corpus runs once, in parallel, in a module fixture; the tests below read its results. The
 module is skipped only where `barrier_available()` says no (test_eval_sandbox.py asserts that it
-is available wherever Linux allows user namespaces, so CI cannot skip this silently).
+is available wherever Linux allows user namespaces, so CI cannot skip this silently). Cases with
+`tests` run them as the benchmarks do: after the code, in their own namespace.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.skipif(not barrier_available()[0], reason=f"no barrier:
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 WRONG = "def add(a, b):\n    return 7\n"
+RIGHT = "def add(a, b):\n    return a + b\n"
 TESTS = "assert add(1, 2) == 3\nassert add(2, 2) == 4\n"
 
 
@@ -40,10 +42,18 @@ class Case:
     expect: tuple[str, ...]
     timeout: float = 5.0
     mbpp: bool = False  # wrong `add` + this code + the asserts, as an MBPP item
+    cpu: int | None = None  # CPU seconds (default: the timeout)
+    detail: str = ""  # words the verdict's detail must contain
+    tests: str | None = None  # run after the code in their own namespace, as the benchmarks' tests
+    shared: tuple[str, ...] | None = None  # what the tests take from the code (None: all they read)
 
     def program(self, world: dict[str, str]) -> str:
         code = Template(self.code).safe_substitute(world)
         return f"{WRONG}{code}\n{TESTS}" if self.mbpp else code
+
+    def run(self, world: dict[str, str]) -> SandboxResult:
+        split = {} if self.tests is None else {"tests": self.tests, "shared": self.shared}
+        return run_python(self.program(world), self.timeout, 256, cpu_seconds=self.cpu, **split)
 
 
 FAILED, TIMEOUT, MEMORY, PASSED = ("failed",), ("timeout",), ("memory",), ("passed",)
@@ -63,6 +73,16 @@ for guess in set(re.findall(r'[0-9a-f]{32}', seen)) | {'0' * 32, 'passed', 'PASS
         except OSError:
             pass
 os._exit(0)
+"""
+# a system call number per machine, for the programs that call the kernel directly
+KEY_CALLS = ("{'x86_64': (248, 249, 250), 'aarch64': (217, 218, 219), 'riscv64': (217, 218, 219), "
+             "'ppc64le': (269, 270, 271), 's390x': (278, 279, 280)}[os.uname().machine]")
+REFUSED = r"""
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+L = ctypes.c_long
+def refused(result, code):
+    assert result == -1 and ctypes.get_errno() == code, (result, ctypes.get_errno())
 """
 CASES = [
     # -- exit tricks: a wrong solution that leaves before its asserts run
@@ -179,11 +199,64 @@ CASES = [
          "import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect('\\0$unix')\ns.sendall(b'x')", FAILED),
     Case("net-public-ip", "import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=2)", FAILED),
     # -- memory and time
-    Case("mem-one-huge-block", "x = bytearray(8 * 1024 ** 3)", MEMORY),
-    Case("mem-growing-list", "blocks = []\nwhile True:\n    blocks.append(bytearray(10 ** 7))", MEMORY),
-    Case("mem-string-repeat", "s = 'x' * 10 ** 11", MEMORY),
-    Case("time-infinite-loop", "while True:\n    pass", TIMEOUT, timeout=1.5),
-    Case("time-sleep", "import time\ntime.sleep(60)", TIMEOUT, timeout=1.5),
+    Case("mem-one-huge-block", "x = bytearray(8 * 1024 ** 3)", MEMORY, detail="MemoryError"),
+    Case("mem-growing-list", "blocks = []\nwhile True:\n    blocks.append(bytearray(10 ** 7))", MEMORY,
+         detail="MemoryError (limit 256 MiB"),
+    Case("mem-string-repeat", "s = 'x' * 10 ** 11", MEMORY, detail="MemoryError"),
+    Case("time-infinite-loop", "while True:\n    pass", TIMEOUT, timeout=1.5, detail="wall-clock limit"),
+    Case("time-sleep", "import time\ntime.sleep(60)", TIMEOUT, timeout=1.5, detail="wall-clock limit"),
+    # -- verdicts the program cannot forge (issue 19, items 4 and 5)
+    Case("verdict-self-sigkill", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", FAILED,
+         detail="killed by signal SIGKILL"),
+    Case("verdict-self-sigxcpu", "import os, signal\nos.kill(os.getpid(), signal.SIGXCPU)", FAILED,
+         detail="killed by signal SIGXCPU"),
+    Case("verdict-self-sigsegv", "import ctypes\nctypes.string_at(0)", FAILED, detail="crashed (SIGSEGV)"),
+    Case("verdict-fake-setup-error",
+         "import os\nos.write(2, b'daar-sandbox-setup: unshare: No space left on device\\n')\nos._exit(125)",
+         FAILED, detail="exit 125"),
+    Case("verdict-fake-memory-error", "import sys\nprint('MemoryError', file=sys.stderr)\nsys.exit(1)", FAILED,
+         detail="exit 1"),
+    Case("verdict-correct-prints-memoryerror", RIGHT + "import sys\nprint('MemoryError', file=sys.stderr)\n" + TESTS,
+         PASSED),
+    Case("verdict-correct-closes-stdout", RIGHT + "import sys\nsys.stdout.close()\n" + TESTS, PASSED),
+    Case("verdict-correct-stdout-none", RIGHT + "import sys\nsys.stdout = None\n" + TESTS, PASSED),
+    Case("verdict-correct-deletes-stdout", RIGHT + "import sys\ndel sys.stdout\n" + TESTS, PASSED),
+    Case("verdict-correct-deletes-import", RIGHT + "import builtins\ndel builtins.__import__\n" + TESTS, PASSED),
+    Case("verdict-cpu-limit", "while True:\n    pass", TIMEOUT, timeout=10, cpu=1, detail="CPU limit of 1 s"),
+    # -- a wrong answer that changes what the tests use (item 3)
+    Case("patch-module-the-tests-use", WRONG + "import math\nmath.fabs = lambda x: 0.0", FAILED,
+         tests="import math\nassert math.fabs(add(1, 2) - 3) < 1e-9\n"),
+    Case("patch-module-during-the-call",  # as HumanEval/32's check: the answer first, then math.fabs
+         "def add(a, b):\n    import math\n    math.fabs = lambda x: 0.0\n    return 7", FAILED,
+         tests="import math\nfound = add(1, 2)\nassert math.fabs(found - 3) < 1e-9\n"),
+    Case("patch-module-imported-by-the-code", WRONG + "import math\nmath.isclose = lambda *a, **k: True", FAILED,
+         tests="assert math.isclose(add(1, 2), 3)\n"),
+    Case("patch-builtins-the-tests-use", WRONG + "import builtins\nbuiltins.abs = lambda x: 0", FAILED,
+         tests="assert abs(add(1, 2) - 3) == 0\n"),
+    Case("patch-shadow-a-builtin", WRONG + "def abs(x):\n    return 0", FAILED,
+         tests="assert abs(add(1, 2) - 3) == 0\n", shared=("add",)),
+    Case("patch-sys-modules-entry",
+         WRONG + "import sys, types\nfake = types.ModuleType('math')\nfake.fabs = lambda x: 0.0\n"
+         "sys.modules['math'] = fake", FAILED, tests="import math\nassert math.fabs(add(1, 2) - 3) < 1e-9\n"),
+    Case("patch-free-code-keeps-its-modules",
+         "import collections\ndef add(a, b):\n    return collections.Counter({a + b: 1})", PASSED,
+         tests="assert add(1, 2) == collections.Counter({3: 1})\nassert isinstance(add(2, 2), collections.Counter)\n"),
+    # -- kernel interfaces a network namespace does not isolate (items 1 and 2)
+    Case("kernel-keyring-calls-refused",
+         REFUSED + f"add_key, request_key, keyctl = {KEY_CALLS}\n"
+         "refused(libc.syscall(L(keyctl), L(0), L(-3), L(0)), errno.EPERM)\n"  # KEYCTL_GET_KEYRING_ID, session
+         "refused(libc.syscall(L(add_key), b'user', b'planted', b'x', L(1), L(-3)), errno.EPERM)\n"
+         "refused(libc.syscall(L(request_key), b'user', b'daar', None, L(0)), errno.EPERM)", PASSED),
+    Case("kernel-vsock-refused",  # the AF_VSOCK family: 40
+         REFUSED + "for kind in (1, 2, 5):\n    refused(libc.socket(40, kind, 0), errno.EAFNOSUPPORT)\n"
+         "import socket\ntry:\n    socket.socket(40, socket.SOCK_STREAM)\nexcept OSError as error:\n"
+         "    assert error.errno == errno.EAFNOSUPPORT, error\nelse:\n    raise AssertionError('vsock socket')",
+         PASSED),
+    Case("kernel-io-uring-refused",  # io_uring's operations (IORING_OP_SOCKET) would bypass the filter
+         REFUSED + "refused(libc.syscall(L(425), L(4), ctypes.create_string_buffer(120)), errno.EPERM)", PASSED),
+    Case("kernel-unix-and-ip-sockets-work",
+         "import socket\na, b = socket.socketpair()\na.sendall(b'x')\nassert b.recv(1) == b'x'\n"
+         "socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close()", PASSED),
 ]
 
 
@@ -217,7 +290,7 @@ def runs(world) -> dict[str, SandboxResult]:
         patch.setenv("DAAR_HOSTILE_SECRET", values["secret"])
         patch.delenv("DAAR_SANDBOX", raising=False)
         with ThreadPoolExecutor(max_workers=4) as pool:
-            futures = {c.name: pool.submit(run_python, c.program(values), c.timeout, 256) for c in CASES}
+            futures = {c.name: pool.submit(c.run, values) for c in CASES}
             return {name: future.result() for name, future in futures.items()}
 
 
@@ -230,6 +303,8 @@ def test_verdict(case: Case, runs: dict[str, SandboxResult]) -> None:
     result = runs[case.name]
     assert result.mode == "namespace"
     assert result.status in case.expect, (result.status, result.returncode, result.stderr[-600:])
+    if case.detail:
+        assert case.detail in result.detail, (result.detail, result.stderr[-600:])
 
 
 def test_no_write_reached_the_host(world, runs) -> None:
@@ -320,3 +395,12 @@ def test_known_limit_always_equal_object() -> None:
     code = "class Anything:\n    def __eq__(self, other):\n        return True\n\n\ndef add(a, b):\n"
     code += "    return Anything()\n"
     assert run_python(code + TESTS).status != "passed"
+
+
+@pytest.mark.xfail(strict=True, reason="known limit: the program can find the tests' copies of modules and patch them")
+def test_known_limit_patching_the_tests_copies_of_modules() -> None:
+    code = WRONG + (
+        "import gc, types\nfor found in gc.get_objects():\n"
+        "    if isinstance(found, types.ModuleType) and found.__name__ == 'math':\n        found.fabs = lambda x: 0.0\n"
+    )
+    assert run_python(code, tests="import math\nassert math.fabs(add(1, 2) - 3) < 1e-9\n").status != "passed"

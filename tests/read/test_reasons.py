@@ -24,7 +24,8 @@ PREFIX = re.compile(r"^[\w.]+ row \d+( \(line \d+\))?: ")
 # (the line written at position 1, line 2 of a .jsonl file, between two good rows; the reason after the prefix)
 EVERY_JSONL_REASON = [
     (b"[1, 2]", "row is a list, expected an object"),
-    (b"null", "row is a NoneType, expected an object"),
+    (b"null", "row is null, expected an object"),
+    (b"3", "row is an int, expected an object"),
     (b'{"id": 1.5, "instruction": "q", "output": "a"}', "field 'id' must be a string or integer, got float"),
     (b'{"id": false, "instruction": "q", "output": "a"}', "field 'id' must be a string or integer, got bool"),
     (b'{"id": " ", "instruction": "q", "output": "a"}', "field 'id' is empty"),
@@ -79,6 +80,19 @@ EVERY_JSONL_REASON = [
         "field 'meta.src[1]' is not valid UTF-8 (invalid start byte at byte 60 of the line)",
     ),
     (b'"caf\xe9"', "row is not valid UTF-8 (invalid continuation byte at byte 4 of the line)"),
+    (b'{"instruction": "q\x01", "output": "a"}', "not valid JSON (Invalid control character at column 19)"),
+    (
+        b'{"instruction": "a", "output": "o", "instruction": "b"}',
+        "field 'instruction' is given more than once (the row's text is ambiguous)",
+    ),
+    (
+        b'{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "role": "user"}]}',
+        "field 'messages[1].role' is given more than once (the row's text is ambiguous)",
+    ),
+    (
+        b'{"instruction": "q", "output": "a", "meta": {"tags": [{"k": 1, "k": 2}]}}',
+        "field 'meta.tags[0].k' is given more than once (the row's text is ambiguous)",
+    ),
     (b'{"instruction": "q\xff, "output": "a"}', "row is not valid UTF-8 (invalid start byte at byte 18 of the line)"),
 ]
 
@@ -111,7 +125,8 @@ JSON_ARRAY = b"""[
    "output": 5},
 
   {"instruction": "caf\xe9", "output": "a"}, [1],
-  {"id": "g", "instruction": "q", "output": "b"}
+  {"id": "g", "instruction": "q", "output": "b"},
+  {"id": "h", "instruction": "q", "output": "a", "output": "b"}
 ]
 """
 
@@ -127,6 +142,7 @@ def test_json_array_rows_know_their_lines(tmp_path, suffix):
         (2, None, f"pool{suffix} row 2 (line 6): field 'instruction' is not valid UTF-8 (byte 0xe9 at line 6)"),
         (3, None, f"pool{suffix} row 3 (line 6): row is a list, expected an object"),
         (4, "g", f"pool{suffix} row 4 (line 7): field 'id': duplicate id 'g' (first seen at row 0)"),
+        (5, "h", f"pool{suffix} row 5 (line 8): field 'output' is given more than once (the row's text is ambiguous)"),
     ]
 
 
@@ -146,7 +162,10 @@ def test_json_object_with_data_array_rows_know_their_lines(tmp_path):
         ('[{"instruction": "q", "output": "a"} {"x": 1}]', "not valid JSON (Expecting ',' delimiter or ']' at line 1"),
         ('[{"instruction": "q", "output": "a"}] extra', "not valid JSON (Extra data at line 1 column 39)"),
         ('[{"instruction": "q", "output": "a"},\n{"x": }]', "not valid JSON (Expecting value at line 2 column 7)"),
-        ('{"data": [{"instruction": "q", "output": "a"}], "data": 3}', "must be an array of rows"),
+        ('{"data": [{"instruction": "q", "output": "a"}], "data": 3}', "member 'data' is given more than once"),
+        ('{"data": [{"instruction": "q", "output": "a"}], "data": []}', "member 'data' is given more than once"),
+        ('{"data": 3}', "must be an array of rows"),
+        ('[{"instruction": "q\x01", "output": "a"}]', "not valid JSON (Invalid control character at line 1 column 20)"),
         ("7", "must be an array of rows, not a int"),
     ],
 )

@@ -85,6 +85,31 @@ def test_turns_after_the_last_assistant_answer_are_not_part_of_the_row(tmp_path)
     }
     pool = read_pool(write_jsonl(tmp_path / "chat.jsonl", [row]))
     assert _fields(pool) == [(0, "#0", "user: Q", "", "A")]
+    assert pool.records[0].notes == ("field 'messages[2]' after the last assistant answer is not part of the text",)
+
+
+def test_what_a_chat_row_leaves_out_of_its_text_is_noted_in_its_record(tmp_path):
+    turns = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
+    rows = [
+        {"messages": turns + [{"role": "user", "content": "more"}, {"role": "user", "content": "?"}]},
+        {"messages": turns, "instruction": "also here", "input": " ", "output": None, "conversations": turns},
+        {"messages": turns, "instruction": ""},
+        {"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}], "messages": None},
+        GOOD,
+    ]
+    pool = read_pool(write_jsonl(tmp_path / "chat.jsonl", rows))
+    assert [r.notes for r in pool.records] == [
+        ("field 'messages[2]' to 'messages[3]' after the last assistant answer is not part of the text",),
+        (
+            "field 'conversations' is not used: the text comes from 'messages'",
+            "field 'instruction' is not used: the text comes from 'messages'",
+        ),
+        (),
+        (),
+        (),
+    ]
+    assert [r.text for r in pool.records[:2]] == ["Instruction: user: Q\nOutput: A"] * 2
+    assert "not part of the text" in CHAT_TEMPLATE_DOC
 
 
 def test_sharegpt_conversations_rows(tmp_path):
@@ -210,7 +235,13 @@ BAD_ROWS = [
     pytest.param(b"[1, 2, 3]", None, ["row is a list, expected an object"], id="list-row"),
     pytest.param(b'"just a string"', None, ["row is a str, expected an object"], id="string-row"),
     pytest.param(b"3.5", None, ["row is a float, expected an object"], id="number-row"),
-    pytest.param(b"null", None, ["row is a NoneType, expected an object"], id="null-row"),
+    pytest.param(b"null", None, ["row is null, expected an object"], id="null-row"),
+    pytest.param(
+        b'{"id": "x", "instruction": "a", "instruction": "b", "output": "o"}',
+        "x",
+        ["field 'instruction' is given more than once", "ambiguous"],
+        id="repeated-key",
+    ),
     pytest.param(b'{"messages": "hello"}', None, ["field 'messages' must be a non-empty list of turns"], id="msg-str"),
     pytest.param(b'{"messages": []}', None, ["field 'messages' must be a non-empty list of turns"], id="msg-empty"),
     pytest.param(b'{"messages": ["hi"]}', None, ["field 'messages[0]' must be an object"], id="turn-not-object"),

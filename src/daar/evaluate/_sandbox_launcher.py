@@ -10,15 +10,19 @@ Process tree in "namespace" mode (the default):
     launcher (host)  unshare(user, mount, net, pid, ipc, uts); enforces the wall-clock limit
       init (pid 1)   builds the new root, reaps, relays the program's exit status; when it
         |            ends, the kernel kills whatever is left in the namespace
-        program      limits, every capability dropped, uid 65534, then the program itself
+        program      limits, a new session keyring, every capability dropped, uid 65534, the
+                     system call filter, then the program (and its tests, in their own namespace)
 
 The program process is a fork of the launcher that never execs, which saves a second interpreter
-start. In "process" mode (DAAR_SANDBOX=process) the launcher forks the program directly and only
-the Python-level guard, the limits and an empty environment apply.
+start; its code is in `_sandbox_program.py`, loaded by path. In "process" mode (DAAR_SANDBOX=process)
+the launcher forks the program directly and only the Python-level guard, the limits, the system
+call filter and an empty environment apply.
 
 Verdict: the evaluator passes a token through a pipe that the program process reads and closes
 before the program starts (so it is in no file, argument or environment variable); it is written
-to a dedicated descriptor only after the program's module body ran to its end.
+to a dedicated descriptor only after the program's module body (and its tests) ran to the end.
+The report line (exit status or signal, CPU seconds, or a setup error) comes from processes the
+program cannot write to: init or the launcher, after the program process ended.
 """
 
 from __future__ import annotations
@@ -28,45 +32,36 @@ import ctypes
 import os
 import resource
 import select
-import struct
 import sys
-import types
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x4000000, 0x8000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
-PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 28, 38, 47, 4
-SECUREBITS = 0b11101011  # noroot(+locked), setuid fixup and keep-caps locked on, no ambient raise(+locked)
-SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
-SETUP_ERROR, SETUP_MARK = 125, "daar-sandbox-setup:"
-WORK, NOBODY = "/sandbox", 65534
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE = 1, 4
+NOBODY = 65534
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 DEVICES = ("null", "zero", "urandom", "random")
 INTS = ("memory", "cpu", "fsize", "nproc", "work_mb", "token_fd", "result_fd", "report_fd")
 
-_libc = ctypes.CDLL(None, use_errno=True)
+
+def _load_program() -> dict:
+    """The program process's code, run from its file: `-I` keeps the package off sys.path."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_program.py")
+    space = {"__name__": "_sandbox_program", "__file__": path}
+    with open(path, encoding="utf-8") as handle:
+        exec(compile(handle.read(), path, "exec"), space)
+    return space
 
 
-class SetupError(RuntimeError):
-    """The barrier could not be built; the message names the step."""
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise SetupError(f"{what}: {os.strerror(errno)} (errno {errno})")
+PROGRAM = _load_program()
+SetupError, _check, _prctl, _libc, WORK = (PROGRAM[k] for k in ("SetupError", "check", "prctl", "_libc", "WORK"))
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     args = [None if s is None else s.encode() for s in (source, target, fstype)]
     _check(_libc.mount(*args, ctypes.c_ulong(flags), None if data is None else data.encode()), f"mount {target}")
-
-
-def _prctl(option: int, arg: int = 0) -> None:
-    _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl {option}")
 
 
 def _write_file(path: str, text: str) -> None:
@@ -113,7 +108,7 @@ def _enter_namespaces() -> int:
                 _write_file(f"/proc/{me}/gid_map", f"0 0 {count}\n")
                 os._exit(code)
             except OSError as error:
-                message = f"{SETUP_MARK} id map: {error}\n"
+                message = f"daar-sandbox-setup: id map: {error}\n"
         os.write(2, message.encode())
         os._exit(1)
     os.close(ready_r)
@@ -185,121 +180,16 @@ def _build_root(cfg: dict, uid: int) -> None:
     os.makedirs(root + WORK)
     options = f"size={cfg['work_mb']}m,nr_inodes=4096,mode=0700,uid={uid},gid={uid}"
     _mount("tmpfs", root + WORK, "tmpfs", MS_NOSUID | MS_NODEV, options)
-    with open(cfg["program"], "rb") as source, open(root + WORK + "/program.py", "wb") as copy:
-        copy.write(source.read())
-    os.chown(root + WORK + "/program.py", uid, uid)
+    for name in ("program", "tests"):
+        if name in cfg:
+            with open(cfg[name], "rb") as source, open(f"{root}{WORK}/{name}.py", "wb") as copy:
+                copy.write(source.read())
+            os.chown(f"{root}{WORK}/{name}.py", uid, uid)
     os.chdir(root)
-    _check(_libc.syscall(SYS_PIVOT_ROOT[os.uname().machine], b".", b"."), "pivot_root")
+    _check(_libc.syscall(PROGRAM["syscalls"]()["pivot_root"], b".", b"."), "pivot_root")
     _check(_libc.umount2(b".", MNT_DETACH), "umount old root")
     os.chdir("/")
     _mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-
-
-# ---------------------------------------------------------------- the program process
-
-
-def _set_limits(cfg: dict, processes: bool) -> None:
-    """Hard limits, set while still privileged; without CAP_SYS_RESOURCE they cannot be raised."""
-    limits = [(resource.RLIMIT_AS, cfg["memory"]), (resource.RLIMIT_FSIZE, cfg["fsize"]),
-              (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NOFILE, 256)]
-    if processes:  # RLIMIT_NPROC counts per user: only meaningful for the namespace's own uid
-        limits.append((resource.RLIMIT_NPROC, cfg["nproc"]))
-    for kind, value in limits:
-        resource.setrlimit(kind, (value, value))
-    resource.setrlimit(resource.RLIMIT_CPU, (cfg["cpu"], cfg["cpu"] + 1))
-
-
-def _drop_privileges(uid: int, last_cap: int) -> None:
-    """Empty every capability set, lock root's special treatment off, become `uid` where a second id
-    is mapped, set no_new_privs; then check with the kernel that nothing is left."""
-    _prctl(PR_SET_SECUREBITS, SECUREBITS)
-    for cap in range(last_cap + 1):
-        _prctl(PR_CAPBSET_DROP, cap)
-    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    if uid != 0:
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-        _prctl(PR_SET_DUMPABLE, 1)  # changing uid cleared it; /proc/self/* should stay readable
-    _check(_libc.capset(struct.pack("Ii", 0x20080522, 0), bytes(24)), "capset")
-    _prctl(PR_SET_NO_NEW_PRIVS, 1)
-    with open("/proc/self/status", encoding="ascii") as handle:
-        fields = dict(line.split(":", 1) for line in handle if ":" in line)
-    caps = [fields[key].strip() for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")]
-    if any(int(value, 16) for value in caps) or fields["NoNewPrivs"].strip() != "1":
-        raise SetupError(f"capabilities left after dropping them: {caps}")
-
-
-def _program(cfg: dict, namespace: bool, uid: int = 0, last_cap: int = 0) -> None:
-    """The program process; it ends with os._exit and never returns."""
-    try:
-        _set_limits(cfg, processes=namespace)
-        os.chdir(WORK if namespace else cfg["work"])
-        if namespace:
-            _drop_privileges(uid, last_cap)
-        token = os.read(cfg["token_fd"], 256)
-        os.close(cfg["token_fd"])
-        os.set_inheritable(cfg["result_fd"], False)
-        home = os.getcwd()
-        os.environ.clear()
-        os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8"})
-        with open("program.py", encoding="utf-8") as handle:
-            source = handle.read()
-        if not namespace:
-            guard: dict = {}
-            guard_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_guard.py")
-            with open(guard_path, encoding="utf-8") as handle:
-                exec(compile(handle.read(), guard_path, "exec"), guard)
-    except (OSError, SetupError, ValueError, KeyError) as error:
-        os.write(2, f"{SETUP_MARK} {error}\n".encode())
-        os._exit(SETUP_ERROR)
-    import site
-
-    site.setquit()  # exit() and quit() exist as in a normal interpreter (-S skipped site)
-    if not namespace:
-        guard["install"](home)
-    _run(source, os.path.join(home, "program.py"), cfg["result_fd"], token)
-
-
-def _run(source: str, path: str, result_fd: int, token: bytes) -> None:
-    """Run the program as __main__. Everything used after it runs is bound before it runs, so
-    rebinding builtins or module attributes cannot reach this code."""
-    write, exit_, system_exit, excepthook = os.write, os._exit, SystemExit, sys.excepthook
-    module = types.ModuleType("__main__")
-    module.__file__ = path
-    sys.modules["__main__"], sys.argv = module, ["program.py"]
-    try:
-        exec(compile(source, "program.py", "exec"), module.__dict__)
-    except system_exit:
-        raise  # the interpreter exits with its code; no token was written
-    except BaseException as error:  # noqa: B036 -- print it as Python would, without this frame
-        error = error.with_traceback(error.__traceback__.tb_next if error.__traceback__ else None)
-        try:
-            excepthook(type(error), error, error.__traceback__)
-            sys.stderr.flush()
-            sys.stdout.flush()
-        finally:
-            exit_(1)
-    write(result_fd, token)
-    exit_(_shutdown())
-
-
-def _shutdown() -> int:
-    """What interpreter shutdown does for the program (wait for its threads, run its atexit hooks,
-    flush), returning the exit status; the caller then _exits, as freeing the heap this fork shares
-    with the launcher would cost ~10 ms of copy-on-write faults."""
-    try:
-        threading = sys.modules.get("threading")
-        if threading is not None:
-            threading._shutdown()
-        import atexit
-
-        atexit._run_exitfuncs()
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-    except BaseException:  # noqa: B036 -- Python exits 120 when flushing stdout fails at exit
-        return 120
-    return 0
 
 
 # ---------------------------------------------------------------- supervision
@@ -311,13 +201,13 @@ def _fork() -> int:
     return os.fork()
 
 
-def _wait_with_deadline(pid: int, seconds: float) -> int | None:
-    """Raw wait status of `pid`, or None after killing it when `seconds` ran out."""
+def _wait_with_deadline(pid: int, seconds: float) -> tuple[int, resource.struct_rusage] | None:
+    """Raw wait status and resource usage of `pid`, or None after killing it when `seconds` ran out."""
     handle = os.pidfd_open(pid)
     ready = select.select([handle], [], [], max(0.0, seconds))[0]
     os.close(handle)
     if ready:
-        return os.waitpid(pid, 0)[1]
+        return os.wait4(pid, 0)[1:]
     os.kill(pid, _signal.SIGKILL)
     os.waitpid(pid, 0)
     return None
@@ -325,6 +215,30 @@ def _wait_with_deadline(pid: int, seconds: float) -> int | None:
 
 def _describe(status: int) -> str:
     return f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.waitstatus_to_exitcode(status)}"
+
+
+def _start_program(cfg: dict, close: int, namespace: bool, uid: int = 0, last_cap: int = 0) -> tuple[int, int]:
+    """Fork the program process; its pid and the read end of its setup channel (see
+    _sandbox_program). `close` is the descriptor of the parent's own report, which it must not hold."""
+    setup_r, setup_w = os.pipe()
+    child = _fork()
+    if child == 0:
+        os.close(close)
+        os.close(setup_r)
+        PROGRAM["run_program"](cfg, setup_w, namespace, uid, last_cap)
+    for fd in (setup_w, cfg["token_fd"], cfg["result_fd"]):
+        os.close(fd)
+    return child, setup_r
+
+
+def _outcome(setup_r: int, status: int, usage: resource.struct_rusage) -> str:
+    """The report line for a program process that ended: its setup error, else how it ended and
+    the CPU time it (and the children it waited for) used."""
+    failure = os.read(setup_r, 4096).decode(errors="replace")
+    os.close(setup_r)
+    if failure:
+        return f"error {failure}"
+    return f"{_describe(status)} cpu {usage.ru_utime + usage.ru_stime:.3f}"
 
 
 def _init(cfg: dict, status_w: int) -> None:
@@ -339,18 +253,13 @@ def _init(cfg: dict, status_w: int) -> None:
     except (OSError, SetupError, ValueError, KeyError) as error:
         os.write(status_w, f"error {error}".encode())
         os._exit(0)
-    child = _fork()
-    if child == 0:
-        os.close(status_w)
-        _program(cfg, namespace=True, uid=uid, last_cap=last_cap)
-    for fd in (cfg["token_fd"], cfg["result_fd"]):
-        os.close(fd)
+    child, setup_r = _start_program(cfg, status_w, namespace=True, uid=uid, last_cap=last_cap)
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)  # the only signal Python handles by default
     _prctl(PR_SET_DUMPABLE, 0)  # no ptrace or /proc/1/* access, even for the same uid
     while True:
-        pid, status = os.waitpid(-1, 0)
+        pid, status, usage = os.wait4(-1, 0)
         if pid == child:
-            os.write(status_w, _describe(status).encode())
+            os.write(status_w, _outcome(setup_r, status, usage).encode())
             os._exit(0)
 
 
@@ -359,7 +268,7 @@ def _namespaced(cfg: dict) -> str:
     try:
         cfg["uid"] = _enter_namespaces()
     except (OSError, SetupError) as error:
-        return f"error {error}"
+        return f"error user namespaces: {error}"  # the evaluator adds its hint on them
     status_r, status_w = os.pipe()
     init = _fork()
     if init == 0:
@@ -372,18 +281,13 @@ def _namespaced(cfg: dict) -> str:
     line = os.read(status_r, 4096).decode(errors="replace")
     if waited is None:
         return "timeout"
-    return line or f"error the namespace init ended without a report ({_describe(waited)})"
+    return line or f"error the namespace init ended without a report ({_describe(waited[0])})"
 
 
 def _process(cfg: dict) -> str:
-    child = _fork()
-    if child == 0:
-        os.close(cfg["report_fd"])
-        _program(cfg, namespace=False)
-    for fd in (cfg["token_fd"], cfg["result_fd"]):
-        os.close(fd)
+    child, setup_r = _start_program(cfg, cfg["report_fd"], namespace=False)
     waited = _wait_with_deadline(child, cfg["timeout"])
-    return "timeout" if waited is None else _describe(waited)
+    return "timeout" if waited is None else _outcome(setup_r, *waited)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from daar.evaluate import prompts
+from daar.evaluate.metrics import CodeCheck
 from daar.evaluate.registry import TaskSpec
 
 Mode = Literal["generate", "nll"]
@@ -107,7 +108,7 @@ def build_task(
     rows: list[dict[str, Any]],
     docs: list[dict[str, Any]],
     mode: Mode,
-    run_code: Callable[[str], bool] | None = None,
+    run_code: Callable[[CodeCheck], bool] | None = None,
     max_gen_toks: int | None = None,
 ):
     """One lm-eval `ConfigurableTask` over `docs` for the given mode (`max_gen_toks` caps answers)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import string
+from dataclasses import dataclass
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation)
@@ -207,10 +208,33 @@ def extract_code(generation: str) -> str:
     return text.replace("[BEGIN]", "", 1) if text.lstrip().startswith("[BEGIN]") else text
 
 
+@dataclass(frozen=True)
+class CodeCheck:
+    """A candidate's code and the benchmark's tests, which the sandbox runs in a namespace of their
+    own after the code (`daar.evaluate.sandbox.run_python(code, tests=..., shared=...)`), so the code
+    cannot change what the tests call. `shared`: the names the tests take from the code's namespace
+    (None: every name they read)."""
+
+    code: str
+    tests: str
+    shared: tuple[str, ...] | None = None
+
+    @property
+    def program(self) -> str:
+        """Code and tests as one program, for reading (run that way, the code could reach the tests)."""
+        return f"{self.code.rstrip(chr(10))}\n\n{self.tests}"
+
+
+def mbpp_check(code: str, row: dict) -> CodeCheck:
+    """An MBPP item: the candidate code; tests are the setup code and the 3 asserts, which read the
+    function (and any class, MBPP/367's `Node`) from the code's namespace."""
+    tests = "\n".join([row.get("test_setup_code") or "", *row["test_list"]]) + "\n"
+    return CodeCheck(code.replace("\r\n", "\n"), tests)
+
+
 def mbpp_program(code: str, row: dict) -> str:
     """The program that decides an MBPP item: candidate code, the setup code, then the 3 asserts."""
-    parts = [code.replace("\r\n", "\n"), row.get("test_setup_code") or "", *row["test_list"]]
-    return "\n".join(parts) + "\n"
+    return mbpp_check(code, row).program
 
 
 def _defines(code: str, name: str) -> re.Match[str] | None:
@@ -218,24 +242,31 @@ def _defines(code: str, name: str) -> re.Match[str] | None:
     return re.search(rf"^(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\(", code, re.MULTILINE)
 
 
-def humaneval_program(completion: str, row: dict) -> str:
-    """The program that decides a HumanEval item.
+def humaneval_check(completion: str, row: dict) -> CodeCheck:
+    """A HumanEval item.
 
     Normally the completion continues the prompt (the function body). If the model instead wrote
     the whole function (it defines the entry point itself), its code follows everything the prompt
     has before the entry point's `def`: imports and the helper functions some prompts define
     (HumanEval/10 `is_palindrome`, /38 `encode_cyclic`, /50 `encode_shift`), which both the model's
-    code and the benchmark's `check` may call. Then `check` runs on the entry point.
+    code and the benchmark's `check` may call. The tests run that head of the prompt again, then
+    `check` on the entry point, the one name they take from the code.
     """
     code = extract_code(completion) if "```" in completion else completion
     entry = row["entry_point"]
+    found = _defines(row["prompt"], entry)
+    if found:
+        head = row["prompt"][: found.start()]
+    else:
+        head = "\n".join(ln for ln in row["prompt"].splitlines() if ln.startswith(("import ", "from ")))
     if _defines(code, entry):
-        found = _defines(row["prompt"], entry)
-        if found:
-            head = row["prompt"][: found.start()]
-        else:
-            head = "\n".join(ln for ln in row["prompt"].splitlines() if ln.startswith(("import ", "from ")))
         body = head.rstrip("\n") + "\n\n" + code if head.strip() else code
     else:
         body = row["prompt"] + code
-    return f"{body}\n\n{row['test']}\n\ncheck({entry})\n"
+    tests = f"{head.rstrip(chr(10))}\n\n{row['test']}\n\ncheck({entry})\n"
+    return CodeCheck(body, tests, (entry,))
+
+
+def humaneval_program(completion: str, row: dict) -> str:
+    """The program that decides a HumanEval item, as one text (see `humaneval_check`)."""
+    return humaneval_check(completion, row).program

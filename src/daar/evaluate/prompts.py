@@ -112,8 +112,8 @@ def gold_index(spec: TaskSpec, row: dict[str, Any]) -> int:
 def score_generation(spec: TaskSpec, row: dict[str, Any], generation: str, run_code: Any = None) -> dict[str, float]:
     """Per-item metric of one free answer: exact_match (qa, gsm8k, math) or pass_at_1 (code).
 
-    `run_code(program) -> bool` executes a program in the sandbox; it is injected so this module
-    never runs code itself.
+    `run_code(check) -> bool` runs a `metrics.CodeCheck` (code, then its tests) in the sandbox; it
+    is injected so this module never runs code itself.
     """
     kind = spec.kind
     if kind == "qa":
@@ -126,10 +126,10 @@ def score_generation(spec: TaskSpec, row: dict[str, Any], generation: str, run_c
         if run_code is None:
             raise ValueError("code tasks need a sandbox runner")
         if kind == "mbpp":
-            program = metrics.mbpp_program(metrics.extract_code(generation), row)
+            check = metrics.mbpp_check(metrics.extract_code(generation), row)
         else:
-            program = metrics.humaneval_program(generation, row)
-        return {"pass_at_1": float(bool(run_code(program)))}
+            check = metrics.humaneval_check(generation, row)
+        return {"pass_at_1": float(bool(run_code(check)))}
     raise ValueError(f"task kind {kind!r} is not scored by generation")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from daar.evaluate import harness
+from daar.evaluate.metrics import CodeCheck
 from daar.evaluate.registry import EvalError, load_fewshot_rows, load_task_rows, parse_tasks, resolve_data_dir
 from daar.evaluate.sandbox import run_python
 from daar.utils.cache import write_json, write_jsonl
@@ -77,8 +78,11 @@ def evaluate(
     results: dict[str, Any] = {}
     all_samples: dict[str, list[dict[str, Any]]] = {}
 
-    def run_code(program: str) -> bool:
-        return run_python(program, timeout=code_timeout, memory_mb=CODE_MEMORY_MB).passed
+    def run_code(check: CodeCheck) -> bool:
+        result = run_python(
+            check.code, timeout=code_timeout, memory_mb=CODE_MEMORY_MB, tests=check.tests, shared=check.shared
+        )
+        return result.passed
 
     for spec in specs:
         rows, pool = loaded[spec.name]

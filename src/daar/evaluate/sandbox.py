@@ -22,12 +22,22 @@ starts, written to a dedicated descriptor only after the program's last statemen
 not stop (a program that searches its own memory for the token, among others) is listed in
 docs/SANDBOX.md.
 
+Why separate tests: benchmark tests given as `tests` run after the program in a namespace of their
+own, with copies of the builtins and of the standard modules they use taken before the program ran,
+so a wrong answer cannot pass by patching `math.fabs` or redefining what the tests call.
+
+Why each verdict can be trusted: it is derived from what the program cannot forge (docs/SANDBOX.md):
+exit status and signal as the kernel reports them to a process outside the program, the CPU time the
+kernel counted, the launcher's own deadline, setup errors reported on a channel closed before the
+program's first statement, and the token.
+
 Where user namespaces are unavailable the run is an "error" rather than a silent downgrade;
 DAAR_SANDBOX=process opts into the old process-only guard, which is not a security boundary.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import os
 import secrets
@@ -48,8 +58,11 @@ Status = Literal["passed", "failed", "timeout", "memory", "error"]
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
 _OUTPUT_BYTES = 64 * 1024
 _LAUNCHER = Path(__file__).with_name("_sandbox_launcher.py")
-_SETUP_ERROR = 125
-_SETUP_MARK = "daar-sandbox-setup:"
+_MEMORY_MARK = "\nMemoryError"  # what the program process appends to the token after a MemoryError
+# The kernel sends SIGXCPU by its scheduler clock; the CPU time wait4 reports was 0.03-0.09 s lower
+# at that moment on the development VM (limits of 1-3 s), hence the margin.
+_CPU_SHARE = 0.8
+_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT, signal.SIGSYS}
 _HINT = (
     "The sandbox needs Linux user namespaces (check /proc/sys/user/max_user_namespaces > 0, and that "
     "no seccomp or AppArmor policy blocks unshare). To run without the barrier, which is NOT a security "
@@ -59,7 +72,9 @@ _HINT = (
 
 @dataclass(frozen=True)
 class SandboxResult:
-    """What happened to one program: `passed` only for exit 0 after its last statement ran."""
+    """What happened to one program: `passed` only for exit 0 after its last statement ran.
+    `detail` says how it ended in words ("exit 1", "killed by signal SIGKILL", "crashed (SIGSEGV)",
+    "CPU limit of 5 s", "MemoryError", ...)."""
 
     status: Status
     returncode: int | None
@@ -67,6 +82,7 @@ class SandboxResult:
     stderr: str
     seconds: float
     mode: str = "namespace"
+    detail: str = ""
 
     @property
     def passed(self) -> bool:
@@ -92,7 +108,8 @@ def barrier_available() -> tuple[bool, str]:
         return False, f"cannot read /proc/sys/user/max_user_namespaces: {error}"
     if allowed <= 0:
         return False, "user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0)"
-    result = _run("import os\nassert os.getcwd() == '/sandbox'\n", "namespace", _Limits(10.0, 256, 10, 1, 4), None)
+    probe = "import os\nassert os.getcwd() == '/sandbox'\n"
+    result = _run(probe, "namespace", _Limits(10.0, 256, 10, 1, 4), None, None)
     if not result.passed:
         return False, f"probe run ended {result.status}: {result.stderr.strip()[-500:]}"
     return True, "user, mount, network and pid namespaces work"
@@ -115,20 +132,51 @@ def run_python(
     file_mb: int = 16,
     python: str | None = None,
     max_processes: int = 8,
+    tests: str | None = None,
+    shared: tuple[str, ...] | None = None,
 ) -> SandboxResult:
     """Run `code` as a program behind the barrier and report how it ended.
 
-    Status: "passed" (exit 0 after the last statement ran), "failed" (anything else that ended, e.g.
-    a failing assert or an early exit), "timeout" (wall or CPU limit), "memory" (MemoryError or
-    killed at the address-space limit), "error" (the barrier could not be built; stderr says why).
-    `memory_mb` is per process and `max_processes` counts processes and threads (namespace mode).
+    Status: "passed" (exit 0 after the last statement ran), "failed" (anything else that ended: a
+    failing assert, an early exit, a crash or a signal; `detail` says which), "timeout" (the wall or
+    CPU limit was reached), "memory" (the program ended with a MemoryError), "error" (the barrier
+    could not be built; stderr says why). `memory_mb` is per process and `max_processes` counts
+    processes and threads (namespace mode).
+
+    `tests`, if given, runs after `code` in its own namespace: copies of the builtins and of the
+    standard modules it uses, taken before `code` ran, and the names in `shared` taken from the
+    namespace `code` left (default: every name `tests` reads).
     """
     try:
         mode = sandbox_mode()
     except ValueError as error:
         return _error(str(error), None, "", 0.0, "invalid", hint=False)
     cpu = cpu_seconds if cpu_seconds is not None else max(1, int(timeout + 0.999))
-    return _run(code, mode, _Limits(timeout, memory_mb, cpu, file_mb, max_processes), python)
+    part = None if tests is None else _TestPart.of(tests, shared)
+    return _run(code, mode, _Limits(timeout, memory_mb, cpu, file_mb, max_processes), python, part)
+
+
+@dataclass(frozen=True)
+class _TestPart:
+    source: str
+    modules: tuple[str, ...]  # standard modules the tests import, or name as `module.attribute`
+    shared: tuple[str, ...]  # names the tests take from the program's namespace
+
+    @classmethod
+    def of(cls, source: str, shared: tuple[str, ...] | None) -> _TestPart:
+        """Found with `ast`; tests that do not parse get none (they fail with their SyntaxError).
+        A module named only as `math.isclose` counts (MBPP's asserts use the code's imports)."""
+        try:
+            nodes = list(ast.walk(ast.parse(source)))
+        except (SyntaxError, ValueError):
+            return cls(source, (), tuple(shared or ()))
+        imported = {alias.name for node in nodes if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {n.module for n in nodes if isinstance(n, ast.ImportFrom) and n.module and not n.level}
+        named = {n.value.id for n in nodes if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+        top = {name.partition(".")[0] for name in imported} | named
+        modules = tuple(sorted(name for name in top if name in sys.stdlib_module_names and name != "builtins"))
+        read = {node.id for node in nodes if isinstance(node, ast.Name)}
+        return cls(source, modules, tuple(sorted(read)) if shared is None else tuple(shared))
 
 
 @functools.cache
@@ -151,30 +199,35 @@ def _interpreter(python: str | None) -> tuple[str, tuple[str, ...]]:
     return real, tuple(f for f in keep if not any(f.startswith(o + "/") for o in keep))
 
 
-def _run(code: str, mode: str, limits: _Limits, python: str | None) -> SandboxResult:
+def _run(code: str, mode: str, limits: _Limits, python: str | None, tests: _TestPart | None) -> SandboxResult:
     private = Path(tempfile.mkdtemp(prefix="daar-sandbox-"))  # 0700, never visible to the program
     start = time.perf_counter()
     try:
         token = secrets.token_hex(16)
-        report = _launch_and_wait(private, code, mode, limits, python, token)
+        report = _launch_and_wait(private, code, tests, mode, limits, python, token)
         seconds = round(time.perf_counter() - start, 3)
-        token_seen = _read_head(private / "result") == token
+        result = _read_head(private / "result")
+        ended = "done" if result == token else "MemoryError" if result == token + _MEMORY_MARK else ""
         stdout, stderr = _read_head(private / "stdout"), _read_head(private / "stderr")
-        return _verdict(report, token_seen, stdout, stderr, seconds, mode)
+        return _verdict(report, ended, stdout, stderr, seconds, mode, limits)
     except OSError as error:
         return _error(f"cannot start the sandbox launcher: {error}", None, "", 0.0, mode, hint=False)
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
 
-def _launch_and_wait(private: Path, code: str, mode: str, limits: _Limits, python: str | None, token: str) -> str:
+def _launch_and_wait(
+    private: Path, code: str, tests: _TestPart | None, mode: str, limits: _Limits, python: str | None, token: str
+) -> str:
     """Start the launcher with the token on a pipe and descriptors for the token it writes back and
     its report; return the report line once it ended (it enforces the time limit itself)."""
     interpreter, binds = _interpreter(python)
-    (private / "program.py").write_text(code, encoding="utf-8")
-    if mode == "process":
-        (private / "work").mkdir()
-        shutil.copy(private / "program.py", private / "work" / "program.py")
+    files = {"program": code} if tests is None else {"program": code, "tests": tests.source}
+    for name, text in files.items():
+        (private / f"{name}.py").write_text(text, encoding="utf-8")
+        if mode == "process":
+            (private / "work").mkdir(exist_ok=True)
+            shutil.copy(private / f"{name}.py", private / "work" / f"{name}.py")
     token_r, token_w = os.pipe()
     os.write(token_w, token.encode())
     os.close(token_w)
@@ -182,7 +235,8 @@ def _launch_and_wait(private: Path, code: str, mode: str, limits: _Limits, pytho
     try:
         for name in ("result", "report"):
             fds[name + "_fd"] = os.open(private / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        command = [interpreter, "-I", "-S", "-B", str(_LAUNCHER), *_launch_args(private, mode, limits, binds, fds)]
+        args = _launch_args(private, mode, limits, binds, fds, tests)
+        command = [interpreter, "-I", "-S", "-B", str(_LAUNCHER), *args]
         with open(private / "stdout", "wb") as out, open(private / "stderr", "wb") as err:
             proc = subprocess.Popen(
                 command, cwd=private, env={"PATH": MINIMAL_PATH, "LANG": "C.UTF-8"}, stdin=subprocess.DEVNULL,
@@ -197,13 +251,17 @@ def _launch_and_wait(private: Path, code: str, mode: str, limits: _Limits, pytho
     return _read_head(private / "report") if finished else "timeout"
 
 
-def _launch_args(private: Path, mode: str, limits: _Limits, binds: tuple[str, ...], fds: dict[str, int]) -> list[str]:
+def _launch_args(
+    private: Path, mode: str, limits: _Limits, binds: tuple[str, ...], fds: dict[str, int], tests: _TestPart | None
+) -> list[str]:
     """The launcher's key=value arguments (it parses them without importing json)."""
     values = {
         "mode": mode, "dir": private, "program": private / "program.py", "work": private / "work",
         "timeout": limits.timeout, "memory": limits.memory_mb << 20, "cpu": limits.cpu_seconds,
         "fsize": limits.file_mb << 20, "nproc": limits.max_processes, "work_mb": max(8, 4 * limits.file_mb), **fds,
     }
+    if tests is not None:
+        values.update(tests=private / "tests.py", modules=",".join(tests.modules), shared=",".join(tests.shared))
     return [f"{key}={value}" for key, value in values.items()] + [f"bind={folder}" for folder in binds]
 
 
@@ -213,33 +271,52 @@ def _error(
     """An "error" result; also a warning, as callers that only read `.passed` would see a fail."""
     text = f"sandbox error: {message.strip()}\n" + (f"{_HINT}\n" if hint else "")
     warnings.warn(text, RuntimeWarning, stacklevel=2)
-    return SandboxResult("error", returncode, stdout, text, seconds, mode)
+    return SandboxResult("error", returncode, stdout, text, seconds, mode, "sandbox error")
 
 
-def _verdict(report: str, token_seen: bool, stdout: str, stderr: str, seconds: float, mode: str) -> SandboxResult:
-    """Status from the launcher's report line ("exit N", "signal S", "timeout", "error ...")."""
+def _verdict(
+    report: str, ended: str, stdout: str, stderr: str, seconds: float, mode: str, limits: _Limits
+) -> SandboxResult:
+    """Status and detail from the launcher's report line ("exit N cpu S", "signal N cpu S",
+    "timeout", "error ...") and how the program process says it ended ("done" after its last
+    statement, "MemoryError", or "" when it did not say): see docs/SANDBOX.md for why each is so."""
     kind, _, value = report.partition(" ")
-    if kind == "error":
-        return _error(value, None, stdout, seconds, mode)
-    if kind not in ("exit", "signal", "timeout"):
-        return _error(f"the launcher ended without a report: {stderr.strip()[-500:]}", None, stdout, seconds, mode)
+    if kind == "error":  # the hint blames user namespaces only where they failed
+        return _error(value, None, stdout, seconds, mode, hint=value.startswith("user namespaces:"))
     if kind == "timeout":
-        return SandboxResult("timeout", -signal.SIGKILL, stdout, stderr, seconds, mode)
-    returncode = int(value) if kind == "exit" else -int(value)
-    if returncode == _SETUP_ERROR and _SETUP_MARK in stderr:
-        return _error(stderr, returncode, stdout, seconds, mode)
-    status: Status
-    if returncode in (-signal.SIGXCPU, -signal.SIGKILL) and "MemoryError" not in stderr:
-        status = "timeout"
-    elif "MemoryError" in stderr or returncode == -signal.SIGSEGV:
-        status = "memory"
-    elif returncode == 0 and token_seen:
-        status = "passed"
+        detail = f"wall-clock limit of {limits.timeout:g} s"
+        return SandboxResult("timeout", -signal.SIGKILL, stdout, stderr, seconds, mode, detail)
+    how, _, cpu_text = value.partition(" cpu ")
+    try:
+        code, cpu = int(how), float(cpu_text)
+    except ValueError:
+        code, cpu = None, 0.0
+    if kind not in ("exit", "signal") or code is None:
+        return _error(f"the launcher ended without a report: {stderr.strip()[-500:]}", None, stdout, seconds, mode)
+    returncode = code if kind == "exit" else -code
+    status: Status = "failed"
+    if kind == "exit" and code == 0 and ended == "done":
+        status, detail = "passed", "passed"
+    elif kind == "signal" and code in (signal.SIGXCPU, signal.SIGKILL) and cpu >= _CPU_SHARE * limits.cpu_seconds:
+        status, detail = "timeout", f"CPU limit of {limits.cpu_seconds} s (used {cpu:.2f} s)"
+    elif ended == "MemoryError":
+        status, detail = "memory", f"MemoryError (limit {limits.memory_mb} MiB per process)"
+    elif kind == "signal":
+        name = _signal_name(code)
+        detail = f"crashed ({name})" if code in _CRASHES else f"killed by signal {name}"
+    elif code == 0:
+        detail = "exit 0 before its last statement ran"
+        stderr += "\n[sandbox] exit status 0, but the program ended before its last statement ran\n"
     else:
-        status = "failed"
-        if returncode == 0:
-            stderr += "\n[sandbox] exit status 0, but the program ended before its last statement ran\n"
-    return SandboxResult(status, returncode, stdout, stderr, seconds, mode)
+        detail = f"exit {code}"
+    return SandboxResult(status, returncode, stdout, stderr, seconds, mode, detail)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 def _wait(proc: subprocess.Popen, seconds: float) -> bool:

@@ -10,13 +10,15 @@ Every rejection reason reads "<file name> row <position> (line <n>): <what is wr
 - the line (from 1, in the decompressed text) is where the row starts in the text formats (.jsonl,
   .json, .csv, gzipped or not); a Parquet row has no line and gives its position only;
 - what is wrong names the field ("field 'output' must be a string, got int", "field 'id':
-  duplicate id 'a7' (first seen at row 3)", "field 'instruction' is not valid UTF-8 (...)"), or,
-  when the row as a whole is unusable, says why ("not valid JSON (...)", "row is a list, expected
-  an object", "has 4 cells but the header names 3 columns").
+  duplicate id 'a7' (first seen at row 3)", "field 'instruction' is not valid UTF-8 (...)",
+  "field 'messages[1].role' is given more than once (the row's text is ambiguous)"), or, when the
+  row as a whole is unusable, says why ("not valid JSON (...)", "row is a list, expected an
+  object", "row is null, expected an object", "has 4 cells but the header names 3 columns").
 
 Per format: a .jsonl line that is not valid JSON rejects that row only; a .json file must parse as
-a whole (an array of rows, or an object whose "data" member is one), but bytes that are not UTF-8
-inside a row's strings reject that row only. CSV cells are text, and CSV has no null: an empty
+a whole (an array of rows, or an object with one "data" member that is one), but bytes that are not
+UTF-8 inside a row's strings reject that row only. A JSON object that gives a key twice rejects its
+row: json would keep the last value without a word. CSV cells are text, and CSV has no null: an empty
 cell is read as a missing value (an empty id cell means the row has no id, an empty output cell is
 a missing output), while the row written back to selected.jsonl keeps its cells as they were.
 A row must also be writable back as JSON (the forms in daar.utils.cache): every Parquet type has

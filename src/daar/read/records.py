@@ -27,7 +27,9 @@ from daar.config import FieldMap
 CHAT_TEMPLATE_DOC = (
     "Chat rows (`messages` with role/content, or ShareGPT `conversations` with from/value): the last "
     "assistant turn is the output; every earlier turn is written as '<role>: <content>' on its own line "
-    "and the lines together form the instruction; input is empty."
+    "and the lines together form the instruction; input is empty. Turns after the last assistant turn, "
+    "and instruction/input/output fields next to the chat field, are not part of the text; the row's "
+    "record says so in its notes."
 )
 _ASSISTANT = {"assistant", "gpt", "bot", "model"}
 _ROLE_NAMES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
@@ -44,6 +46,7 @@ class Record:
     output: str
     raw: dict[str, Any] = field(repr=False, compare=False)
     explicit_id: bool = True  # False: the row had no id and `id` is positional ("#<position>")
+    notes: tuple[str, ...] = ()  # what of the row is not part of its text, and why
 
     @property
     def text(self) -> str:
@@ -74,7 +77,7 @@ class RowError(ValueError):
 def to_record(raw: Any, position: int, fields: FieldMap) -> Record:
     """Normalise one raw row or raise RowError naming the offending field."""
     if not isinstance(raw, dict):
-        raise RowError(f"row is a {type(raw).__name__}, expected an object")
+        raise RowError(f"row is {_a(raw)}, expected an object")
     row_id = _row_id(raw, fields)
     explicit = row_id is not None
     if row_id is None:
@@ -82,12 +85,32 @@ def to_record(raw: Any, position: int, fields: FieldMap) -> Record:
     # A chat key holding null counts as absent: a Parquet or CSV file has every column in every row.
     key = next((k for k in (fields.messages, fields.conversations) if raw.get(k) is not None), None)
     if key is not None:
-        instruction, output = _from_chat(raw[key], key)
-        return Record(position, row_id, instruction, "", output, raw, explicit)
+        instruction, output, notes = _from_chat(raw[key], key)
+        for name in (fields.conversations, fields.instruction, fields.input, fields.output):
+            if _given(raw, key, name):
+                notes.append(f"field '{name}' is not used: the text comes from '{key}'")
+        return Record(position, row_id, instruction, "", output, raw, explicit, tuple(notes))
     instruction = _text_field(raw, fields.instruction, required=True)
     input_text = _text_field(raw, fields.input, required=False)
     output = _text_field(raw, fields.output, required=True)
     return Record(position, row_id, instruction, input_text, output, raw, explicit)
+
+
+def _kind(value: Any) -> str:
+    """The type of a value as a reason names it: JSON's null for None, else Python's name."""
+    return "null" if value is None else type(value).__name__
+
+
+def _a(value: Any) -> str:
+    """"null", "a list", "an int"."""
+    kind = _kind(value)
+    return kind if value is None else f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def _given(raw: dict[str, Any], chat_key: str, name: str) -> bool:
+    """Whether a row next to its chat field also holds `name` with something in it."""
+    value = raw.get(name)
+    return name != chat_key and value is not None and not (isinstance(value, str) and not value.strip())
 
 
 def positional_id(position: int) -> str:
@@ -136,21 +159,21 @@ def _text_field(raw: dict[str, Any], name: str, *, required: bool) -> str:
     return text
 
 
-def _from_chat(turns: Any, key: str) -> tuple[str, str]:
+def _from_chat(turns: Any, key: str) -> tuple[str, str, list[str]]:
+    """Instruction, output and notes of a chat row (see CHAT_TEMPLATE_DOC)."""
     if not isinstance(turns, list) or not turns:
         got = "an empty list" if isinstance(turns, list) else type(turns).__name__
         raise RowError(f"field '{key}' must be a non-empty list of turns, got {got}")
     rendered: list[tuple[str, str]] = []
     for i, turn in enumerate(turns):
         if not isinstance(turn, dict):
-            raise RowError(f"field '{key}[{i}]' must be an object, got {type(turn).__name__}")
+            raise RowError(f"field '{key}[{i}]' must be an object, got {_kind(turn)}")
         role = turn.get("role", turn.get("from"))
         content = turn.get("content", turn.get("value"))
         if not isinstance(role, str) or not role.strip():
             raise RowError(f"field '{key}[{i}]' has no role/from")
         if not isinstance(content, str):
-            got = "null" if content is None else type(content).__name__
-            raise RowError(f"field '{key}[{i}]' has no string content/value (got {got})")
+            raise RowError(f"field '{key}[{i}]' has no string content/value (got {_kind(content)})")
         _check_unicode(role, f"{key}[{i}]")
         _check_unicode(content, f"{key}[{i}]")
         role = role.strip().lower()
@@ -164,4 +187,8 @@ def _from_chat(turns: Any, key: str) -> tuple[str, str]:
     instruction = "\n".join(f"{role}: {content}" for role, content in rendered[:last] if content)
     if not instruction:
         raise RowError(f"field '{key}' has no turn before the assistant answer")
-    return instruction, output
+    notes = []
+    if last < len(rendered) - 1:
+        after = f"'{key}[{last + 1}]'" + (f" to '{key}[{len(rendered) - 1}]'" if last < len(rendered) - 2 else "")
+        notes.append(f"field {after} after the last assistant answer is not part of the text")
+    return instruction, output, notes

@@ -1,227 +1,35 @@
 """The row sources of daar.read.formats, one per file format: each yields every row of a file in
 order, with its position, its line where the format has lines, and a problem when the row is
-unusable before any field check (see daar.read.formats for the reason wording and the rules)."""
+unusable before any field check (see daar.read.formats for the reason wording and the rules).
+JSON lines and arrays are read in daar.read.json_rows, Parquet and CSV here."""
 
 from __future__ import annotations
 
 import csv
 import gzip
 import io
-import json
-import re
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daar.errors import UserError
-
-# Bytes that are not UTF-8, decoded with errors="surrogateescape", become U+DC80..U+DCFF.
-_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-
-
-class PoolError(UserError):
-    """The file as a whole cannot be used (missing, unreadable, unknown format, no usable row)."""
-
-
-@dataclass
-class RawRow:
-    """One row as a format gives it: `problem` set when it is unusable before any field check;
-    `view` (CSV) is what the field checks read when it differs from the row written back."""
-
-    position: int
-    line: int | None
-    raw: Any = None
-    problem: str | None = None
-    view: dict[str, Any] | None = None
+from daar.read.json_rows import json_array_rows, jsonl_rows
+from daar.read.raw import ESCAPED_BYTE, PoolError, RawRow, not_utf8, open_bytes
 
 
 def raw_rows(path: Path, name: str) -> Iterator[RawRow]:
     """Yield every row of the file in order, positions counting from 0."""
     try:
         if name.endswith((".jsonl", ".jsonl.gz")):
-            yield from _jsonl_rows(path)
+            yield from jsonl_rows(path)
         elif name.endswith((".json", ".json.gz")):
-            yield from _json_array_rows(path)
+            yield from json_array_rows(path)
         elif name.endswith(".parquet"):
             yield from _parquet_rows(path)
         else:
             yield from _csv_rows(path)
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise PoolError(f"{path}: cannot be read: {err}") from err
-
-
-def _open_bytes(path: Path):
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
-
-
-# --- JSON lines and JSON arrays ------------------------------------------------------------------
-
-
-def _jsonl_rows(path: Path) -> Iterator[RawRow]:
-    position = 0
-    with _open_bytes(path) as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):  # a leading BOM is not data
-                line = line[3:]
-            if not line.strip():
-                continue
-            try:
-                text, bad_utf8 = line.decode("utf-8"), None
-            except UnicodeDecodeError as err:
-                text, bad_utf8 = line.decode("utf-8", errors="surrogateescape"), err
-            row = RawRow(position, line_no)
-            try:
-                row.raw = json.loads(text)
-            except json.JSONDecodeError as err:
-                row.problem = (
-                    _not_utf8(bad_utf8, "of the line")
-                    if bad_utf8
-                    else f"not valid JSON ({err.msg} at column {err.colno})"
-                )
-            except RecursionError:
-                row.problem = "not valid JSON (nested too deeply to read)"
-            except ValueError as err:  # e.g. an integer of more than 4300 digits
-                row.problem = f"not valid JSON ({err})"
-            else:
-                if bad_utf8 is not None:
-                    row.problem = _not_utf8(bad_utf8, "of the line", _escaped_field(row.raw))
-            yield row
-            position += 1
-
-
-def _not_utf8(err: UnicodeDecodeError, within: str, field_name: str | None = None) -> str:
-    what = f"field '{field_name}' is" if field_name else "row is"
-    return f"{what} not valid UTF-8 ({err.reason} at byte {err.start} {within})"
-
-
-def _escaped_field(value: Any, where: str = "") -> str | None:
-    """The first field (dotted path) whose key or text holds bytes that were not UTF-8."""
-    if isinstance(value, str):
-        return where if _ESCAPED_BYTE.search(value) else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            path = f"{where}.{key}" if where else str(key)
-            if _ESCAPED_BYTE.search(str(key)):
-                return path
-            found = _escaped_field(item, path)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _escaped_field(item, f"{where}[{i}]")
-            if found is not None:
-                return found
-    return None
-
-
-def _json_array_rows(path: Path) -> Iterator[RawRow]:
-    with _open_bytes(path) as handle:
-        data = handle.read()
-    try:
-        text, bad_utf8 = data.decode("utf-8-sig"), None
-    except UnicodeDecodeError as err:
-        text, bad_utf8 = data.decode("utf-8-sig", errors="surrogateescape"), err
-    try:
-        elements = _top_level_rows(text, path)
-    except PoolError:
-        raise
-    except json.JSONDecodeError as err:
-        if bad_utf8 is not None:  # bytes that are not UTF-8 outside any string break the JSON
-            raise PoolError(f"{path}: not valid UTF-8 at byte {bad_utf8.start}") from err
-        raise PoolError(f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from err
-    except RecursionError as err:
-        raise PoolError(f"{path}: not valid JSON (a row is nested too deeply to read)") from err
-    except ValueError as err:  # e.g. an integer of more than 4300 digits
-        raise PoolError(f"{path}: not valid JSON ({err})") from err
-    for position, (value, line, start, end) in enumerate(elements):
-        row = RawRow(position, line, value)
-        if bad_utf8 is not None and _ESCAPED_BYTE.search(text, start, end):
-            row.problem = _not_utf8_in_array(value, text, start, end)
-        yield row
-
-
-def _not_utf8_in_array(value: Any, text: str, start: int, end: int) -> str:
-    found = _ESCAPED_BYTE.search(text, start, end)
-    assert found is not None
-    byte = ord(found.group()) - 0xDC00
-    name = _escaped_field(value)
-    what = f"field '{name}' is" if name else "row is"
-    line = text.count("\n", 0, found.start()) + 1
-    return f"{what} not valid UTF-8 (byte 0x{byte:02x} at line {line})"
-
-
-def _top_level_rows(text: str, path: Path) -> list[tuple[Any, int, int, int]]:
-    """(row, line, start, end) for each element of the top-level array, or of the "data" array
-    member of a top-level object; raises JSONDecodeError where the text is not JSON."""
-    decoder = json.JSONDecoder()
-    i = _WHITESPACE.match(text, 0).end()
-    if text.startswith("[", i):
-        elements, end = _array_elements(decoder, text, i)
-    elif text.startswith("{", i):
-        elements, end = _data_member(decoder, text, i)
-        if elements is None:
-            raise PoolError(f"{path}: a .json pool must be an array of rows (or an object with a 'data' array)")
-    else:
-        value, end = decoder.raw_decode(text, i)  # raises for text that is not JSON at all
-        raise PoolError(f"{path}: a .json pool must be an array of rows, not a {type(value).__name__}")
-    end = _WHITESPACE.match(text, end).end()
-    if end != len(text):
-        raise json.JSONDecodeError("Extra data", text, end)
-    return elements
-
-
-def _array_elements(decoder: json.JSONDecoder, text: str, i: int) -> tuple[list[tuple[Any, int, int, int]], int]:
-    """Parse the array starting at text[i] == '['; each element with its line and span."""
-    elements: list[tuple[Any, int, int, int]] = []
-    i = _WHITESPACE.match(text, i + 1).end()
-    if text.startswith("]", i):
-        return elements, i + 1
-    line, counted = 1, 0
-    while True:
-        line += text.count("\n", counted, i)
-        counted = i
-        value, end = decoder.raw_decode(text, i)
-        elements.append((value, line, i, end))
-        i = _WHITESPACE.match(text, end).end()
-        if text.startswith(",", i):
-            i = _WHITESPACE.match(text, i + 1).end()
-        elif text.startswith("]", i):
-            return elements, i + 1
-        else:
-            raise json.JSONDecodeError("Expecting ',' delimiter or ']'", text, i)
-
-
-def _data_member(decoder: json.JSONDecoder, text: str, i: int) -> tuple[list[tuple[Any, int, int, int]] | None, int]:
-    """Parse the object starting at text[i] == '{'; the rows of its "data" member if that is an
-    array (the last one wins, as in json.loads), else None."""
-    rows: list[tuple[Any, int, int, int]] | None = None
-    i = _WHITESPACE.match(text, i + 1).end()
-    if text.startswith("}", i):
-        return rows, i + 1
-    while True:
-        if not text.startswith('"', i):
-            raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
-        key, i = decoder.raw_decode(text, i)
-        i = _WHITESPACE.match(text, i).end()
-        if not text.startswith(":", i):
-            raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
-        i = _WHITESPACE.match(text, i + 1).end()
-        if key == "data" and text.startswith("[", i):
-            rows, i = _array_elements(decoder, text, i)
-        else:
-            _, i = decoder.raw_decode(text, i)
-            if key == "data":
-                rows = None
-        i = _WHITESPACE.match(text, i).end()
-        if text.startswith(",", i):
-            i = _WHITESPACE.match(text, i + 1).end()
-        elif text.startswith("}", i):
-            return rows, i + 1
-        else:
-            raise json.JSONDecodeError("Expecting ',' delimiter or '}'", text, i)
 
 
 # --- Parquet -------------------------------------------------------------------------------------
@@ -314,7 +122,7 @@ def _without_ns_times(kind: Any) -> Any:
 def _csv_rows(path: Path) -> Iterator[RawRow]:
     """CSV read by the csv module (quoted cells may hold commas, quotes and newlines): every cell
     is text, a cell that is not UTF-8 rejects its row, and each row knows the line it starts on."""
-    with _open_bytes(path) as handle:
+    with open_bytes(path) as handle:
         data = handle.read()
     if data.startswith(b"\xef\xbb\xbf"):  # a leading BOM is not data
         data = data[3:]
@@ -327,7 +135,7 @@ def _csv_rows(path: Path) -> Iterator[RawRow]:
     if header is None:
         raise PoolError(f"{path}: cannot be read as csv: the file is empty (no header row)")
     for cell in header:
-        if _ESCAPED_BYTE.search(cell):
+        if ESCAPED_BYTE.search(cell):
             raise PoolError(f"{path}: cannot be read as csv: the header is not valid UTF-8")
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
@@ -355,9 +163,9 @@ def _csv_row(position: int, line: int, header: list[str], cells: list[str]) -> R
         return RawRow(position, line, problem=f"has {len(cells)} {plural} but the header names {len(header)} columns")
     raw = dict(zip(header, cells, strict=True))
     for name, cell in raw.items():
-        if not cell.isascii() and _ESCAPED_BYTE.search(cell):
+        if not cell.isascii() and ESCAPED_BYTE.search(cell):
             try:
                 cell.encode("utf-8", errors="surrogateescape").decode("utf-8")
             except UnicodeDecodeError as err:
-                return RawRow(position, line, raw, _not_utf8(err, "of the cell", name))
+                return RawRow(position, line, raw, not_utf8(err, "of the cell", name))
     return RawRow(position, line, raw, view={name: (cell if cell else None) for name, cell in raw.items()})
