@@ -100,15 +100,17 @@ def builtin_gguf(alias: str) -> Path:
     """The GGUF file of a built-in model: inside its package, or assembled from its chunk packages
     into the cache (once; the package checks the joined file's sha256)."""
     builtin = BUILTIN_MODELS[alias]
+    joined = cache_root() / "gguf" / builtin.filename
+    if builtin.chunked and joined.is_file():  # joined (and its sha256 checked) by an earlier run
+        return joined
     spec = importlib.util.find_spec(builtin.package)
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(f"built-in model {alias!r} needs its package: {builtin.install}")
     if not builtin.chunked:
         return Path(list(spec.submodule_search_locations)[0]) / builtin.filename
-    target = cache_root() / "gguf" / builtin.filename
-    target.parent.mkdir(parents=True, exist_ok=True)
+    joined.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return Path(importlib.import_module(builtin.package).assemble(target))
+        return Path(importlib.import_module(builtin.package).assemble(joined))
     except (ImportError, FileNotFoundError) as err:
         raise ModelError(f"built-in model {alias!r}: {err}; install every part: {builtin.install}") from None
 

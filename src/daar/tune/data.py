@@ -175,3 +175,27 @@ class PadCollator:
             labels[row, :size] = torch.tensor(item["labels"], dtype=torch.long)
             attention[row, :size] = 1
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+@dataclass
+class PackCollator:
+    """A batch's examples joined into one row without padding: position ids restart at 0 for each
+    example, so the model keeps attention inside each one (transformers builds the block-diagonal
+    mask from the position ids), and each example's first label is IGNORE_INDEX, so no token is
+    predicted from the end of the example before it. The loss over the step's response tokens is
+    then the padded layout's; only the padding's compute is gone. transformers looks for packed rows
+    only when the model runs without a KV cache, as tuning does (`use_cache` off), not otherwise."""
+
+    def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        input_ids: list[int] = []
+        labels: list[int] = []
+        positions: list[int] = []
+        for item in batch:
+            input_ids += item["input_ids"]
+            labels += [IGNORE_INDEX, *item["labels"][1:]]
+            positions += range(len(item["input_ids"]))
+        return {
+            "input_ids": torch.tensor([input_ids], dtype=torch.long),
+            "labels": torch.tensor([labels], dtype=torch.long),
+            "position_ids": torch.tensor([positions], dtype=torch.long),
+        }

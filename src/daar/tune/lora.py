@@ -24,7 +24,7 @@ from daar.models import resolve_model as _resolve_model
 from daar.models.adapter import TUNE_MANIFEST, adapter_fingerprint, check_adapter, load_tuned
 from daar.read import read_pool
 from daar.tune.callbacks import TrainLogCallback
-from daar.tune.data import ExampleDataset, PadCollator, TuneError, build_examples, choose_template
+from daar.tune.data import ExampleDataset, PackCollator, PadCollator, TuneError, build_examples, choose_template
 from daar.tune.settings import TuneConfig
 from daar.utils.cache import read_json, stable_key, write_json
 from daar.utils.lock import folder_lock
@@ -105,6 +105,11 @@ def _tune(selection: Path, model: str, out_dir: Path, settings: TuneConfig | Non
     keyed = {k: v for k, v in settings.model_dump(mode="json").items() if k not in _NOT_IN_KEY}
     if not balanced_sampling(settings, device):
         del keyed["sampling"]  # trained as before the setting existed: same key, the old adapter is reused
+    packing, compiled = uses_packing(settings, device), settings.compile
+    keyed |= {"packing": packing, "compile": compiled}
+    for name in ("packing", "compile"):
+        if not keyed[name]:
+            del keyed[name]  # off: trained as before these settings existed, the old adapter is reused
     key = stable_key(
         keyed,
         fingerprint(folder),
@@ -138,7 +143,18 @@ def _tune(selection: Path, model: str, out_dir: Path, settings: TuneConfig | Non
     started = time.perf_counter()
     peft_model = _lora_model(folder, settings, dtype, device)
     trainer, log = _trainer(peft_model, tokenizer, examples.items, checkpoints, out_dir, settings, dtype, device)
-    output = trainer.train(resume_from_checkpoint=resume_from)
+    compile_error = None
+    try:
+        output = trainer.train(resume_from_checkpoint=resume_from)
+    except Exception as err:  # only a compiler's own failure is retried, without compiling
+        if not compiled or not type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
+            raise
+        compile_error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        console.print(f"[yellow]torch.compile failed ({compile_error}); tuning without it[/]")
+        settings = settings.model_copy(update={"compile": False})
+        peft_model = _lora_model(folder, settings, dtype, device)
+        trainer, log = _trainer(peft_model, tokenizer, examples.items, checkpoints, out_dir, settings, dtype, device)
+        output = trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - started
 
     state = trainer.state
@@ -172,6 +188,9 @@ def _tune(selection: Path, model: str, out_dir: Path, settings: TuneConfig | Non
         "dtype": str(dtype).replace("torch.", ""),
         "passes_per_step": micro_batches(settings, device)[1],
         "sampler": "balanced" if balanced_sampling(settings, device) else "random",
+        "packing": packing,
+        "compiled": settings.compile,
+        "compile_error": compile_error,
         "steps": int(state.global_step),
         "resumed_from_step": log.first_step,
         "steps_this_run": steps_this_run,
@@ -251,7 +270,10 @@ def _lora_model(folder: Path, settings: TuneConfig, dtype: torch.dtype, device: 
         from peft import PeftModel
 
         check_adapter(settings.init_adapter, folder, str(folder))
-        return PeftModel.from_pretrained(base, settings.init_adapter, is_trainable=True)
+        model = PeftModel.from_pretrained(base, settings.init_adapter, is_trainable=True)
+        if settings.compile:
+            compile_layers(model)
+        return model
     lora = LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha,
@@ -260,7 +282,10 @@ def _lora_model(folder: Path, settings: TuneConfig, dtype: torch.dtype, device: 
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(base, lora)
+    model = get_peft_model(base, lora)
+    if settings.compile:
+        compile_layers(model)
+    return model
 
 
 def _trainer(model, tokenizer, items, checkpoints: Path, out_dir: Path, settings: TuneConfig, dtype, device):
@@ -292,14 +317,15 @@ def _trainer(model, tokenizer, items, checkpoints: Path, out_dir: Path, settings
         report_to="none",
         remove_unused_columns=False,
         dataloader_num_workers=0,
-        include_num_input_tokens_seen="non_padding",
+        # packed rows hold no padding, and their EOS tokens (often the pad id too) are real tokens
+        include_num_input_tokens_seen="all" if uses_packing(settings, device) else "non_padding",
         train_sampling_strategy=BALANCED if balanced_sampling(settings, device) else "random",
     )
     log = TrainLogCallback(out_dir / TRAIN_LOG)
     trainer = TuneTrainer(
         model=model,
         args=args,
-        data_collator=PadCollator(int(tokenizer.pad_token_id)),
+        data_collator=PackCollator() if uses_packing(settings, device) else PadCollator(int(tokenizer.pad_token_id)),
         train_dataset=ExampleDataset(items),
         processing_class=tokenizer,
         callbacks=[log],
@@ -312,6 +338,23 @@ def micro_batches(settings: TuneConfig, device: str) -> tuple[int, int]:
     effective = settings.batch_size * settings.grad_accum
     micro = settings.micro_batch_size or (effective if device != "cpu" else settings.batch_size)
     return micro, effective // micro  # TuneConfig checks that an explicit micro_batch_size divides
+
+
+def uses_packing(settings: TuneConfig, device: str) -> bool:
+    """Packed passes: as set, else when a step is one pass (on a GPU, by default)."""
+    return settings.packing if settings.packing is not None else micro_batches(settings, device)[1] == 1
+
+
+def compile_layers(model: torch.nn.Module) -> int:
+    """torch.compile every decoder layer in place, shapes dynamic (packed steps vary in length); the
+    layers share their code, so one compilation serves them all. Returns how many were compiled."""
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
+    layers = max(lists, key=len, default=None)  # the decoder's stack: the longest list of modules
+    if layers is None:
+        return 0
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
 
 
 def balanced_sampling(settings: TuneConfig, device: str) -> bool:

@@ -39,6 +39,15 @@ class TuneConfig(BaseModel):
     # adapter differs from random's by float rounding only. random (passes in drawn order) is kept
     # to reproduce earlier adapters bit for bit. No effect with one pass per step (the GPU default).
     sampling: Literal["balanced", "random"] = "balanced"
+    # A pass's rows joined into one sequence, positions restarting at each row, attention kept inside
+    # each row, instead of right-padded to the longest: the same loss and gradient with no compute on
+    # padding (tests/tune/test_packing.py). None: on when a step is one pass (the GPU default).
+    packing: bool | None = None
+    # torch.compile each decoder layer (one compiled graph serves all layers, shapes dynamic): a small
+    # model's step on a GPU waits on the launches of thousands of small kernels, which compilation
+    # fuses. Off by default until measured on a GPU (benchmarks/tune_gpu.py): its compile time may
+    # cost more than a 200-step run saves. A compilation error falls back to the uncompiled model.
+    compile: bool = False
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)
     max_rows: int | None = Field(None, ge=1)
