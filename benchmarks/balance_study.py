@@ -4,7 +4,7 @@ Run by hand; prints markdown tables. The pool's `domain` field is read ONLY to e
 selection below is made without it.
 
     .venv/bin/python benchmarks/balance_study.py                       # demo sample, generated seeds
-    .venv/bin/python benchmarks/balance_study.py --seeds-file S.yaml   # hand-given seeds
+    .venv/bin/python benchmarks/balance_study.py --examples-file S.yaml   # hand-given seeds
     .venv/bin/python benchmarks/balance_study.py --sample 0 --only "paper;default"  # the full pool
 
 Each variant changes one thing against the authors' settings (`paper`): the heads' training, the
@@ -27,12 +27,12 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from daar.config import PAPER_HEADS, HeadConfig, SelectConfig
 from daar.embed import Features
 from daar.pipeline import _sample
+from daar.probe.domains import example_centroids, pseudo_labels
 from daar.probe.domains import probe_rows as draw_probe_rows
-from daar.probe.domains import pseudo_labels, seed_centroids
+from daar.probe.entropy import entropy, softmax
+from daar.probe.examples import example_text
 from daar.probe.heads import train_head
-from daar.probe.seeds import seed_text
 from daar.read import Pool, read_pool
-from daar.reward.entropy import entropy, softmax
 from daar.select import strategies
 from daar.select.base import Context
 from daar.select.daar import DaarSelector, resolve_domains
@@ -80,7 +80,7 @@ def fit_variant(
     sel = DaarSelector()
     sel.domains = [d.name for d in domains]
     seed_domain = np.array([j for j, d in enumerate(domains) for _ in seeds[d.name]])
-    sel.centroids = seed_centroids(seed_emb, seed_domain, len(domains))
+    sel.centroids = example_centroids(seed_emb, seed_domain, len(domains))
     return sel.fit_arrays(emb, hid, key, ctx)
 
 
@@ -98,7 +98,7 @@ def run_variant(name: str, args, pool: Pool, truth: np.ndarray) -> Outcome:
         lr, epochs, batch = name.split(":", 1)[1].split(",")
         heads = PAPER_HEADS.model_copy(update={"lr": float(lr), "epochs": int(epochs), "batch_size": int(batch)})
     cfg = SelectConfig(
-        seeds_file=args.seeds_file, model=args.model, clip_layer=args.clip_layer, seed=args.seed, heads=heads
+        examples_file=args.examples_file, model=args.model, clip_layer=args.clip_layer, seed=args.seed, heads=heads
     )
     main_cache = Path(args.cache_dir)
     cache = main_cache.parent / f"{main_cache.name}-no-final-norm" if name == "fx_no_final_norm" else main_cache
@@ -110,7 +110,7 @@ def run_variant(name: str, args, pool: Pool, truth: np.ndarray) -> Outcome:
     seed_rows = [s for d in domains for s in seeds[d.name]]
     feats: Features = ctx.features(pool)
     emb, hid = np.asarray(feats.emb), np.asarray(feats.hid)
-    seed_emb = ctx.text_features([seed_text(s) for s in seed_rows], "seed_features", "seeds").emb
+    seed_emb = ctx.text_features([example_text(s) for s in seed_rows], "seed_features", "seeds").emb
     if name == "ex_plain_text":
         emb = ctx.text_features([plain_text(r.instruction, r.input, r.output) for r in pool.records], "x", "plain").emb
         seed_emb = ctx.text_features([plain_text(s.instruction, s.input, s.output) for s in seed_rows], "x", "s").emb
@@ -185,7 +185,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool", default=str(POOL))
     parser.add_argument("--sample", type=int, default=2000, help="rows (0 = the whole pool)")
-    parser.add_argument("--seeds-file", default=None)
+    parser.add_argument("--examples-file", default=None)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--clip-layers", default="", help="extra clip layers to try, e.g. 1,6,12")
     parser.add_argument("--clip-layer", type=int, default=3)
@@ -200,7 +200,7 @@ def main() -> None:
     truth = np.array([str(r.raw.get("domain")) for r in pool.records])
     chars = np.array([len(t) for t in pool.texts], dtype=np.float64)
     n = strategies.top_n(np.zeros(len(pool)), round(0.2 * len(pool))).size
-    print(f"pool {len(pool)} rows, select {n}; model {args.model}; seeds {args.seeds_file or 'generated'}")
+    print(f"pool {len(pool)} rows, select {n}; model {args.model}; seeds {args.examples_file or 'generated'}")
     wanted = [v for v in (args.only.split(";") if args.only else VARIANTS) if v]
     outcomes = [run_variant(v, args, pool, truth) for v in wanted]
     base_clip = args.clip_layer

@@ -142,8 +142,8 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         settings: dict[str, Any] = {"method": method, "sample": sample, "ratio": args.ratio, "seed": args.seed}
         if args.model:
             settings["model"] = args.model
-        if args.seeds_file and method == "daar":
-            settings["seeds_file"] = args.seeds_file
+        if args.examples_file and method == "daar":
+            settings["examples_file"] = args.examples_file
         print(f"== {method}: {sample} rows, ratio {args.ratio}", file=sys.stderr, flush=True)
         start = time.perf_counter()
         result = run_select(
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ratio", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--model", default=None, help="model alias or folder (default: the built-in one)")
-    parser.add_argument("--seeds-file", type=Path, default=None, help="daar: seed rows per domain, not generated")
+    parser.add_argument("--examples-file", type=Path, default=None, help="daar: seed rows per domain, not generated")
     parser.add_argument("--methods", default=DEFAULT_METHODS)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "compare")
     parser.add_argument("--cache-dir", type=Path, default=None, help="shared feature cache (default OUT/cache)")

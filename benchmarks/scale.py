@@ -46,7 +46,7 @@ def daar(*args: str) -> tuple[float, float]:
     return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
-def seeds_file(work: Path) -> Path:
+def examples_file(work: Path) -> Path:
     rng = random.Random(7)
     seeds = {}
     for name in DOMAINS:
@@ -67,7 +67,7 @@ def fit_options(args: argparse.Namespace) -> list[str]:
 def executors(args: argparse.Namespace, work: Path) -> None:
     fitted = work / "fitted"
     seconds, _ = daar(
-        "fit", str(args.pool), "--out", str(fitted), "--model", args.model, "--seeds-file", str(seeds_file(work)),
+        "fit", str(args.pool), "--out", str(fitted), "--model", args.model, "--examples-file", str(examples_file(work)),
         "--probe-size", "2000", "--device", "cpu", *fit_options(args),
     )  # fmt: skip
     print(f"fit: {seconds:.1f} s")
@@ -111,7 +111,7 @@ def memory(args: argparse.Namespace, work: Path) -> None:
     fitted = work / "fitted-tiny"
     seconds, _ = daar(
         "fit", str(pools[min(pools)]), "--out", str(fitted), "--model", str(model),
-        "--seeds-file", str(seeds_file(work)), "--probe-size", "2000", "--device", "cpu", *fit_options(args),
+        "--examples-file", str(examples_file(work)), "--probe-size", "2000", "--device", "cpu", *fit_options(args),
     )  # fmt: skip
     print(f"fit (tiny model): {seconds:.1f} s")
     for n, pool in pools.items():

@@ -31,9 +31,9 @@ def main() -> None:
     from daar.embed import load_cached
     from daar.pipeline import truth_labels
     from daar.probe.domains import probe_rows, pseudo_labels
+    from daar.probe.entropy import entropy, softmax
     from daar.probe.heads import train_head
     from daar.read import read_pool
-    from daar.reward.entropy import entropy, softmax
     from daar.select.daar import DaarSelector
     from daar.select.strategies import balanced
 

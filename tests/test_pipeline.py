@@ -53,17 +53,17 @@ def pool_file(tmp_path_factory, real_rows) -> Path:
 
 
 @pytest.fixture(scope="module")
-def seeds_file(tmp_path_factory) -> Path:
+def examples_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("seeds") / "seeds.yaml"
     path.write_text(yaml.safe_dump(SEEDS), encoding="utf-8")
     return path
 
 
-def make_config(tiny_model: Path, seeds_file: Path, **extra) -> SelectConfig:
+def make_config(tiny_model: Path, examples_file: Path, **extra) -> SelectConfig:
     settings = dict(
         model=str(tiny_model),
         domains=DOMAINS,
-        seeds_file=str(seeds_file),
+        examples_file=str(examples_file),
         probe_size=120,
         ratio=0.2,
         device="cpu",
@@ -74,9 +74,9 @@ def make_config(tiny_model: Path, seeds_file: Path, **extra) -> SelectConfig:
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory, tiny_model, pool_file, seeds_file):
+def first_run(tmp_path_factory, tiny_model, pool_file, examples_file):
     out = tmp_path_factory.mktemp("run")
-    result = run_select(make_config(tiny_model, seeds_file), pool_file, out, show_domain_field="domain")
+    result = run_select(make_config(tiny_model, examples_file), pool_file, out, show_domain_field="domain")
     return result
 
 
@@ -122,7 +122,7 @@ def test_manifest_records_the_method(first_run):
     assert sum(manifest["probe"]["pseudo_domain_sizes"].values()) == 120
     assert 0 <= manifest["probe"]["val_accuracy"] <= 1 and manifest["reward"]["val_mse"] >= 0
     assert manifest["ground_truth"]["selected"]["rows"] == 40
-    assert {"features", "seeds", "cluster", "probe", "reward", "score", "select"} <= manifest["stages"].keys()
+    assert {"features", "examples", "cluster", "probe", "reward", "score", "select"} <= manifest["stages"].keys()
     assert manifest["input"]["sha256"] and manifest["versions"]["torch"]
     assert json.loads((first_run.out_dir / "manifest.json").read_text())["counts"]["adds_up"] is True
     analysis = json.loads((first_run.out_dir / "analysis.json").read_text())
@@ -131,42 +131,43 @@ def test_manifest_records_the_method(first_run):
     assert len(json.loads((first_run.out_dir / "map.json").read_text())["points"]) == 200
 
 
-def test_new_ratio_reuses_every_fitted_stage(first_run, tiny_model, seeds_file, pool_file):
-    result = run_select(make_config(tiny_model, seeds_file, ratio=0.1), pool_file, first_run.out_dir, report=False)
+def test_new_ratio_reuses_every_fitted_stage(first_run, tiny_model, examples_file, pool_file):
+    result = run_select(make_config(tiny_model, examples_file, ratio=0.1), pool_file, first_run.out_dir, report=False)
     stages = result.manifest["stages"]
     assert all(stages[name]["cached"] for name in ("features", "seed_features", "cluster", "probe", "reward"))
     assert result.manifest["counts"]["selected"] == 20
     assert set(result.selected_ids) <= set(first_run.selected_ids)  # smaller shares of the same rankings
 
 
-def test_resume_recomputes_only_the_unfinished_stage(first_run, tiny_model, seeds_file, pool_file, tmp_path):
+def test_resume_recomputes_only_the_unfinished_stage(first_run, tiny_model, examples_file, pool_file, tmp_path):
     out = tmp_path / "resumed"
     shutil.copytree(first_run.out_dir, out)
     for path in (out / "cache" / "stages").glob("reward-*"):
         path.unlink()  # as if the run was killed while training the reward model
     (out / "manifest.json").unlink()
-    result = run_select(make_config(tiny_model, seeds_file), pool_file, out, report=False)
+    result = run_select(make_config(tiny_model, examples_file), pool_file, out, report=False)
     stages = result.manifest["stages"]
     assert stages["features"]["cached"] and stages["cluster"]["cached"] and stages["probe"]["cached"]
     assert not stages["reward"]["cached"]
     assert result.selected_ids == first_run.selected_ids
 
 
-def test_same_seed_same_selection_other_seed_other_probe(first_run, tiny_model, seeds_file, pool_file, tmp_path):
-    again = run_select(make_config(tiny_model, seeds_file), pool_file, tmp_path / "again", report=False)
+def test_same_seed_same_selection_other_seed_other_probe(first_run, tiny_model, examples_file, pool_file, tmp_path):
+    again = run_select(make_config(tiny_model, examples_file), pool_file, tmp_path / "again", report=False)
     assert again.selected_ids == first_run.selected_ids
     a = pd.read_parquet(first_run.out_dir / "scores.parquet")
     b = pd.read_parquet(tmp_path / "again" / "scores.parquet")
     assert np.array_equal(a["score"].to_numpy(), b["score"].to_numpy())
-    other = run_select(make_config(tiny_model, seeds_file, seed=7), pool_file, tmp_path / "other", report=False)
+    other = run_select(make_config(tiny_model, examples_file, seed=7), pool_file, tmp_path / "other", report=False)
     assert other.selected_ids != first_run.selected_ids
 
 
-def test_customized_takes_half_of_the_target_and_a_tenth_of_the_rest(first_run, tiny_model, seeds_file, pool_file):
+def test_customized_takes_half_of_the_target_and_a_tenth_of_the_rest(first_run, tiny_model, examples_file, pool_file):
     groups = pd.read_parquet(first_run.out_dir / "scores.parquet")["pseudo_domain"].value_counts()
     paper = {name: size * (0.5 if name == "code" else 0.1) for name, size in groups.items()}
     # with the paper's own budget (its fractions summed), each group gets exactly its fraction
-    config = make_config(tiny_model, seeds_file, strategy="customized", target="code", count=round(sum(paper.values())))
+    budget = round(sum(paper.values()))
+    config = make_config(tiny_model, examples_file, strategy="customized", target="code", count=budget)
     result = run_select(
         config, pool_file, first_run.out_dir / "custom", cache_dir=first_run.out_dir / "cache", report=False
     )
@@ -177,7 +178,7 @@ def test_customized_takes_half_of_the_target_and_a_tenth_of_the_rest(first_run, 
             assert group.loc[group["selected"], "score"].min() >= group.loc[~group["selected"], "score"].max()
     assert result.manifest["counts"]["adds_up"]
     # any other budget keeps the paper's proportions, scaled to n rows
-    config = make_config(tiny_model, seeds_file, strategy="customized", target="code", ratio=0.3)
+    config = make_config(tiny_model, examples_file, strategy="customized", target="code", ratio=0.3)
     result = run_select(
         config, pool_file, first_run.out_dir / "custom30", cache_dir=first_run.out_dir / "cache", report=False
     )
@@ -188,9 +189,9 @@ def test_customized_takes_half_of_the_target_and_a_tenth_of_the_rest(first_run, 
         assert abs(group["selected"].sum() - n * paper[name] / sum(paper.values())) < 1, name
 
 
-def test_fitted_state_loads_and_scores_identically(first_run, tiny_model, seeds_file, pool_file):
+def test_fitted_state_loads_and_scores_identically(first_run, tiny_model, examples_file, pool_file):
     loaded = DaarSelector.load(first_run.out_dir / "fitted")
-    config = make_config(tiny_model, seeds_file)
+    config = make_config(tiny_model, examples_file)
     ctx = Context(config, first_run.out_dir / "cache")
     loaded.check_context(ctx)
     pool = read_pool(pool_file)
@@ -200,17 +201,17 @@ def test_fitted_state_loads_and_scores_identically(first_run, tiny_model, seeds_
     assert list(scores["pseudo_domain"]) == list(saved["pseudo_domain"])
 
 
-def test_sample_counts_the_rows_left_out(tiny_model, seeds_file, pool_file, tmp_path):
-    result = run_select(make_config(tiny_model, seeds_file, sample=100), pool_file, tmp_path / "s", report=False)
+def test_sample_counts_the_rows_left_out(tiny_model, examples_file, pool_file, tmp_path):
+    result = run_select(make_config(tiny_model, examples_file, sample=100), pool_file, tmp_path / "s", report=False)
     counts = result.manifest["counts"]
     assert counts["scored"] == 100 and counts["sampled_out"] == 100 and counts["selected"] == 20
     assert counts["not_selected"] == 180 and counts["adds_up"]
 
 
-def test_a_pool_without_usable_rows_stops_with_a_clear_error(tiny_model, seeds_file, tmp_path):
+def test_a_pool_without_usable_rows_stops_with_a_clear_error(tiny_model, examples_file, tmp_path):
     from daar.read import PoolError
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "only"}\nnot json\n', encoding="utf-8")
     with pytest.raises(PoolError, match="bad.jsonl"):
-        run_select(make_config(tiny_model, seeds_file), bad, tmp_path / "out", report=False)
+        run_select(make_config(tiny_model, examples_file), bad, tmp_path / "out", report=False)

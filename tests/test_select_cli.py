@@ -34,7 +34,7 @@ def _domains(path):
 def test_select_runs_and_prints_a_summary(tmp_path, tiny_model, real_rows):
     pool = write_jsonl(tmp_path / "pool.jsonl", real_rows[:60])
     args = ["select", str(pool), "--out", str(tmp_path / "run"), "--model", str(tiny_model)]
-    args += ["--domains", str(_domains(tmp_path / "d.yaml")), "--seeds-file", str(_seeds(tmp_path / "s.yaml"))]
+    args += ["--domains", str(_domains(tmp_path / "d.yaml")), "--examples-file", str(_seeds(tmp_path / "s.yaml"))]
     args += ["--count", "7", "--probe-size", "50", "--set", "heads.epochs=1", "--show-domain-field", "domain"]
     result = CliRunner().invoke(app, args + ["--no-report"])
     assert result.exit_code == 0, result.output
@@ -79,7 +79,7 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, real_rows):
 def test_help_explains_every_option():
     result = CliRunner().invoke(app, ["select", "--help"])
     assert result.exit_code == 0
-    for option in ("--model", "--domains", "--seeds-file", "--clip-layer", "--probe-size", "--ratio", "--count"):
+    for option in ("--model", "--domains", "--examples-file", "--clip-layer", "--probe-size", "--ratio", "--count"):
         assert option in result.output
     for option in ("--strategy", "--target", "--seed", "--batch-tokens", "--device", "--dtype", "--field"):
         assert option in result.output

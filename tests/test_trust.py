@@ -66,7 +66,7 @@ def inputs(tmp_path_factory, tiny_model) -> dict[str, Path]:
 def select_args(inputs: dict[str, Path], out: Path) -> list[str]:
     return [
         sys.executable, "-c", RUN, "select", str(inputs["pool"]), "--out", str(out), "--model", str(inputs["model"]),
-        "--domains", str(inputs["domains"]), "--seeds-file", str(inputs["seeds"]), "--probe-size", "400",
+        "--domains", str(inputs["domains"]), "--examples-file", str(inputs["seeds"]), "--probe-size", "400",
         "--batch-tokens", "256", "--device", "cpu", "--set", "heads.val_fraction=0.1",
     ]  # fmt: skip
 
@@ -166,7 +166,7 @@ def test_a_rerun_never_mixes_with_the_earlier_run(inputs, reference, tmp_path, m
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".daar.lock"} == before
     # a rerun that dies while writing leaves no manifest, and nothing of the earlier run
     config = SelectConfig(
-        model=str(inputs["model"]), domains=DOMAINS, seeds_file=str(inputs["seeds"]), probe_size=400, device="cpu"
+        model=str(inputs["model"]), domains=DOMAINS, examples_file=str(inputs["seeds"]), probe_size=400, device="cpu"
     )
 
     def broken(*_args, **_kwargs):

@@ -1,12 +1,19 @@
-"""The `daar` command line. Each part of the package registers its own commands here."""
+"""The `daar` command line: the app, and the parts of the package that register commands on it."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 
 import typer
+
+from daar import select_command
+from daar.analyze import commands as analyze_commands
+from daar.coevolve import commands as coevolve_commands
+from daar.evaluate import commands as evaluate_commands
+from daar.experiment import commands as experiment_commands
+from daar.report import commands as report_commands
+from daar.scale import commands as scale_commands
+from daar.tune import commands as tune_commands
 
 app = typer.Typer(
     help="Diversity as a Reward: select fine-tuning data that improves an LLM across all domains.",
@@ -14,20 +21,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-# Modules that define `register(app)`; each adds its commands (select, tune, eval, ...).
-COMMAND_MODULES = [
-    "daar.commands",
-    "daar.scale.commands",
-    "daar.tune.commands",
-    "daar.evaluate.commands",
-    "daar.experiment.commands",
-    "daar.coevolve.commands",
-    "daar.analyze.commands",
-    "daar.report.commands",
-]
-
-
 
 @app.callback()
 def _options(
@@ -37,9 +30,19 @@ def _options(
         os.environ["DAAR_DEBUG"] = "1"
 
 
-for _name in COMMAND_MODULES:
-    if importlib.util.find_spec(_name) is not None:
-        importlib.import_module(_name).register(app)
+# Each part of the package registers its own commands (select, tune, eval, ...); their modules
+# import nothing heavy at the top, so `daar --help` stays fast.
+for _module in (
+    select_command,
+    scale_commands,
+    tune_commands,
+    evaluate_commands,
+    experiment_commands,
+    coevolve_commands,
+    analyze_commands,
+    report_commands,
+):
+    _module.register(app)
 
 
 def main() -> None:

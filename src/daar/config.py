@@ -7,6 +7,7 @@ be derived from this object alone.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +19,37 @@ from daar.errors import UserError
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
-class SeedRow(BaseModel):
+def renamed(data: Any, names: dict[str, str], where: str) -> Any:
+    """`data` with the old spelling of each key (`seeds`, `seeds_file`: a domain's example rows were
+    once called its seeds, which read like random seeds) moved to the new one, with a warning; the
+    old spellings are accepted for one release."""
+    if not isinstance(data, dict):
+        return data
+    found = [old for old in names if old in data]
+    if not found:
+        return data
+    data = dict(data)
+    for old in found:
+        new = names[old]
+        if new in data:
+            raise ValueError(f"{where}: give {new!r} only (its old name {old!r} is given too)")
+        data[new] = data.pop(old)
+        message = f"{where}: {old!r} is now called {new!r}; the old name goes in the next release"
+        warnings.warn(message, FutureWarning, stacklevel=4)
+    return data
+
+
+def old_option(value: Any, old_value: Any, old: str, new: str) -> Any:
+    """A command-line option given under its old name: its value, with the same warning as `renamed`."""
+    if old_value is None:
+        return str(value) if isinstance(value, Path) else value
+    if value is not None:
+        raise UserError(f"give {new} only (its old name {old} is given too)")
+    warnings.warn(f"{old} is now called {new}; the old name goes in the next release", FutureWarning, stacklevel=2)
+    return str(old_value) if isinstance(old_value, Path) else old_value
+
+
+class ExampleRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
     instruction: str = Field(min_length=1)
     input: str = ""
@@ -26,12 +57,17 @@ class SeedRow(BaseModel):
 
 
 class Domain(BaseModel):
-    """A domain the prober should know: a name, a one-line description, optional user seed rows."""
+    """A domain the prober should know: a name, a one-line description, optional example rows."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     description: str = Field(min_length=1)
-    seeds: list[SeedRow] = Field(default_factory=list)
+    examples: list[ExampleRow] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed(data, {"seeds": "examples"}, "domain")
 
 
 DEFAULT_DOMAINS: list[Domain] = [
@@ -67,7 +103,7 @@ class FieldMap(BaseModel):
 
 
 class SynthesisConfig(BaseModel):
-    """Seed generation (DESIGN step 3). Counts, threshold and sampling are the paper's; the number
+    """Example generation (docs/METHOD.md, step 3). Counts, threshold and sampling are the paper's; the number
     of rounds, candidates per round and answer length bound the cost (measured with SmolLM2-135M
     on 2 CPU cores: about 1.5 accepted pairs per domain per round, most candidates rejected as
     repeats of the examples shown)."""
@@ -86,7 +122,7 @@ class SynthesisConfig(BaseModel):
 
 
 class HeadConfig(BaseModel):
-    """Training of the domain probe and the reward model (DESIGN steps 5 and 7).
+    """Training of the domain probe and the reward model (docs/METHOD.md, steps 5 and 7).
 
     Default: Adam, lr 1e-4, batches of 8, epochs until the validation loss (on the pseudo-labels,
     no true label involved) has not improved for `patience` epochs, at most `epochs`; the best
@@ -130,7 +166,7 @@ class SelectConfig(BaseModel):
     adapter: Path | None = None
     trust_remote_code: bool = False
     domains: list[Domain] = Field(default_factory=lambda: [d.model_copy() for d in DEFAULT_DOMAINS])
-    seeds_file: Path | None = None
+    examples_file: Path | None = None
     clip_layer: int = Field(3, ge=1)
     max_length: int = Field(512, ge=8)
     probe_size: int = Field(5000, ge=2)
@@ -160,6 +196,11 @@ class SelectConfig(BaseModel):
     # run's selected.jsonl, counted the same way.
     budget_tokens: int | None = Field(None, ge=1)
     match_tokens: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed(data, {"seeds_file": "examples_file"}, "settings")
 
     @field_validator("heads", mode="before")
     @classmethod
@@ -197,7 +238,7 @@ def load_domains(path: Path) -> list[Domain]:
     if isinstance(data, dict) and "domains" in data:
         data = data["domains"]
     if not isinstance(data, list):
-        raise UserError(f"{path}: expected a list of domains (name, description, optional seeds)")
+        raise UserError(f"{path}: expected a list of domains (name, description, optional examples)")
     try:
         return [Domain.model_validate(item) for item in data]
     except ValidationError as err:
@@ -262,3 +303,52 @@ def load_yaml_file(path: Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise UserError(f"{path}: not valid YAML/JSON: {err}") from None
+
+
+def prober_options(
+    model: str | None,
+    adapter: Path | None,
+    examples_file: Path | None,
+    clip_layer: int | None,
+    probe_size: int | None,
+    seed: int | None,
+    max_length: int | None,
+    device: str | None,
+    dtype: str | None,
+    trust_remote_code: bool,
+) -> dict[str, Any]:
+    """The SelectConfig keys of the options `select` and `fit` share (None: not given)."""
+    return {
+        "model": model,
+        "adapter": str(adapter) if adapter else None,
+        "examples_file": str(examples_file) if examples_file else None,
+        "clip_layer": clip_layer,
+        "probe_size": probe_size,
+        "seed": seed,
+        "max_length": max_length,
+        "device": device,
+        "dtype": dtype,
+        "trust_remote_code": trust_remote_code or None,
+    }
+
+
+def build_settings(
+    config: Path | None,
+    set_: list[str] | None,
+    field: list[str] | None,
+    domains: Path | None,
+    named: dict[str, Any],
+) -> SelectConfig:
+    """SelectConfig from a config file, --set overrides, --field mappings, a domains file and the
+    named options (None = not given), in that order of precedence from low to high."""
+    overrides: dict[str, Any] = {}
+    overrides.update(parse_set_option(set_ or []))
+    for item in field or []:
+        key, sep, value = item.partition("=")
+        if not sep or not value:
+            raise UserError(f"--field expects NAME=COLUMN (e.g. instruction=prompt), got {item!r}")
+        overrides[f"fields.{key}"] = value
+    overrides.update({k: v for k, v in named.items() if v is not None})
+    if domains is not None:
+        overrides["domains"] = [d.model_dump() for d in load_domains(domains)]
+    return load_config(config, overrides)

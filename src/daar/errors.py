@@ -41,11 +41,11 @@ def friendly(func: F) -> F:
 
 
 def fail(message: str) -> None:
+    """One red line on stderr and exit code 2 (errors.py imports nothing of daar: everything may use it)."""
     import typer
+    from rich.console import Console
 
-    from daar.utils.progress import console
-
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

@@ -1,6 +1,6 @@
-"""One selection run: pool file in, RUN_DIR out (DESIGN steps 1-8 for DaaR, or any baseline).
+"""One selection run: pool file in, RUN_DIR out (docs/METHOD.md, steps 1-8 for DaaR, or any baseline).
 
-RUN_DIR holds selected.jsonl (original rows, unchanged), rejected.jsonl, scores.parquet, seeds/,
+RUN_DIR holds selected.jsonl (original rows, unchanged), rejected.jsonl, scores.parquet, examples/,
 fitted/, analysis.json, map.json, report.html and manifest.json. The manifest is written last, so
 its presence means the run finished. Expensive stages are cached under RUN_DIR/cache (or a shared
 cache folder), keyed by their inputs, so a rerun with another ratio only re-selects and rewrites.
@@ -93,8 +93,8 @@ def run_select(
             write_scores(out_dir, _scores_frame(pool, scores, mask, full.subset(sampled_out)))
             if selector.save(out_dir / "fitted"):  # with its settings, for `daar score --fitted`
                 write_json(out_dir / "fitted" / FITTED_SETTINGS, config.model_dump(mode="json"))
-            if artifacts.seeds_folder is not None:
-                _copy_seeds(Path(artifacts.seeds_folder), out_dir / "seeds")
+            if artifacts.examples_folder is not None:
+                _copy_examples(Path(artifacts.examples_folder), out_dir / "examples")
             counts = account(out_dir, full.rows_in, config.fields.id)
 
         truth = truth_labels(pool, show_domain_field)
@@ -166,7 +166,7 @@ def _scores_frame(pool: Pool, scores: Scores, mask: np.ndarray, outside: Pool) -
     return frame
 
 
-def _copy_seeds(source: Path, target: Path) -> None:
+def _copy_examples(source: Path, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for path in sorted(source.glob("*.json")):
         with atomic_path(target / path.name) as tmp:

@@ -13,7 +13,7 @@ from conftest import SHARED_DATA, write_jsonl
 
 from daar.coevolve import Coevolution, CoevolveConfig
 from daar.coevolve.rounds import PICKS_FILE, ROUND_FILE
-from daar.experiment.config import EvalSettings
+from daar.evaluate.settings import EvalSettings
 from daar.select.daar import DaarSelector
 from daar.tune.settings import TuneConfig
 
@@ -54,7 +54,7 @@ def make_config(tiny_model: Path, tmp: Path, evaluate: bool, **extra) -> Coevolv
         "select": {
             "model": str(tiny_model),
             "domains": DOMAINS,
-            "seeds_file": str(seeds),
+            "examples_file": str(seeds),
             "probe_size": 60,
             "device": "cpu",
             "heads": {"epochs": 2, "batch_size": 16, "val_fraction": 0.1},
@@ -98,13 +98,13 @@ def test_rounds_add_distinct_rows_and_the_counts_add_up(finished, pool_file):
     assert pd.read_parquet(out / "round-02" / "scores.parquet")["id"].isin(first).sum() == 0
 
 
-def test_the_tuned_learner_probes_differently_and_seeds_are_kept(finished):
+def test_the_tuned_learner_probes_differently_and_examples_are_kept(finished):
     result, _ = finished
     out = result.out_dir
     first, second = DaarSelector.load(out / "round-01" / "fitted"), DaarSelector.load(out / "round-02" / "fitted")
     assert first.info["model"] != second.info["model"] and "+lora-" in second.info["model"]
-    assert (first.centroids == second.centroids).all()  # round 1's seeds and centroids, kept
-    assert json.loads((out / "round-02" / ROUND_FILE).read_text())["seeds"] == "round 1"
+    assert (first.centroids == second.centroids).all()  # round 1's examples and centroids, kept
+    assert json.loads((out / "round-02" / ROUND_FILE).read_text())["examples"] == "round 1"
 
 
 def test_rounds_csv_and_report_show_every_round(finished):
@@ -192,20 +192,20 @@ def test_a_round_killed_while_tuning_keeps_its_selection(tiny_model, pool_file, 
     assert json.loads((out / "round-01" / ROUND_FILE).read_text())["ids"] == picks["ids"]
 
 
-def test_regenerated_seeds_fall_back_and_the_learner_can_continue(tiny_model, pool_file, tmp_path):
+def test_regenerated_examples_fall_back_and_the_learner_can_continue(tiny_model, pool_file, tmp_path):
     config = make_config(
-        tiny_model, tmp_path, evaluate=False, rounds=3, per_round=5, seeds="regenerate", learner="continue"
+        tiny_model, tmp_path, evaluate=False, rounds=3, per_round=5, examples="regenerate", learner="continue"
     )
     synthesis = {"max_new_tokens": 16, "candidates_per_round": 2, "max_rounds": 1, "warmup_pairs": 1}
     config.select.synthesis = config.select.synthesis.model_copy(update=synthesis)
     out = tmp_path / "out"
     result = Coevolution(config).run(pool_file, out)
     assert result.manifest["counts"]["selected"] == 15
-    # a random model writes no valid seed: the round says so and keeps the previous round's seeds
+    # a random model writes no valid example: the round says so and keeps the previous round's examples
     second = json.loads((out / "round-02" / ROUND_FILE).read_text())
-    assert second["seeds"].startswith("round 1 (fallback")
-    assert json.loads((out / "round-02" / "seeds.json").read_text()) == json.loads(
-        (out / "round-01" / "seeds.json").read_text()
+    assert second["examples"].startswith("round 1 (fallback")
+    assert json.loads((out / "round-02" / "examples.json").read_text()) == json.loads(
+        (out / "round-01" / "examples.json").read_text()
     )
     # round 2's learner went on from round 1's adapter instead of a fresh one
     manifest = json.loads((out / "round-02" / "adapter" / "tune_manifest.json").read_text())

@@ -22,7 +22,7 @@ from daar.embed.batching import (
     auto_batch_tokens,
     gpu_batch_tokens,
 )
-from daar.models import load_embedding_matrix, load_truncated
+from daar.models import Checkpoint, load_truncated
 
 CLIP = 2
 TEXTS = [
@@ -79,7 +79,9 @@ def ext(extractor) -> CountingExtractor:
 
 @pytest.fixture(scope="module")
 def embedding(tiny_model) -> np.ndarray:
-    return load_embedding_matrix(tiny_model).numpy().astype(np.float64)
+    checkpoint = Checkpoint.open(tiny_model)
+    key = checkpoint.find(("embed_tokens.weight",))
+    return checkpoint.read([key])[key].numpy().astype(np.float64)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +160,7 @@ def test_max_length_truncates_the_tokens_read(tiny_model, ext, embedding, trunca
     np.testing.assert_allclose(feats.hid[0], _alone(truncated, full_ids[:16]), rtol=0, atol=1e-5)
     unclipped = ext.extract([tiny_text])
     np.testing.assert_allclose(feats.hid[1], unclipped.hid[0], rtol=0, atol=1e-5)
-    assert FeatureExtractor.__init__.__kwdefaults__["max_length"] == 512  # DESIGN step 2
+    assert FeatureExtractor.__init__.__kwdefaults__["max_length"] == 512  # docs/METHOD.md, step 2
 
 
 def test_empty_inputs_do_not_crash(ext):

@@ -22,11 +22,11 @@ def write_config(folder: Path, **settings) -> Path:
 
 def test_relative_paths_are_read_from_the_config_folder(tmp_path: Path) -> None:
     (tmp_path / "seeds.yaml").write_text(yaml.safe_dump({"coding": [{"instruction": "Sort a list.", "output": "x"}]}))
-    path = write_config(tmp_path, select={"seeds_file": "seeds.yaml"}, eval={"data_dir": "bench"}, out="res")
+    path = write_config(tmp_path, select={"examples_file": "seeds.yaml"}, eval={"data_dir": "bench"}, out="res")
     config = load_experiment(path)
     assert config.pool == tmp_path / "pool.jsonl"
     assert config.out == tmp_path / "res"
-    assert config.select["seeds_file"] == str(tmp_path / "seeds.yaml")
+    assert config.select["examples_file"] == str(tmp_path / "seeds.yaml")
     assert config.eval.data_dir == tmp_path / "bench"
     assert load_experiment(path, out=Path("elsewhere")).out == Path("elsewhere")
 
@@ -98,21 +98,21 @@ def test_bad_settings_name_the_key(tmp_path: Path, settings: dict, expected: str
 
 def test_seeds_file_is_checked_at_load(tmp_path: Path) -> None:
     domains = [{"name": "numbers", "description": "arithmetic"}, {"name": "programs", "description": "code"}]
-    with pytest.raises(ConfigError, match="select.seeds_file: cannot read .*absent.yaml: No such file"):
-        load_experiment(write_config(tmp_path, select={"seeds_file": "absent.yaml", "domains": domains}))
+    with pytest.raises(ConfigError, match="select.examples_file: cannot read .*absent.yaml: No such file"):
+        load_experiment(write_config(tmp_path, select={"examples_file": "absent.yaml", "domains": domains}))
     (tmp_path / "seeds.yaml").write_text("poetry:\n  - {instruction: Write a haiku., output: Leaves fall.}\n")
-    with pytest.raises(ConfigError, match="select.seeds_file: .*unknown domains \\['poetry'\\]"):
-        load_experiment(write_config(tmp_path, select={"seeds_file": "seeds.yaml", "domains": domains}))
+    with pytest.raises(ConfigError, match="select.examples_file: .*unknown domains \\['poetry'\\]"):
+        load_experiment(write_config(tmp_path, select={"examples_file": "seeds.yaml", "domains": domains}))
     (tmp_path / "seeds.yaml").write_text(yaml.safe_dump({"numbers": [{"instruction": "What is 2+2?", "output": "4"}]}))
-    config = load_experiment(write_config(tmp_path, select={"seeds_file": "seeds.yaml", "domains": domains}))
-    assert config.select_config("random", 0.2, 1).seeds_file == tmp_path / "seeds.yaml"
-    own = {"name": "mine", "method": "daar", "select": {"seeds_file": "absent.yaml"}}
-    with pytest.raises(ConfigError, match="methods.mine.select.seeds_file: cannot read"):
+    config = load_experiment(write_config(tmp_path, select={"examples_file": "seeds.yaml", "domains": domains}))
+    assert config.select_config("random", 0.2, 1).examples_file == tmp_path / "seeds.yaml"
+    own = {"name": "mine", "method": "daar", "select": {"examples_file": "absent.yaml"}}
+    with pytest.raises(ConfigError, match="methods.mine.select.examples_file: cannot read"):
         load_experiment(write_config(tmp_path, methods=["random", own], select={"domains": domains}))
-    own["select"] = {"seeds_file": "seeds.yaml", "heads": {"lr": 1e-3}}
+    own["select"] = {"examples_file": "seeds.yaml", "heads": {"lr": 1e-3}}
     config = load_experiment(write_config(tmp_path, methods=[own], select={"domains": domains, "heads": {"epochs": 2}}))
     merged = config.select_config("mine", 0.2, 1)
-    assert merged.seeds_file == tmp_path / "seeds.yaml" and (merged.heads.lr, merged.heads.epochs) == (1e-3, 2)
+    assert merged.examples_file == tmp_path / "seeds.yaml" and (merged.heads.lr, merged.heads.epochs) == (1e-3, 2)
     targeted = {"name": "t", "method": "daar", "select": {"strategy": "customized"}}
     config = load_experiment(
         write_config(tmp_path, methods=[targeted], select={"domains": domains, "target": "numbers"})

@@ -51,7 +51,7 @@ def experiment(tiny_model: Path, real_rows: list[dict], tmp_path_factory) -> dic
         "domain_field": "domain",
         "threads": 1,  # the test machine's 2 cores are shared; spinning torch threads slow LoRA ~10x there
         "select": {
-            "seeds_file": "seeds.yaml",
+            "examples_file": "seeds.yaml",
             "domains": [
                 {"name": "numbers", "description": "arithmetic and algebra"},
                 {"name": "programs", "description": "writing computer programs"},

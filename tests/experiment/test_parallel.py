@@ -52,7 +52,7 @@ def runs(tiny_model: Path, real_rows: list[dict], tmp_path_factory) -> dict[str,
         "device": "cpu",
         "threads": 1,
         "select": {
-            "seeds_file": "seeds.yaml",
+            "examples_file": "seeds.yaml",
             "domains": [
                 {"name": "numbers", "description": "arithmetic and algebra"},
                 {"name": "programs", "description": "writing computer programs"},

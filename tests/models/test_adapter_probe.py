@@ -21,7 +21,7 @@ from daar.config import SelectConfig
 from daar.embed import FeatureExtractor
 from daar.models import ModelError, load_truncated
 from daar.models.adapter import ADAPTER_WEIGHTS, LoraWeights, load_tuned
-from daar.models.loader import safetensors_header
+from daar.models.files import safetensors_header
 from daar.select.base import Context
 
 LAYERS, CLIP = 4, 2

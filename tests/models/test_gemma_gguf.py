@@ -17,7 +17,7 @@ import yaml
 from conftest import write_jsonl
 
 from daar.models import load_causal_lm, load_tokenizer
-from daar.models.loader import BUILTIN_MODELS, convert_gguf
+from daar.models.builtin import BUILTIN_MODELS, convert_gguf
 
 WIDTH, LAYERS, HEADS, HEAD_DIM, FFN = 64, 4, 4, 16, 128
 PIECES = ["▁", "▁the", "▁a", "▁is", "▁of", "▁to", "▁and", "e", "t", "o", "n", "s", "▁What", "?", ".", "▁2"]
@@ -136,7 +136,7 @@ def test_gemma_probes_and_learns(gemma, real_rows, tmp_path) -> None:
     config = SelectConfig(
         model=str(folder),
         domains=[{"name": "numbers", "description": "numbers"}, {"name": "words", "description": "words"}],
-        seeds_file=seeds,
+        examples_file=seeds,
         ratio=0.25,
         device="cpu",
         heads={"epochs": 1, "batch_size": 16},

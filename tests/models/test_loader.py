@@ -23,7 +23,6 @@ from daar.models import (
     Checkpoint,
     ModelError,
     fingerprint,
-    load_embedding_matrix,
     load_tokenizer,
     load_truncated,
     pick_device,
@@ -32,6 +31,8 @@ from daar.models import (
     resolve_model,
 )
 from daar.models.loader import cpu_has_bf16
+
+EMBED = ("embed_tokens.weight",)
 
 LAYERS, HIDDEN, CLIP = 6, 64, 2
 TEXTS = [
@@ -109,7 +110,8 @@ def test_sharded_copy_really_has_many_shards(checkpoints):
 def test_embedding_matrix_alone(checkpoints, full_outputs, layout):
     folder = checkpoints[layout]
     model = full_outputs[0]
-    matrix = load_embedding_matrix(folder)
+    reader = Checkpoint.open(folder)
+    matrix = reader.read([reader.find(EMBED)])[reader.find(EMBED)]
     assert matrix.shape == (model.config.vocab_size, HIDDEN)
     assert torch.equal(matrix, model.get_input_embeddings().weight)
 

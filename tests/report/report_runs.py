@@ -99,7 +99,7 @@ def make_run(folder: Path, method: str = "daar", n_selected: int = 12, seed: int
         "config": {
             "method": method,
             "model": "smollm2-135m-instruct",
-            "domains": [{"name": d, "description": f"questions on {d}", "seeds": []} for d in DOMAINS],
+            "domains": [{"name": d, "description": f"questions on {d}", "examples": []} for d in DOMAINS],
             "ratio": 0.2,
             "strategy": "overall",
             "clip_layer": 3,
@@ -118,7 +118,7 @@ def make_run(folder: Path, method: str = "daar", n_selected: int = 12, seed: int
         },
     }
     if daar:
-        stages |= {"seeds": {"seconds": 40.0, "cached": True}, "probe": {"seconds": 5.0, "cached": False}}
+        stages |= {"examples": {"seconds": 40.0, "cached": True}, "probe": {"seconds": 5.0, "cached": False}}
         manifest["probe"] = {
             "val_accuracy": 0.8125,
             "train_rows": 50,
@@ -169,7 +169,7 @@ def make_run(folder: Path, method: str = "daar", n_selected: int = 12, seed: int
                     "verdict": "too similar to an accepted pair (cosine 0.912)",
                 },
             ]
-            _write_json(folder / "seeds" / f"{d}.json", {"domain": d, "accepted": accepted})
-            _write_json(folder / "seeds" / f"{d}.raw.json", raw)
+            _write_json(folder / "examples" / f"{d}.json", {"domain": d, "accepted": accepted})
+            _write_json(folder / "examples" / f"{d}.raw.json", raw)
     _write_json(folder / "analysis.json", analysis)
     return folder

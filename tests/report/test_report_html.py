@@ -45,8 +45,8 @@ def test_daar_report_has_every_section_and_inline_figures(runs, tmp_path):
     assert "0.8125" in sections["probe"] and "0.0123" in sections["probe"]
     assert "not available" not in html
     assert (
-        "3 raw model answers" in sections["seeds"]
-        and "unparseable 1, too similar to an accepted pair 1" in sections["seeds"]
+        "3 raw model answers" in sections["examples"]
+        and "unparseable 1, too similar to an accepted pair 1" in sections["examples"]
     )
     assert "by pseudo_domain" in sections["mix"] and "ground truth: domain" in sections["mix"]
     assert "one run only" in sections["comparison"]
@@ -67,7 +67,7 @@ def test_random_run_says_not_available(runs, tmp_path):
     out = write_report([runs[1]])
     assert out == runs[1] / "report.html"
     sections = _sections(out.read_text(encoding="utf-8"))
-    for sid in ("seeds", "pseudo-domains", "probe", "map"):
+    for sid in ("examples", "pseudo-domains", "probe", "map"):
         assert "not available for method random" in sections[sid], sid
     assert "histograms of entropy and predicted reward: not available for method random" in sections["histograms"]
     assert "Score of method random" in sections["histograms"]
@@ -100,27 +100,27 @@ def test_run_without_analysis_shows_the_manifest_mix(tmp_path):
     assert "12" in sections["mix"]
 
 
-def test_user_given_seeds_are_shown(tmp_path):
-    """Seeds from a seeds file (and from the config's domains) when none were generated."""
+def test_user_given_examples_are_shown(tmp_path):
+    """Examples from an examples file (and from the config's domains) when none were generated."""
     import json
     import shutil
 
     run = make_run(tmp_path / "given", "daar")
-    shutil.rmtree(run / "seeds")
-    seeds_file = tmp_path / "seeds.yaml"
-    seeds_file.write_text("coding:\n  - {instruction: 'Reverse a list <b>', output: 'xs[::-1]'}\n")
+    shutil.rmtree(run / "examples")
+    examples_file = tmp_path / "seeds.yaml"
+    examples_file.write_text("coding:\n  - {instruction: 'Reverse a list <b>', output: 'xs[::-1]'}\n")
     manifest = json.loads((run / "manifest.json").read_text())
-    manifest["config"]["seeds_file"] = str(seeds_file)
-    manifest["config"]["domains"][1]["seeds"] = [{"instruction": "What is 2+2?", "input": "", "output": "4"}]
+    manifest["config"]["examples_file"] = str(examples_file)
+    manifest["config"]["domains"][1]["examples"] = [{"instruction": "What is 2+2?", "input": "", "output": "4"}]
     (run / "manifest.json").write_text(json.dumps(manifest))
-    seeds = _sections(write_report([run]).read_text(encoding="utf-8"))["seeds"]
-    assert "coding: 1 accepted (seeds file" in seeds and "Reverse a list &lt;b&gt;" in seeds
-    assert "mathematics: 1 accepted (given in the config)" in seeds and "not available" not in seeds
+    shown = _sections(write_report([run]).read_text(encoding="utf-8"))["examples"]
+    assert "coding: 1 accepted (examples file" in shown and "Reverse a list &lt;b&gt;" in shown
+    assert "mathematics: 1 accepted (given in the config)" in shown and "not available" not in shown
     manifest["method"] = manifest["config"]["method"] = "random"  # a baseline never used them
     del manifest["probe"]
     (run / "manifest.json").write_text(json.dumps(manifest))
-    seeds = _sections(write_report([run]).read_text(encoding="utf-8"))["seeds"]
-    assert "not available for method random" in seeds and "Reverse a list" not in seeds
+    shown = _sections(write_report([run]).read_text(encoding="utf-8"))["examples"]
+    assert "not available for method random" in shown and "Reverse a list" not in shown
 
 
 def test_not_a_run_folder(tmp_path):

@@ -48,7 +48,7 @@ def config(tiny_model: Path, seeds: Path, **extra) -> SelectConfig:
         {
             "model": str(tiny_model),
             "domains": [{"name": k, "description": f"{k} questions"} for k in SEEDS],
-            "seeds_file": str(seeds),
+            "examples_file": str(seeds),
             "probe_size": 80,
             "device": "cpu",
             # fp32, so that streamed, sharded and Ray features can be held to the in-memory ones at

@@ -56,7 +56,7 @@ def run(setup: dict, name: str, **settings):
         dict(
             model=str(setup["model"]),
             domains=DOMAINS,
-            seeds_file=str(setup["seeds"]),
+            examples_file=str(setup["seeds"]),
             ratio=0.2,
             device="cpu",
             heads={"epochs": 2, "batch_size": 16, "val_fraction": 0.1},

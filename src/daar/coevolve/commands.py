@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from daar.config import load_settings_file, parse_set_option, set_dotted
+from daar.config import load_settings_file, old_option, parse_set_option, set_dotted
 from daar.errors import UserError, friendly
 from daar.utils.progress import console
 
@@ -31,9 +31,15 @@ def coevolve_command(
     model: Annotated[str | None, typer.Option(help="Base model: alias, local folder or cached hub id.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML/JSON of settings: select, tune, eval, rounds, ...")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any setting: key=value, dotted.")] = None,
-    seeds_file: Annotated[Path | None, typer.Option(help="Seed rows per domain instead of generating them.")] = None,
+    examples_file: Annotated[
+        Path | None, typer.Option(help="Example rows per domain instead of generating them.")
+    ] = None,
+    seeds_file: Annotated[Path | None, typer.Option(hidden=True, help="Old name of --examples-file.")] = None,
     learner: Annotated[str | None, typer.Option(help="restart (default: tune the base anew) or continue.")] = None,
-    seeds: Annotated[str | None, typer.Option(help="keep (default: round 1's seeds) or regenerate.")] = None,
+    examples: Annotated[
+        str | None, typer.Option(help="keep (default: round 1's domain examples) or regenerate.")
+    ] = None,
+    seeds: Annotated[str | None, typer.Option(hidden=True, help="Old name of --examples.")] = None,
     strategy: Annotated[str | None, typer.Option(help="Selection strategy per round, as in `daar select`.")] = None,
     sample: Annotated[int | None, typer.Option(help="Rounds draw from a seeded sample of this many rows.")] = None,
     tasks: Annotated[str | None, typer.Option(help="Benchmarks after each round, comma-separated, or all.")] = None,
@@ -55,11 +61,11 @@ def coevolve_command(
         "per_round": per_round,
         "select.ratio": ratio,
         "select.model": model,
-        "select.seeds_file": str(seeds_file) if seeds_file else None,
+        "select.examples_file": old_option(examples_file, seeds_file, "--seeds-file", "--examples-file"),
         "select.strategy": strategy,
         "select.sample": sample,
         "learner": learner,
-        "seeds": seeds,
+        "examples": old_option(examples, seeds, "--seeds", "--examples"),
         "eval.tasks": tasks.split(",") if tasks and tasks != "all" else tasks,
         "eval.mode": mode,
         "eval.limit": limit,

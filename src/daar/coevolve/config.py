@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from daar.config import SelectConfig
+from daar.config import SelectConfig, renamed
 from daar.errors import UserError
-from daar.experiment.config import EvalSettings
+from daar.evaluate.settings import EvalSettings
 from daar.select.base import target_count
 from daar.tune.settings import TuneConfig
 
@@ -29,11 +29,11 @@ class CoevolveConfig(BaseModel):
     DaaR and every baseline, so a comparison measures the selection alone, and no row is trained on
     more epochs for having been picked early. `continue` goes on from the previous adapter.
 
-    `seeds: keep` (default) reuses round 1's seeds and centroids: they live in e(x), the embedding
-    layer, which LoRA on linear layers does not change, so only the seed texts could differ, at the
-    cost of generating again each round (docs/COEVOLVE.md has the measured comparison).
-    `regenerate` lets each tuned model write its own; if it writes too few valid ones, the round
-    falls back to the previous round's seeds and records why.
+    `examples: keep` (default) reuses round 1's domain examples and centroids: they live in e(x),
+    the embedding layer, which LoRA on linear layers does not change, so only the example texts
+    could differ, at the cost of generating again each round (docs/COEVOLVE.md has the measured
+    comparison). `regenerate` lets each tuned model write its own; if it writes too few valid ones,
+    the round falls back to the previous round's examples and records why.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -41,11 +41,16 @@ class CoevolveConfig(BaseModel):
     rounds: int = Field(3, ge=1, le=100)
     per_round: int | None = Field(None, ge=1)
     learner: Literal["restart", "continue"] = "restart"
-    seeds: Literal["keep", "regenerate"] = "keep"
+    examples: Literal["keep", "regenerate"] = "keep"
     tune: TuneConfig = Field(default_factory=TuneConfig)
     # None: no evaluation per round (the experiment evaluates the final selection itself)
     eval: EvalSettings | None = Field(default_factory=lambda: EvalSettings(**EVAL_DEFAULTS))
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed(data, {"seeds": "examples"}, "coevolve")
 
     @field_validator("eval", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ fresh f(x) for the remaining rows, the probe and reward heads are refitted on th
 budget of rows is selected by the usual strategy, and the learner is tuned on the selection so far.
 
 OUT/round-01 ... holds, per round: picks.json (the rows added, their rewards and pseudo-domains,
-the probe's metrics, the seeds used), fitted/, scores.parquet (every candidate's reward this
+the probe's metrics, the domain examples used), fitted/, scores.parquet (every candidate's reward this
 round), train.jsonl (the selection so far, rows as in the input), adapter/ (`daar tune` output),
 eval/ and round.json, written last. OUT itself ends as a `daar select` run folder (selected.jsonl,
 rejected.jsonl, scores.parquet with the round of each pick, manifest.json last) plus rounds.csv.
@@ -31,8 +31,8 @@ import numpy as np
 
 from daar.coevolve.config import CoevolveConfig
 from daar.coevolve.summary import RoundEval, evaluate_round, reward_stats, write_outputs
-from daar.config import Domain, SeedRow
-from daar.probe.seeds import SeedError, SeedWriter, domain_seeds
+from daar.config import Domain, ExampleRow
+from daar.probe.examples import ExampleError, ExampleWriter, domain_examples
 from daar.read import Pool, read_pool
 from daar.select.base import Context, choose
 from daar.select.daar import DaarSelector
@@ -42,7 +42,7 @@ from daar.write import MANIFEST, locked
 
 ROUND_FILE = "round.json"
 PICKS_FILE = "picks.json"
-SEEDS_FILE = "seeds.json"
+EXAMPLES_FILE = "examples.json"
 CODE = ("daar.coevolve.rounds", "daar.coevolve.summary", "daar.select.daar", "daar.select.strategies", "daar.tune.lora")
 
 
@@ -107,7 +107,7 @@ class Coevolution:
         return CoevolveResult(out_dir, result, rounds, [pool.records[i].id for i in sorted(taken)])
 
     def _run_key(self, pool_sha256: str) -> str:
-        """What the rounds' selections and learners depend on: pool, model and seeds file content,
+        """What the rounds' selections and learners depend on: pool, model and examples file content,
         select and tune settings, the loop's settings and the code. Not the evaluation (each one is
         keyed by itself), except whether there is one: it decides if the last round is tuned."""
         from daar.models import fingerprint, resolve_model
@@ -117,13 +117,13 @@ class Coevolution:
         loop = cfg.result_dict()
         for unkeyed in ("eval", "device"):
             loop.pop(unkeyed)
-        seeds = cfg.select.seeds_file
+        examples = cfg.select.examples_file
         return stable_key(
             pool_sha256,
             loop,
             cfg.eval is None,
             fingerprint(resolve_model(cfg.select.model)),
-            file_sha256(Path(seeds)) if seeds and Path(seeds).is_file() else None,
+            file_sha256(Path(examples)) if examples and Path(examples).is_file() else None,
             code_version(*CODE),
         )
 
@@ -191,18 +191,18 @@ class Coevolution:
         left = np.setdiff1d(np.arange(len(pool)), np.asarray(taken, dtype=np.int64))
         candidates = pool.subset(left.tolist())
         settings = cfg.select.model_copy(update={"adapter": learner})
-        seeds_source = "round 1"
+        examples_source = "round 1"
         if r == 1:
             selector = DaarSelector()
-            given = cfg.select.seeds_file or all(d.seeds for d in cfg.select.domains)
-            seeds_source = "given" if given else "base model"
-        elif cfg.seeds == "keep":
+            given = cfg.select.examples_file or all(d.examples for d in cfg.select.domains)
+            examples_source = "given" if given else "base model"
+        elif cfg.examples == "keep":
             first = DaarSelector.load(round_dir(folder.parent, 1) / "fitted")
             selector = DaarSelector.with_centroids(first.domains, first.centroids)
         else:
-            seeds, seeds_source = self._regenerate_seeds(r, folder, learner)
-            domains = _with_seeds(cfg.select.domains, seeds)
-            settings = settings.model_copy(update={"domains": domains, "seeds_file": None})
+            examples, examples_source = self._regenerate_examples(r, folder, learner)
+            domains = _with_examples(cfg.select.domains, examples)
+            settings = settings.model_copy(update={"domains": domains, "examples_file": None})
             selector = DaarSelector()
         ctx = Context(settings, cache)
         selector.fit(candidates, ctx)
@@ -211,8 +211,9 @@ class Coevolution:
         mask = np.zeros(len(candidates), dtype=bool)
         mask[chosen] = True
         selector.save(folder / "fitted")
-        if selector.seeds:
-            write_json(folder / SEEDS_FILE, {d: [s.model_dump() for s in rows] for d, rows in selector.seeds.items()})
+        if selector.examples:
+            rows = {d: [s.model_dump() for s in found] for d, found in selector.examples.items()}
+            write_json(folder / EXAMPLES_FILE, rows)
         _write_round_scores(folder, candidates, scores, mask)
         fitted = selector.artifacts().manifest
         return {
@@ -222,36 +223,39 @@ class Coevolution:
             "rewards": [float(v) for v in np.asarray(scores["reward"])[chosen]],
             "reward": {"picked": reward_stats(scores["reward"][mask]), "rest": reward_stats(scores["reward"][~mask])},
             "candidates": len(candidates),
-            "seeds": seeds_source,
+            "examples": examples_source,
             "probe": fitted.get("probe", {}),
             "reward_model": fitted.get("reward", {}),
             "seconds": round(time.perf_counter() - start, 3),
         }
 
-    def _regenerate_seeds(self, r: int, folder: Path, learner: Path | None) -> tuple[dict[str, list[SeedRow]], str]:
-        """Seeds written by the last round's tuned model; the previous round's if it writes too few."""
+    def _regenerate_examples(
+        self, r: int, folder: Path, learner: Path | None
+    ) -> tuple[dict[str, list[ExampleRow]], str]:
+        """Examples written by the last round's tuned model; the previous round's if it writes too few."""
         cfg = self.config.select
-        previous = _read_seeds(round_dir(folder.parent, r - 1) / SEEDS_FILE)
+        previous = _read_examples(round_dir(folder.parent, r - 1) / EXAMPLES_FILE)
         merged = learner / "merged" if learner else None
         if merged is None or not (merged / "config.json").is_file():
-            return previous, f"round {r - 1} (no merged learner to write seeds)"
+            return previous, f"round {r - 1} (no merged learner to write examples)"
         domains = [Domain(name=d.name, description=d.description) for d in cfg.domains]
         ctx = Context(cfg, folder)
 
-        def writer() -> SeedWriter:
-            return SeedWriter(merged, cfg.synthesis, cfg.seed + r, ctx.device, ctx.prober_dtype, cfg.trust_remote_code)
+        def writer() -> ExampleWriter:
+            seed = cfg.seed + r
+            return ExampleWriter(merged, cfg.synthesis, seed, ctx.device, ctx.prober_dtype, cfg.trust_remote_code)
 
         try:
-            return domain_seeds(domains, folder / "seeds", writer, cfg.synthesis.min_pairs), "regenerated"
-        except SeedError as err:
-            console.print(f"[yellow]round {r}: the tuned model wrote too few valid seeds; keeping round {r - 1}'s[/]")
+            return domain_examples(domains, folder / "examples", writer, cfg.synthesis.min_pairs), "regenerated"
+        except ExampleError as err:
+            console.print(f"[yellow]round {r}: the tuned model wrote too few valid examples; kept round {r - 1}'s[/]")
             return previous, f"round {r - 1} (fallback: {err})"
 
     def _tune(self, r: int, folder: Path, learner: Path | None) -> dict[str, Any]:
         from daar.tune import tune
 
         cfg = self.config
-        update: dict[str, Any] = {"merge": cfg.seeds == "regenerate"}  # a merged model writes the next seeds
+        update: dict[str, Any] = {"merge": cfg.examples == "regenerate"}  # a merged model writes the next ones
         if cfg.learner == "continue" and learner is not None:
             update["init_adapter"] = learner
         if (folder / "adapter" / "checkpoints").is_dir():
@@ -301,12 +305,12 @@ def _remove_stale_rounds(out_dir: Path, keys: list[str]) -> None:
             shutil.rmtree(folder)
 
 
-def _with_seeds(domains: list[Domain], seeds: dict[str, list[SeedRow]]) -> list[Domain]:
-    return [d.model_copy(update={"seeds": list(seeds[d.name])}) for d in domains]
+def _with_examples(domains: list[Domain], examples: dict[str, list[ExampleRow]]) -> list[Domain]:
+    return [d.model_copy(update={"examples": list(examples[d.name])}) for d in domains]
 
 
-def _read_seeds(path: Path) -> dict[str, list[SeedRow]]:
-    return {d: [SeedRow.model_validate(s) for s in rows] for d, rows in read_json(path).items()}
+def _read_examples(path: Path) -> dict[str, list[ExampleRow]]:
+    return {d: [ExampleRow.model_validate(s) for s in rows] for d, rows in read_json(path).items()}
 
 
 def _write_round_scores(folder: Path, candidates: Pool, scores: dict[str, np.ndarray], mask: np.ndarray) -> None:
@@ -336,5 +340,5 @@ def _print_round(record: dict[str, Any]) -> None:
     shown = ", ".join(f"{t} {v:.4f}" for t, v in scores.items())
     console.print(
         f"round {record['round']}: +{len(record['positions'])} rows ({record['rows_total']} in all), "
-        f"picked pseudo-domains {mix}; seeds: {record['seeds']}" + (f"; eval: {shown}" if shown else "")
+        f"picked pseudo-domains {mix}; examples: {record['examples']}" + (f"; eval: {shown}" if shown else "")
     )

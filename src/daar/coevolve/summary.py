@@ -43,7 +43,7 @@ class RoundEval:
 
 def evaluate_round(cfg: CoevolveConfig, adapter: Path | None, out: Path) -> RoundEval:
     """`daar eval` of the base (+ adapter); a finished evaluation of the same model and settings is reused."""
-    from daar.experiment.cells import SCORING_CODE, headline_metrics
+    from daar.evaluate.settings import SCORING_CODE, headline_metrics
     from daar.models.adapter import adapter_fingerprint
 
     e = cfg.eval
@@ -97,7 +97,7 @@ def round_rows(
             "rows_added": len(record["positions"]),
             "rows_total": record["rows_total"],
             "candidates": record["candidates"],
-            "seeds": record["seeds"],
+            "examples": record["examples"],
         }
         row |= {f"mix_{d}": round(pseudo.count(d) / max(1, len(pseudo)), 4) for d in domains}
         if truth is not None:

@@ -1,6 +1,6 @@
 """One pass of the truncated prober over every row gives both features DaaR needs.
 
-e(x), the mean token-embedding vector (DESIGN step 2), is the prober's layer-0 hidden state, and
+e(x), the mean token-embedding vector (docs/METHOD.md, step 2), is the prober's layer-0 hidden state, and
 f(x), the masked mean of its last truncated layer (step 5), comes out of the same forward pass, so
 the model reads each row once. Rows are sorted by length and packed into batches under a token
 budget (no padding to a fixed length), and results go into memory-mapped arrays with a per-row

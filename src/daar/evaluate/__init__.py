@@ -1,4 +1,4 @@
-"""Benchmark evaluation of base and tuned models (DESIGN step 10).
+"""Benchmark evaluation of base and tuned models (docs/METHOD.md, step 10).
 
 `evaluate()` runs the tasks of `TASKS` (local files, seeded subsamples) on lm-evaluation-harness
 in one of two modes: `generate` (exact match / pass@1 / choice accuracy) or `nll` (per-token NLL

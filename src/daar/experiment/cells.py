@@ -15,6 +15,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from daar.evaluate.settings import SCORING_CODE, headline_metrics
 from daar.experiment.config import COEVOLVE, ExperimentConfig
 from daar.read import file_sha256
 from daar.utils.cache import code_version, read_json, stable_key, write_json
@@ -57,7 +58,6 @@ def matched_cell(config: ExperimentConfig, cell: Cell) -> Cell | None:
 
 
 # The code behind a cell's numbers: a finished cell made by other code is computed again.
-SCORING_CODE = ("daar.evaluate.harness", "daar.evaluate.prompts", "daar.evaluate.metrics", "daar.evaluate.sandbox")
 CELL_CODE = (
     "daar.pipeline",
     "daar.select.strategies",
@@ -92,7 +92,7 @@ def cell_key(
         return stable_key(*scoring)
     assert cell.ratio is not None and cell.seed is not None
     select = config.select_config(cell.method, cell.ratio, cell.seed)
-    seeds = file_sha256(select.seeds_file) if select.seeds_file and Path(select.seeds_file).is_file() else None
+    seeds = file_sha256(select.examples_file) if select.examples_file and Path(select.examples_file).is_file() else None
     tune = config.tune_config(cell.seed).model_dump(mode="json")
     spec = config.method_spec(cell.method)
     rounds = (spec.method, spec.coevolve) if spec.method == COEVOLVE else None
@@ -123,14 +123,6 @@ def load_cell(folder: Path, key: str | None = None) -> dict[str, Any] | None:
     if key is not None and result.get("key") != key:
         return None
     return result
-
-
-def headline_metrics(tasks: list[str], mode: str) -> dict[str, str]:
-    """The one metric per task that the table shows: NLL per token in nll mode, else the task's score."""
-    from daar.evaluate.prompts import generation_metric
-    from daar.evaluate.registry import get_task
-
-    return {t: "nll" if mode == "nll" else generation_metric(get_task(t)) for t in tasks}
 
 
 def run_cell(

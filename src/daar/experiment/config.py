@@ -5,7 +5,7 @@ derived from this object alone. The `select:` and `tune:` sections are partial S
 TuneConfig mappings: they are validated against those classes at load time, so a typo fails in a
 second instead of after the first hour of selection.
 
-Relative paths inside the file (pool, out, select.seeds_file, eval.data_dir) are read from the
+Relative paths inside the file (pool, out, select.examples_file, eval.data_dir) are read from the
 config file's folder, so a config works from any working directory.
 """
 
@@ -19,50 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from daar.config import DEFAULT_MODEL, SelectConfig, load_yaml_file
 from daar.errors import UserError
+from daar.evaluate.settings import EvalSettings
 from daar.tune.settings import TuneConfig
 
 # Set per cell by the experiment; a `select:` or `tune:` section may not fix them for all cells.
 CELL_SELECT_KEYS = ("method", "model", "ratio", "count", "seed", "sample", "match_tokens")
 COEVOLVE = "coevolve"  # not a selector: rounds of DaaR selection and tuning (daar.coevolve)
-_SELECT_PATH_KEYS = ("seeds_file",)
+_SELECT_PATH_KEYS = ("examples_file", "seeds_file")  # seeds_file: its old name
 
 
 class ConfigError(UserError):
     """The experiment configuration is unusable; the message names the key."""
-
-
-class EvalSettings(BaseModel):
-    """How every model of the experiment is scored; one set for all cells so their numbers compare."""
-
-    model_config = ConfigDict(extra="forbid")
-    tasks: list[str] | str = "all"
-    mode: Literal["generate", "nll"] = "generate"
-    limit: int | None = Field(None, ge=1)
-    data_dir: Path | None = None
-    batch_size: int = Field(8, ge=1)
-    # The benchmark subsample seed: fixed across cells (not the cell seed) so every model sees the same items.
-    seed: int = 42
-    num_fewshot: int | None = Field(None, ge=0)
-    max_gen_toks: int | None = Field(None, ge=1)
-
-    def run(self, model: str, adapter: Path | None, device: str, out: Path) -> dict[str, Any]:
-        """`daar eval` of `model` (+ `adapter`) with these settings; its report (per-task metrics)."""
-        from daar.evaluate import evaluate
-
-        return evaluate(
-            model,
-            adapter=adapter,
-            tasks=self.tasks,
-            mode=self.mode,
-            limit=self.limit,
-            data_dir=self.data_dir,
-            device=device,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            out=out,
-            num_fewshot=self.num_fewshot,
-            max_gen_toks=self.max_gen_toks,
-        )
 
 
 class MethodSpec(BaseModel):
@@ -73,7 +40,7 @@ class MethodSpec(BaseModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     method: str
     select: dict[str, Any] = Field(default_factory=dict)
-    # method `coevolve` only: rounds, learner, seeds (daar.coevolve.CoevolveConfig); the cell's ratio
+    # method `coevolve` only: rounds, learner, examples (daar.coevolve.CoevolveConfig); the cell's ratio
     # is the total budget, spread over the rounds, and the experiment tunes (from the base, as for
     # every method) and evaluates the final selection, so `learner: continue` changes the probers only
     coevolve: dict[str, Any] = Field(default_factory=dict)
@@ -85,7 +52,7 @@ class MethodSpec(BaseModel):
     def _coevolve_settings(self) -> MethodSpec:
         if self.coevolve and self.method != COEVOLVE:
             raise ValueError(f"methods: {self.name}: `coevolve:` settings belong to method {COEVOLVE!r}")
-        allowed = {"rounds", "learner", "seeds"}
+        allowed = {"rounds", "learner", "examples", "seeds"}  # seeds: the old name of examples
         extra = sorted(set(self.coevolve) - allowed)
         if extra:
             raise ValueError(f"methods: {self.name}: coevolve: {', '.join(extra)} not allowed here ({sorted(allowed)})")
@@ -269,7 +236,7 @@ def load_experiment(path: Path, out: Path | None = None) -> ExperimentConfig:
     if out is not None:
         config = config.model_copy(update={"out": Path(out)})
     _check_methods([config.method_spec(n).method for n in config.method_names], path)
-    _check_seeds_file(config, path)
+    _check_examples_file(config, path)
     return config
 
 
@@ -311,19 +278,19 @@ def _check_methods(methods: list[str], path: Path) -> None:
         raise ConfigError(f"{path}: methods: unknown {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
 
 
-def _check_seeds_file(config: ExperimentConfig, path: Path) -> None:
-    """Each seeds file must exist and match its domains now, not when the first cell reads it."""
-    from daar.probe.seeds import load_seeds_file
+def _check_examples_file(config: ExperimentConfig, path: Path) -> None:
+    """Each examples file must exist and match its domains now, not when the first cell reads it."""
+    from daar.probe.examples import load_examples_file
 
     checked: set[tuple[str, str]] = set()
     for name in config.method_names:
         settings = config.select_config(name, config.ratios[0], config.seeds[0])
-        key = (str(settings.seeds_file), json.dumps([d.model_dump() for d in settings.domains]))
-        if settings.seeds_file is None or key in checked:
+        key = (str(settings.examples_file), json.dumps([d.model_dump() for d in settings.domains]))
+        if settings.examples_file is None or key in checked:
             continue
         checked.add(key)
-        where = f"methods.{name}.select" if "seeds_file" in config.method_spec(name).select else "select"
+        where = f"methods.{name}.select" if "examples_file" in config.method_spec(name).select else "select"
         try:
-            load_seeds_file(Path(settings.seeds_file), list(settings.domains))
+            load_examples_file(Path(settings.examples_file), list(settings.domains))
         except UserError as err:
-            raise ConfigError(f"{path}: {where}.seeds_file: {err}") from None
+            raise ConfigError(f"{path}: {where}.examples_file: {err}") from None

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daar.experiment.cells import BASE, Cell, cell_key, headline_metrics, load_cell, matched_cell, plan, run_cell
+from daar.evaluate.settings import headline_metrics
+from daar.experiment.cells import BASE, Cell, cell_key, load_cell, matched_cell, plan, run_cell
 from daar.experiment.compare import comparison_markdown, comparisons
 from daar.experiment.config import ConfigError, ExperimentConfig
 from daar.experiment.evidence import evidence_markdown

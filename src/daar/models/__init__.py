@@ -1,13 +1,9 @@
-"""Model resolution and partial loading (embedding matrix, truncated prober, full learner)."""
+"""Model resolution and partial loading (truncated prober, full learner), built-in GGUF models, adapters."""
 
+from daar.models.builtin import BUILTIN_MODELS
+from daar.models.files import Checkpoint, ModelError, cache_root, fingerprint
 from daar.models.loader import (
-    BUILTIN_MODELS,
-    Checkpoint,
-    ModelError,
-    cache_root,
-    fingerprint,
     load_causal_lm,
-    load_embedding_matrix,
     load_tokenizer,
     load_truncated,
     pick_device,
@@ -23,7 +19,6 @@ __all__ = [
     "cache_root",
     "fingerprint",
     "load_causal_lm",
-    "load_embedding_matrix",
     "load_tokenizer",
     "load_truncated",
     "pick_device",

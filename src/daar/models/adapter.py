@@ -15,18 +15,8 @@ from pathlib import Path
 
 import torch
 
-from daar.models.loader import (
-    ModelError,
-    file_digest,
-    fingerprint,
-    load_causal_lm,
-    load_tokenizer,
-    pick_device,
-    pick_dtype,
-    read_safetensors,
-    resolve_model,
-    safetensors_header,
-)
+from daar.models.files import ModelError, file_digest, fingerprint, read_safetensors, safetensors_header
+from daar.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model
 
 TUNE_MANIFEST = "tune_manifest.json"
 

@@ -1,6 +1,6 @@
-"""Model-aware centroids and pseudo-labels (DESIGN steps 3 and 4).
+"""Model-aware centroids and pseudo-labels (docs/METHOD.md, steps 3 and 4).
 
-The centroid of a domain is the mean e(x) of its seed pairs, i.e. where the model's own idea of
+The centroid of a domain is the mean e(x) of its example pairs, i.e. where the model's own idea of
 the domain sits in its embedding space. k-means on the probe set, started at those centroids
 with a single init, then assigns every probe row to the domain whose (refined) centroid is
 nearest; cluster j keeps the name of domain j because it started at that domain's centroid.
@@ -12,12 +12,12 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 
-def seed_centroids(seed_emb: np.ndarray, seed_domain: np.ndarray, k: int) -> np.ndarray:
-    """(K, d) mean e(x) of each domain's seeds; every domain must have at least one seed."""
-    missing = [j for j in range(k) if not (seed_domain == j).any()]
+def example_centroids(emb: np.ndarray, domain: np.ndarray, k: int) -> np.ndarray:
+    """(K, d) mean e(x) of each domain's examples; every domain must have at least one."""
+    missing = [j for j in range(k) if not (domain == j).any()]
     if missing:
-        raise ValueError(f"domains {missing} have no seed rows, so they have no centroid")
-    return np.stack([seed_emb[seed_domain == j].mean(0) for j in range(k)]).astype(np.float64)
+        raise ValueError(f"domains {missing} have no example rows, so they have no centroid")
+    return np.stack([emb[domain == j].mean(0) for j in range(k)]).astype(np.float64)
 
 
 def pseudo_labels(emb: np.ndarray, centroids: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

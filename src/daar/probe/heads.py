@@ -1,4 +1,4 @@
-"""The two small heads DaaR trains on frozen prober features (DESIGN steps 5 and 7).
+"""The two small heads DaaR trains on frozen prober features (docs/METHOD.md, steps 5 and 7).
 
 Both heads have the authors' shape d -> 2d -> d -> d/2 -> 256 -> out with ReLU, and both are
 trained on the cached f(x), never by re-running the model. Inputs are standardised with the

@@ -1,6 +1,6 @@
-"""Batched top-p sampling for the seed writer, cheaper than `generate` in two ways that matter here.
+"""Batched top-p sampling for the example writer, cheaper than `generate` in two ways that matter here.
 
-Seed generation is many short samples from a few prompts: each domain's prompt is continued six
+Example generation is many short samples from a few prompts: each domain's prompt is continued six
 times, differing only in a pre-filled first word. `generate` pays for every copy of a prompt and
 keeps stepping every row until the longest one ends (a round's candidates average 28 new tokens
 of 64 allowed, measured with SmolLM2-135M). Here rows with the same prompt read its shared tokens
@@ -24,7 +24,7 @@ import torch
 class Sampling:
     """Sampling settings: the paper's top_p 0.95 and temperature 0.9, and top_k 50, which
     transformers' generate applies unless told otherwise, so the authors' calls and daar's earlier
-    seeds had it too (docs/RESULTS.md: what leaving it out did to the selection). 0 turns it off."""
+    examples had it too (docs/RESULTS.md: what leaving it out did to the selection). 0 turns it off."""
 
     top_p: float
     temperature: float

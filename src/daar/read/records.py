@@ -50,7 +50,7 @@ class Record:
 
     @property
     def text(self) -> str:
-        """The text the prober reads (DESIGN step 1, the authors' probe template)."""
+        """The text the prober reads (docs/METHOD.md, step 1, the authors' probe template)."""
         parts = [f"Instruction: {self.instruction}"]
         if self.input:
             parts.append(f"Input: {self.input}")

@@ -2,7 +2,7 @@
 
 All the deciding (which section has data, which equation of counts holds, which labels a diversity
 column uses) happens here in Python where it is testable; the template only lays values out. Every
-string that reaches the template is left raw: the template escapes it (seeds come from a model).
+string that reaches the template is left raw: the template escapes it (examples come from a model).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def settings_rows(config: dict[str, Any], prefix: str = "") -> list[tuple[str, s
         if key == "domains" and isinstance(value, list):
             for domain in value:
                 if isinstance(domain, dict):
-                    seeds = len(domain.get("seeds") or [])
-                    extra = f" ({seeds} seed rows given)" if seeds else ""
+                    examples = len(domain.get("examples") or [])
+                    extra = f" ({examples} example rows given)" if examples else ""
                     rows.append((f"domain {domain.get('name')}", f"{domain.get('description', '')}{extra}"))
         elif isinstance(value, dict):
             rows += settings_rows(value, f"{name}.")

@@ -27,7 +27,7 @@ def report_command(
         Path | None, typer.Option("--out", help="HTML file to write (default: FIRST_RUN/report.html).")
     ] = None,
 ) -> None:
-    """Write report.html (settings, counts, seeds, probe, histograms, map, mix; side by side for several runs)."""
+    """Write report.html (settings, counts, examples, probe, histograms, map, mix; side by side for several runs)."""
     try:
         path = write_report(run_dirs, out)
     except OSError as err:

@@ -1,7 +1,7 @@
 """Read what `daar select` left in a run folder, tolerating every optional file being absent.
 
-Only `manifest.json` makes a folder a run; scores, seeds, analysis and map are each optional (a
-random-method run has no probe, no reward and no seeds), so every loader returns None for a
+Only `manifest.json` makes a folder a run; scores, examples, analysis and map are each optional (a
+random-method run has no probe, no reward and no examples), so every loader returns None for a
 missing file and the report says "not available" for that section rather than failing. A file
 that exists but cannot be parsed is an error: it means a broken run, which the user should know.
 """
@@ -25,7 +25,7 @@ class ReportError(UserError):
 
 
 @dataclass
-class DomainSeeds:
+class DomainExamples:
     """Seeds of one domain: accepted pairs (generated or given) and the raw model answers, if kept."""
 
     domain: str
@@ -46,7 +46,7 @@ class RunData:
     path: Path
     manifest: dict[str, Any]
     scores: pd.DataFrame | None = None
-    seeds: list[DomainSeeds] = field(default_factory=list)
+    examples: list[DomainExamples] = field(default_factory=list)
     analysis: dict[str, Any] | None = None
     map: dict[str, Any] | None = None
     rejected_reasons: dict[str, int] = field(default_factory=dict)
@@ -115,8 +115,9 @@ def load_run(path: Path, manifest: dict[str, Any] | None = None) -> RunData:
     map_data = _read_json(path / "map.json") if (path / "map.json").exists() else None
     run.map = map_data if isinstance(map_data, dict) and map_data.get("points") else None
     # Seeds a user gave are part of every run's config, but only a run that built centroids used them.
-    uses_seeds = run.method == "daar" or "probe" in manifest
-    run.seeds = _read_seeds(path / "seeds", run.config if uses_seeds else {})
+    uses_examples = run.method == "daar" or "probe" in manifest
+    folder = path / "examples" if (path / "examples").is_dir() else path / "seeds"  # "seeds": runs before 0.2
+    run.examples = _read_examples(folder, _renamed(run.config) if uses_examples else {})
     run.rejected_reasons = _read_rejected(path / "rejected.jsonl")
     return run
 
@@ -146,10 +147,10 @@ def _read_scores(path: Path) -> pd.DataFrame | None:
         raise ReportError(f"{path}: cannot read it as parquet ({err})") from err
 
 
-def _read_seeds(folder: Path, config: dict[str, Any]) -> list[DomainSeeds]:
-    """Generated seeds from seeds/<domain>.json (+ .raw.json); for the other domains, the seed rows
-    the user gave (in the config's domains, or in its seeds_file when that file is still readable)."""
-    result: list[DomainSeeds] = []
+def _read_examples(folder: Path, config: dict[str, Any]) -> list[DomainExamples]:
+    """Generated examples from examples/<domain>.json (+ .raw.json); for the other domains, the example
+    rows the user gave (in the config's domains, or in its examples_file when that file is still readable)."""
+    result: list[DomainExamples] = []
     if folder.is_dir():
         for file in sorted(folder.glob("*.json")):
             if file.name.endswith(".raw.json"):
@@ -160,30 +161,43 @@ def _read_seeds(folder: Path, config: dict[str, Any]) -> list[DomainSeeds]:
             raw_path = file.with_name(f"{file.stem}.raw.json")
             raw = _read_json(raw_path) if raw_path.exists() else None
             raw_list = [r if isinstance(r, dict) else {"raw": r} for r in raw] if isinstance(raw, list) else None
-            result.append(DomainSeeds(domain, [_pair(p) for p in accepted], raw_list, "generated"))
+            result.append(DomainExamples(domain, [_pair(p) for p in accepted], raw_list, "generated"))
     given: dict[str, tuple[list[Any], str]] = {}
     for domain in config.get("domains") or []:
-        if isinstance(domain, dict) and domain.get("seeds"):
-            given[str(domain.get("name"))] = (domain["seeds"], "given in the config")
-    if config.get("seeds_file"):
-        given |= {name: (rows, f"seeds file {config['seeds_file']}") for name, rows in _seeds_file(config).items()}
+        if isinstance(domain, dict) and domain.get("examples"):
+            given[str(domain.get("name"))] = (domain["examples"], "given in the config")
+    if config.get("examples_file"):
+        source = f"examples file {config['examples_file']}"
+        given |= {name: (rows, source) for name, rows in _examples_file(config).items()}
     done = {d.domain for d in result}
     for name, (rows, source) in given.items():
         if name not in done:
-            result.append(DomainSeeds(name, [_pair(p) for p in rows], None, source))
+            result.append(DomainExamples(name, [_pair(p) for p in rows], None, source))
     return result
 
 
-def _seeds_file(config: dict[str, Any]) -> dict[str, list[Any]]:
-    """{domain: rows} from the run's seeds file (a mapping, or a list of {name, seeds}); {} if gone."""
+def _renamed(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's settings with the names examples had before 0.2 (seeds, seeds_file) read as today's."""
+    config = dict(config)
+    if "seeds_file" in config and "examples_file" not in config:
+        config["examples_file"] = config.pop("seeds_file")
+    domains = config.get("domains") or []
+    config["domains"] = [
+        {**d, "examples": d.get("examples") or d.get("seeds") or []} if isinstance(d, dict) else d for d in domains
+    ]
+    return config
+
+
+def _examples_file(config: dict[str, Any]) -> dict[str, list[Any]]:
+    """{domain: rows} from the run's examples file (a mapping, or a list of {name, examples}); {} if gone."""
     import yaml
 
     try:
-        data = yaml.safe_load(Path(config["seeds_file"]).read_text(encoding="utf-8"))
+        data = yaml.safe_load(Path(config["examples_file"]).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}  # moved or edited since the run: the report still renders, without those seeds
+        return {}  # moved or edited since the run: the report still renders, without those examples
     if isinstance(data, list):
-        data = {str(item.get("name")): item.get("seeds") or [] for item in data if isinstance(item, dict)}
+        data = {str(item.get("name")): item.get("examples") or [] for item in data if isinstance(item, dict)}
     return {str(k): v for k, v in data.items() if isinstance(v, list)} if isinstance(data, dict) else {}
 
 

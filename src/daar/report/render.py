@@ -17,7 +17,7 @@ import jinja2
 from daar import __version__
 from daar.report import build
 from daar.report.figures import PngFigure, save_figures
-from daar.report.load import DomainSeeds, ReportError, RunData, label_runs, load_run, verdict_text
+from daar.report.load import DomainExamples, ReportError, RunData, label_runs, load_run, verdict_text
 from daar.utils.cache import write_text
 
 TEMPLATE_NAME = "report.html.j2"  # in src/daar/resources (package data)
@@ -25,7 +25,7 @@ TEMPLATE_NAME = "report.html.j2"  # in src/daar/resources (package data)
 SECTIONS = [
     ("settings", "Settings"),
     ("counts", "Counts & timings"),
-    ("seeds", "Seeds"),
+    ("examples", "Examples"),
     ("pseudo-domains", "Pseudo-domains"),
     ("probe", "Probe & reward"),
     ("histograms", "Histograms"),
@@ -115,7 +115,7 @@ def _run_view(run: RunData, prefix: str) -> tuple[dict[str, Any], list[PngFigure
         "rejected": list(run.rejected_reasons.items()),
         "stages": [(s["name"], build.fmt(s["seconds"], 1) + (" (cached)" if s["cached"] else "")) for s in stages],
         "total_seconds": sum(s["seconds"] or 0.0 for s in stages),
-        "seeds": [_seed_view(s) for s in run.seeds],
+        "examples": [_example_view(s) for s in run.examples],
         "pseudo": build.pseudo_domains(run),
         "probe": build.probe_metrics(run),
         "histograms": histograms,
@@ -131,9 +131,9 @@ def _run_view(run: RunData, prefix: str) -> tuple[dict[str, Any], list[PngFigure
     return view, figures
 
 
-def _seed_view(seeds: DomainSeeds) -> dict[str, Any]:
+def _example_view(examples: DomainExamples) -> dict[str, Any]:
     raw = None
-    if seeds.raw is not None:
+    if examples.raw is not None:
         raw = [
             {
                 "stage": str(r.get("stage", "-")),
@@ -141,12 +141,12 @@ def _seed_view(seeds: DomainSeeds) -> dict[str, Any]:
                 "raw": r.get("raw", ""),
                 "answer": r.get("answer"),
             }
-            for r in seeds.raw
+            for r in examples.raw
         ]
     return {
-        "domain": seeds.domain,
-        "accepted": seeds.accepted,
-        "source": seeds.source,
+        "domain": examples.domain,
+        "accepted": examples.accepted,
+        "source": examples.source,
         "raw": raw,
-        "verdicts": seeds.verdicts,
+        "verdicts": examples.verdicts,
     }

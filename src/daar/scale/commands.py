@@ -1,6 +1,6 @@
 """`daar fit` and `daar score`: the two halves of `daar select` for pools of any size.
 
-daar fit POOL --out FITTED            # seeds, centroids, pseudo-labels, heads from a probe sample
+daar fit POOL --out FITTED            # examples, centroids, pseudo-labels, heads from a probe sample
 daar score POOL --fitted FITTED --out SCORES [--executor ray --workers N]
 daar select --scores SCORES --out RUN [--ratio/--count/--strategy ...]
 """
@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from daar.commands import build_settings, prober_options
+from daar.config import build_settings, old_option, prober_options
 from daar.errors import friendly
 from daar.utils.progress import console
 
@@ -25,8 +25,11 @@ def fit_command(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any setting: key=value, dotted.")] = None,
     model: Annotated[str | None, typer.Option(help="Local folder, cached hub id, or smollm2-135m-instruct.")] = None,
     adapter: Annotated[Path | None, typer.Option(help="LoRA adapter of --model: probe with the tuned model.")] = None,
-    domains: Annotated[Path | None, typer.Option(help="YAML/JSON list of domains: name, description, seeds.")] = None,
-    seeds_file: Annotated[Path | None, typer.Option(help="Seed rows per domain instead of generating them.")] = None,
+    domains: Annotated[Path | None, typer.Option(help="YAML/JSON list of domains, with optional examples.")] = None,
+    examples_file: Annotated[
+        Path | None, typer.Option(help="Example rows per domain instead of generating them.")
+    ] = None,
+    seeds_file: Annotated[Path | None, typer.Option(hidden=True, help="Old name of --examples-file.")] = None,
     clip_layer: Annotated[int | None, typer.Option(help="Decoder layers the probe reads (default 3).")] = None,
     probe_size: Annotated[int | None, typer.Option(help="Rows drawn for the probe set (default 5000).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed for sampling, clustering, heads.")] = None,
@@ -42,8 +45,9 @@ def fit_command(
     """Fit DaaR on a probe sample of POOL; `daar score` then scores any pool with it."""
     from daar.scale.fit import fit_pool
 
+    examples = old_option(examples_file, seeds_file, "--seeds-file", "--examples-file")
     named = prober_options(
-        model, adapter, seeds_file, clip_layer, probe_size, seed, max_length, device, dtype, trust_remote_code
+        model, adapter, examples, clip_layer, probe_size, seed, max_length, device, dtype, trust_remote_code
     )
     settings = build_settings(config, set_, field, domains, named)
     summary = fit_pool(settings, pool, out, cache_dir)

@@ -78,7 +78,7 @@ class Context:
 
     @property
     def prober_dtype(self) -> torch.dtype:
-        """The prober's and the seed writer's dtype: bf16 on CPUs that have it (see prober_dtype)."""
+        """The prober's and the example writer's dtype: bf16 on CPUs that have it (see prober_dtype)."""
         return prober_dtype(self.config.dtype, self.device)
 
     def extractor(self) -> FeatureExtractor:
@@ -105,7 +105,7 @@ class Context:
             cfg.max_length,
             str(self.prober_dtype),
             texts_key(texts),
-            code_version("daar.embed.features", "daar.models.loader"),
+            code_version("daar.embed.features", "daar.models.loader", "daar.models.files"),
         )
         return self.cache_dir / "features" / key
 
@@ -134,10 +134,10 @@ class Context:
 
 @dataclass
 class Artifacts:
-    """What a fitted selector leaves for a run's outputs besides its scores: the folder of its seeds
-    (copied to RUN_DIR/seeds) and entries for the manifest (fitted metrics); empty by default."""
+    """What a fitted selector leaves for a run's outputs besides its scores: the folder of its domain
+    examples (copied to RUN_DIR/examples) and entries for the manifest (fitted metrics); empty by default."""
 
-    seeds_folder: Path | None = None
+    examples_folder: Path | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
@@ -149,7 +149,7 @@ class Selector(ABC):
       column goes to scores.parquet.
     - `select(pool, ctx, n, scores)`: exactly min(n, rows) distinct row indices; `choose` checks it.
     - `save(folder)`: write the fitted state; returns False when there is none (the default).
-    - `artifacts()`: seeds and manifest entries of the fitted state (the default has none).
+    - `artifacts()`: domain examples and manifest entries of the fitted state (the default has none).
 
     Subclasses set `name` (the registry key) and document their source paper and settings.
     """

@@ -52,7 +52,8 @@ def selection_warnings(
                     "value": round(share, 4),
                     "threshold": threshold,
                     "message": f"pseudo-domain '{names[top]}' holds {share:.0%} of the selection ({hint}). If the "
-                    "pseudo-domains look wrong, give seeds per domain (--seeds-file) or probe with a larger --model",
+                    "pseudo-domains look wrong, give examples per domain (--examples-file) or probe with a larger "
+                    "--model",
                 }
             )
     if "reward" in scores and len(chars) >= 3:

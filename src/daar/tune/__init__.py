@@ -1,4 +1,4 @@
-"""The learner (DESIGN step 9): LoRA fine-tuning on a selection, and loading the tuned model back.
+"""The learner (docs/METHOD.md, step 9): LoRA fine-tuning on a selection, and loading the tuned model back.
 
 Names are imported on first use: the training code pulls in the transformers Trainer, which
 would add seconds to every `daar` command even when nothing is tuned.

@@ -54,7 +54,7 @@ def tune_command(
     ] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in OUT.")] = False,
 ) -> None:
-    """LoRA-tune MODEL on SELECTION (DESIGN step 9); a finished run with the same settings is reused."""
+    """LoRA-tune MODEL on SELECTION (docs/METHOD.md, step 9); a finished run with the same settings is reused."""
     from pydantic import ValidationError
 
     from daar.tune.settings import TuneConfig

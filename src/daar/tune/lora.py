@@ -1,4 +1,4 @@
-"""LoRA supervised fine-tuning of the learner on a selection (DESIGN step 9).
+"""LoRA supervised fine-tuning of the learner on a selection (docs/METHOD.md, step 9).
 
 The training loop is the transformers Trainer with a peft adapter, because checkpointing, resume,
 gradient accumulation and mixed precision are easy to get subtly wrong by hand. What this module

@@ -7,7 +7,7 @@ manifest.json. Two promises hold for every such folder:
 - A folder never looks finished when it is not, and never mixes two runs. A run holds the
   folder's lock from its start (`locked`); only when its results are computed, just before the
   first write, `clear_outputs` deletes the manifest (its presence means "finished") and then every
-  output an earlier run left. A run that fails before that (a typo in a seeds file, a model that
+  output an earlier run left. A run that fails before that (a typo in an examples file, a model that
   cannot be loaded) leaves the earlier finished run whole; one that dies while writing leaves a
   folder without a manifest.
 - No row is lost. `account` counts what is on disk (lines of selected.jsonl and rejected.jsonl,
@@ -35,7 +35,9 @@ SELECTED = "selected.jsonl"
 REJECTED = "rejected.jsonl"
 SCORES = "scores.parquet"
 # Everything a selecting run may have written; the cache is not an output and stays.
-OUTPUTS = (SELECTED, REJECTED, SCORES, "analysis.json", "map.json", "report.html", "figures", "seeds", "fitted")
+# ("seeds" is where runs before 0.2 kept the domains' examples: cleared too, so no stale folder stays.)
+OUTPUTS = (SELECTED, REJECTED, SCORES, "analysis.json", "map.json", "report.html", "figures", "examples", "seeds")
+OUTPUTS += ("fitted",)
 
 
 class AccountingError(RuntimeError):

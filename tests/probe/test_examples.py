@@ -1,4 +1,4 @@
-"""Seed synthesis: JSON parsing and validation, caching, and a clear error when a model cannot write seeds."""
+"""Example synthesis: JSON parsing and validation, caching, and a clear error when a model cannot write examples."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import pytest
 import torch
 import yaml
 
-from daar.config import Domain, SeedRow, SynthesisConfig
-from daar.probe.seeds import (
+from daar.config import Domain, ExampleRow, SynthesisConfig
+from daar.probe.examples import (
     DomainState,
-    SeedError,
-    SeedWriter,
+    ExampleError,
+    ExampleWriter,
     _echoes,
-    domain_seeds,
-    load_seeds_file,
+    domain_examples,
+    load_examples_file,
     parse_instructions,
 )
 
@@ -38,12 +38,12 @@ def test_echo_of_the_prompt_is_recognised():
 
 
 def test_given_seeds_never_load_a_model(tmp_path):
-    seeded = [d.model_copy(update={"seeds": [SeedRow(instruction="1+1?", output="2")]}) for d in DOMAINS]
+    seeded = [d.model_copy(update={"seeds": [ExampleRow(instruction="1+1?", output="2")]}) for d in DOMAINS]
 
     def no_writer():
         raise AssertionError("the generating model must not be loaded")
 
-    result = domain_seeds(seeded, tmp_path, no_writer, min_pairs=1)
+    result = domain_examples(seeded, tmp_path, no_writer, min_pairs=1)
     assert {k: len(v) for k, v in result.items()} == {"alpha": 1, "beta": 1}
 
 
@@ -51,7 +51,7 @@ def test_cached_domains_are_not_regenerated(tmp_path):
     for d in DOMAINS:
         rows = [{"instruction": f"{d.name} question {i}?", "input": "", "output": "ok"} for i in range(3)]
         (tmp_path / f"{d.name}.json").write_text(json.dumps({"domain": d.name, "accepted": rows}))
-    result = domain_seeds(DOMAINS, tmp_path, lambda: pytest.fail("regenerated"), min_pairs=3)
+    result = domain_examples(DOMAINS, tmp_path, lambda: pytest.fail("regenerated"), min_pairs=3)
     assert [s.instruction for s in result["beta"]] == ["beta question 0?", "beta question 1?", "beta question 2?"]
 
 
@@ -59,10 +59,10 @@ def test_a_model_that_cannot_write_seeds_fails_clearly_and_keeps_its_answers(tmp
     cfg = SynthesisConfig(warmup_pairs=2, pairs_per_domain=1, candidates_per_round=2, max_rounds=1, max_new_tokens=8)
 
     def writer():
-        return SeedWriter(tiny_model, cfg, seed=0, device="cpu", dtype=torch.float32)
+        return ExampleWriter(tiny_model, cfg, seed=0, device="cpu", dtype=torch.float32)
 
-    with pytest.raises(SeedError, match="--seeds-file") as err:
-        domain_seeds(DOMAINS, tmp_path, writer, min_pairs=3)
+    with pytest.raises(ExampleError, match="--examples-file") as err:
+        domain_examples(DOMAINS, tmp_path, writer, min_pairs=3)
     assert "'alpha'" in str(err.value) and "'beta'" in str(err.value)
     log = json.loads((tmp_path / "alpha.raw.json").read_text())
     assert len(log) >= 3 and all(entry["verdict"] and entry["domain"] == "alpha" for entry in log)
@@ -72,20 +72,20 @@ def test_a_model_that_cannot_write_seeds_fails_clearly_and_keeps_its_answers(tmp
 def test_seeds_file_attaches_rows_and_names_bad_domains(tmp_path):
     good = tmp_path / "seeds.yaml"
     good.write_text(yaml.safe_dump({"alpha": [{"instruction": "2+2?", "output": "4"}]}))
-    domains = load_seeds_file(good, DOMAINS)
+    domains = load_examples_file(good, DOMAINS)
     assert [len(d.seeds) for d in domains] == [1, 0]
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"gamma": [{"instruction": "x", "output": "y"}]}))
     with pytest.raises(ValueError, match="unknown domains"):
-        load_seeds_file(bad, DOMAINS)
+        load_examples_file(bad, DOMAINS)
     empty_output = tmp_path / "empty.yaml"
     empty_output.write_text(yaml.safe_dump({"alpha": [{"instruction": "x", "output": ""}]}))
     with pytest.raises(ValueError, match="alpha"):
-        load_seeds_file(empty_output, DOMAINS)
+        load_examples_file(empty_output, DOMAINS)
 
 
 def _write(model_dir, cfg: SynthesisConfig, seed: int, dtype: torch.dtype = torch.float32) -> list[DomainState]:
-    writer = SeedWriter(model_dir, cfg, seed=seed, device="cpu", dtype=dtype)
+    writer = ExampleWriter(model_dir, cfg, seed=seed, device="cpu", dtype=dtype)
     states = [DomainState(d, [o for o in REAL_DOMAINS if o is not d], seed) for d in REAL_DOMAINS]
     writer.write(states)
     return states
@@ -132,11 +132,11 @@ def test_batched_candidates_differ_by_seed_and_repeat_with_it(tiny_model):
 
 def test_extra_rounds_go_only_to_domains_short_of_min_pairs(tiny_model):
     cfg = SynthesisConfig(warmup_pairs=1, pairs_per_domain=5, candidates_per_round=2, max_rounds=2, max_new_tokens=8)
-    writer = SeedWriter(tiny_model, cfg, seed=3, device="cpu", dtype=torch.float32)
+    writer = ExampleWriter(tiny_model, cfg, seed=3, device="cpu", dtype=torch.float32)
     states = [DomainState(d, [o for o in REAL_DOMAINS if o is not d], 3) for d in REAL_DOMAINS]
     given = [0, 3]  # the second domain starts with min_pairs (3) reached, its target (6) not
     for i in range(given[1]):
-        states[1].accepted.append(SeedRow(instruction=f"Given question number {i}?", output="an answer"))
+        states[1].accepted.append(ExampleRow(instruction=f"Given question number {i}?", output="an answer"))
         states[1].vectors.append(torch.nn.functional.one_hot(torch.tensor(i), 64).float())  # hidden size
     writer.write(states)
     extra = 0

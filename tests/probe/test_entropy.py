@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from daar.reward.entropy import entropy, softmax
+from daar.probe.entropy import entropy, softmax
 
 
 def test_entropy_bounds_and_known_values():

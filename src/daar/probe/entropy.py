@@ -1,4 +1,4 @@
-"""The diversity reward (DESIGN step 6): how undecided the domain probe is about a row.
+"""The diversity reward (docs/METHOD.md, step 6): how undecided the domain probe is about a row.
 
 A row the probe places firmly in one domain gets H near 0; a row it sees as lying between
 domains gets H near log K. The reward model (a regression head, daar.probe.heads) learns to

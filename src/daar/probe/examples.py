@@ -1,4 +1,4 @@
-"""Model-aware domain seeds (DESIGN step 3): the instruct model writes examples of each domain.
+"""Model-aware domain examples (docs/METHOD.md, step 3): the instruct model writes examples of each domain.
 
 Small models do not follow "answer in JSON" reliably, so the answer is started for them (the
 assistant turn is pre-filled with `{"instruction": "`), generation stops at the closing brace, and
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
-from daar.config import Domain, SeedRow, SynthesisConfig, load_yaml_file
+from daar.config import Domain, ExampleRow, SynthesisConfig, load_yaml_file
 from daar.errors import UserError
 from daar.models import load_causal_lm, load_tokenizer
 from daar.probe.sampling import Sampler, Sampling
@@ -37,16 +37,16 @@ _META = re.compile(r"\bjson\b|\binstruction\b|\bnew task\b|\bai assistant\b", re
 STARTERS = ["What", "How", "Why", "Which", "Explain", "Write", "Calculate", "Describe", "Compare", "Give", "Find", "If"]
 
 
-class SeedError(UserError):
-    """Too few valid seeds; the message says how to give seeds instead."""
+class ExampleError(UserError):
+    """Too few valid examples; the message says how to give examples instead."""
 
 
-def seed_text(seed: SeedRow) -> str:
+def example_text(example: ExampleRow) -> str:
     """The same text layout the prober reads for pool rows (daar.read.Record.text)."""
-    parts = [f"Instruction: {seed.instruction}"]
-    if seed.input:
-        parts.append(f"Input: {seed.input}")
-    parts.append(f"Output: {seed.output}")
+    parts = [f"Instruction: {example.instruction}"]
+    if example.input:
+        parts.append(f"Input: {example.input}")
+    parts.append(f"Output: {example.output}")
     return "\n".join(parts)
 
 
@@ -71,8 +71,8 @@ def _label(domain: Domain) -> str:
     return f"{domain.name.replace('_', ' ')} ({domain.description})"
 
 
-class SeedWriter:
-    """Generates, validates and de-duplicates seed pairs for each domain with one loaded model.
+class ExampleWriter:
+    """Generates, validates and de-duplicates example pairs for each domain with one loaded model.
 
     A pair is written in two steps. The model is asked for the instruction as JSON (the answer is
     pre-filled with `{"instruction": "` and stops at the closing quote), which is parsed and
@@ -112,10 +112,10 @@ class SeedWriter:
         return self.sampler.sample(requests, cfg, self.generator)
 
     @torch.inference_mode()
-    def _vectors(self, pairs: list[SeedRow]) -> torch.Tensor:
+    def _vectors(self, pairs: list[ExampleRow]) -> torch.Tensor:
         """Mean last-layer hidden state per pair: the authors' similarity space."""
         batch = self.tokenizer(
-            [seed_text(p) for p in pairs], return_tensors="pt", padding=True, truncation=True, max_length=512
+            [example_text(p) for p in pairs], return_tensors="pt", padding=True, truncation=True, max_length=512
         ).to(self.device)
         hidden = self.model(**batch, output_hidden_states=True).hidden_states[-1].float()
         mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -168,7 +168,7 @@ class SeedWriter:
     @staticmethod
     def _progress(states: list[DomainState], stage: str, target: int) -> None:
         done = ", ".join(f"{st.domain.name} {len(st.accepted)}/{target}" for st in states)
-        console.print(f"  seeds {stage}: {done}")
+        console.print(f"  examples {stage}: {done}")
 
     def _consider(self, states: list[DomainState], raws: list[list[str]], stage: str, target: int) -> None:
         """Parse each raw answer, answer its instructions, keep pairs unlike every accepted one."""
@@ -192,7 +192,7 @@ class SeedWriter:
             o.strip() for o in self._generate([(self._chat(t), "") for _, _, t in found], self.cfg.max_new_tokens, None)
         ]
         pairs = [
-            SeedRow(instruction=text, output=out) if len(out) >= 2 else None
+            ExampleRow(instruction=text, output=out) if len(out) >= 2 else None
             for (_, _, text), out in zip(found, outputs, strict=True)
         ]
         # one forward pass for every answered pair of the round, not one per pair
@@ -225,7 +225,7 @@ class DomainState:
         avoid = ", ".join(o.name.replace("_", " ") for o in others)
         self.intro = f"Topic: {_label(domain)}. Not about: {avoid}."
         self.rng = random.Random(f"{seed}:{domain.name}")
-        self.accepted: list[SeedRow] = []
+        self.accepted: list[ExampleRow] = []
         self.vectors: list[torch.Tensor] = []
         self.log: list[dict] = []
 
@@ -246,33 +246,33 @@ def _echoes(instruction: str, prompt: str) -> bool:
     return bool(grams) and sum(g in source for g in grams) / len(grams) > 0.5
 
 
-def domain_seeds(
+def domain_examples(
     domains: list[Domain],
     folder: Path,
-    make_writer: Callable[[], SeedWriter],
+    make_writer: Callable[[], ExampleWriter],
     min_pairs: int,
-) -> dict[str, list[SeedRow]]:
+) -> dict[str, list[ExampleRow]]:
     """Seeds per domain: user-given ones as they are, the rest generated once and cached in `folder`.
 
-    `make_writer` builds the SeedWriter lazily, so a run whose domains all carry seeds (or whose
-    seeds are cached) never loads the generating model. Domains are generated together; each
+    `make_writer` builds the ExampleWriter lazily, so a run whose domains all carry examples (or whose
+    examples are cached) never loads the generating model. Domains are generated together; each
     one's accepted pairs and raw answers are saved as soon as generation ends.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    result: dict[str, list[SeedRow]] = {}
+    result: dict[str, list[ExampleRow]] = {}
     todo: list[Domain] = []
     for domain in domains:
         done = folder / f"{domain.name}.json"
-        if domain.seeds:
-            result[domain.name] = list(domain.seeds)
+        if domain.examples:
+            result[domain.name] = list(domain.examples)
         elif done.exists():
-            result[domain.name] = [SeedRow.model_validate(s) for s in read_json(done)["accepted"]]
+            result[domain.name] = [ExampleRow.model_validate(s) for s in read_json(done)["accepted"]]
         else:
             todo.append(domain)
     if not todo:
         return result
     writer = make_writer()
-    console.print(f"[bold]seeds[/]: the model writes examples for {', '.join(d.name for d in todo)}")
+    console.print(f"[bold]examples[/]: the model writes examples for {', '.join(d.name for d in todo)}")
     states = [DomainState(d, [o for o in domains if o.name != d.name], writer.seed) for d in todo]
 
     def save_logs() -> None:
@@ -291,35 +291,35 @@ def domain_seeds(
             result[st.domain.name] = st.accepted
     if short:
         names = ", ".join(f"'{st.domain.name}' ({len(st.accepted)})" for st in short)
-        raise SeedError(
-            f"the model wrote too few valid, distinct seed pairs for {names}; at least {min_pairs} are "
-            f"needed. Raw answers and verdicts are in {folder}/<domain>.raw.json. Give seeds yourself "
-            "with --seeds-file (YAML: domain name -> list of {instruction, output}), or use a larger "
+        raise ExampleError(
+            f"the model wrote too few valid, distinct example pairs for {names}; at least {min_pairs} are "
+            f"needed. Raw answers and verdicts are in {folder}/<domain>.raw.json. Give examples yourself "
+            "with --examples-file (YAML: domain name -> list of {instruction, output}), or use a larger "
             "instruct model with --model."
         )
     return result
 
 
-def load_seeds_file(path: Path, domains: list[Domain]) -> list[Domain]:
-    """Attach seed rows from a YAML/JSON file ({domain: [rows]} or a domains list) to the domains."""
+def load_examples_file(path: Path, domains: list[Domain]) -> list[Domain]:
+    """Attach example rows from a YAML/JSON file ({domain: [rows]} or a domains list) to the domains."""
 
     data = load_yaml_file(Path(path))
     if isinstance(data, list):
         if not all(isinstance(item, dict) and "name" in item for item in data):
             raise UserError(f"{path}: a list of domains needs a 'name' in every entry")
-        data = {item["name"]: item.get("seeds", []) for item in data}
+        data = {item["name"]: item.get("examples", item.get("seeds", [])) for item in data}
     if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of domain name -> list of seed rows")
+        raise UserError(f"{path}: expected a mapping of domain name -> list of example rows")
     known = {d.name for d in domains}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise UserError(f"{path}: seeds for unknown domains {unknown}; domains are {sorted(known)}")
+        raise UserError(f"{path}: examples for unknown domains {unknown}; domains are {sorted(known)}")
     updated = []
     for domain in domains:
         rows = data.get(domain.name) or []
         try:
-            seeds = [SeedRow.model_validate(r) for r in rows]
+            examples = [ExampleRow.model_validate(r) for r in rows]
         except (ValidationError, TypeError) as err:
             raise UserError(f"{path}: domain '{domain.name}': {err}") from None
-        updated.append(domain.model_copy(update={"seeds": seeds or domain.seeds}))
+        updated.append(domain.model_copy(update={"examples": examples or domain.examples}))
     return updated

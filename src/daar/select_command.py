@@ -2,7 +2,7 @@
 
 Options map one-to-one onto SelectConfig fields; a YAML config and `--set key=value` overrides
 are merged underneath them, so anything in the config can be set from the command line. Errors a
-user can fix (bad file, unknown method, too few seeds) end with one red line and exit code 2
+user can fix (bad file, unknown method, too few examples) end with one red line and exit code 2
 (daar.errors); anything else is a bug and keeps its traceback.
 """
 
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from daar.config import SelectConfig, load_config, load_domains, parse_set_option
+from daar.config import build_settings, old_option, prober_options
 from daar.errors import UserError, friendly
 from daar.utils.progress import console
 
@@ -42,8 +42,11 @@ def select_command(
     adapter: Annotated[
         Path | None, typer.Option(help="LoRA adapter of --model (daar tune output): probe with the tuned model.")
     ] = None,
-    domains: Annotated[Path | None, typer.Option(help="YAML/JSON list of domains: name, description, seeds.")] = None,
-    seeds_file: Annotated[Path | None, typer.Option(help="Seed rows per domain instead of generating them.")] = None,
+    domains: Annotated[Path | None, typer.Option(help="YAML/JSON list of domains, with optional examples.")] = None,
+    examples_file: Annotated[
+        Path | None, typer.Option(help="Example rows per domain instead of generating them.")
+    ] = None,
+    seeds_file: Annotated[Path | None, typer.Option(hidden=True, help="Old name of --examples-file.")] = None,
     clip_layer: Annotated[int | None, typer.Option(help="Decoder layers the probe reads (default 3).")] = None,
     probe_size: Annotated[int | None, typer.Option(help="Rows drawn for the probe set (default 5000).")] = None,
     ratio: Annotated[float | None, typer.Option(help="Fraction of rows to keep (default 0.2).")] = None,
@@ -104,7 +107,16 @@ def select_command(
     named = {
         **cut,
         **prober_options(
-            model, adapter, seeds_file, clip_layer, probe_size, seed, max_length, device, dtype, trust_remote_code
+            model,
+            adapter,
+            old_option(examples_file, seeds_file, "--seeds-file", "--examples-file"),
+            clip_layer,
+            probe_size,
+            seed,
+            max_length,
+            device,
+            dtype,
+            trust_remote_code,
         ),
         "method": method,
         "budget_tokens": budget_tokens,
@@ -142,55 +154,6 @@ def select_command(
         settings, Path(pool), out, cache_dir=cache_dir, show_domain_field=show_domain_field, report=report
     )
     _print_summary(result.manifest, out)
-
-
-def prober_options(
-    model: str | None,
-    adapter: Path | None,
-    seeds_file: Path | None,
-    clip_layer: int | None,
-    probe_size: int | None,
-    seed: int | None,
-    max_length: int | None,
-    device: str | None,
-    dtype: str | None,
-    trust_remote_code: bool,
-) -> dict[str, Any]:
-    """The SelectConfig keys of the options `select` and `fit` share (None: not given)."""
-    return {
-        "model": model,
-        "adapter": str(adapter) if adapter else None,
-        "seeds_file": str(seeds_file) if seeds_file else None,
-        "clip_layer": clip_layer,
-        "probe_size": probe_size,
-        "seed": seed,
-        "max_length": max_length,
-        "device": device,
-        "dtype": dtype,
-        "trust_remote_code": trust_remote_code or None,
-    }
-
-
-def build_settings(
-    config: Path | None,
-    set_: list[str] | None,
-    field: list[str] | None,
-    domains: Path | None,
-    named: dict[str, Any],
-) -> SelectConfig:
-    """SelectConfig from a config file, --set overrides, --field mappings, a domains file and the
-    named options (None = not given), in that order of precedence from low to high."""
-    overrides: dict[str, Any] = {}
-    overrides.update(parse_set_option(set_ or []))
-    for item in field or []:
-        key, sep, value = item.partition("=")
-        if not sep or not value:
-            raise UserError(f"--field expects NAME=COLUMN (e.g. instruction=prompt), got {item!r}")
-        overrides[f"fields.{key}"] = value
-    overrides.update({k: v for k, v in named.items() if v is not None})
-    if domains is not None:
-        overrides["domains"] = [d.model_dump() for d in load_domains(domains)]
-    return load_config(config, overrides)
 
 
 def _print_counts(manifest: dict[str, Any], out: Path) -> None:

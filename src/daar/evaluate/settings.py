@@ -1,0 +1,66 @@
+"""How a model is scored, as settings: what an experiment, a co-evolution and `daar eval` share.
+
+The settings, the code whose source keys a cached score (SCORING_CODE), and the one headline metric
+per task live here, below every command that evaluates, so none of them imports another for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# The code behind a score: a cached score made by other code is computed again.
+SCORING_CODE = (
+    "daar.evaluate.harness",
+    "daar.evaluate.prompts",
+    "daar.evaluate.metrics",
+    "daar.evaluate.sandbox",
+    "daar.evaluate._sandbox_launcher",
+    "daar.evaluate._sandbox_program",
+    "daar.evaluate._sandbox_guard",
+)
+
+
+class EvalSettings(BaseModel):
+    """How models are scored: one set for every cell of an experiment (or round of a co-evolution), so
+    their numbers compare."""
+
+    model_config = ConfigDict(extra="forbid")
+    tasks: list[str] | str = "all"
+    mode: Literal["generate", "nll"] = "generate"
+    limit: int | None = Field(None, ge=1)
+    data_dir: Path | None = None
+    batch_size: int = Field(8, ge=1)
+    # The benchmark subsample seed: fixed across cells (not the cell seed) so every model sees the same items.
+    seed: int = 42
+    num_fewshot: int | None = Field(None, ge=0)
+    max_gen_toks: int | None = Field(None, ge=1)
+
+    def run(self, model: str, adapter: Path | None, device: str, out: Path) -> dict[str, Any]:
+        """`daar eval` of `model` (+ `adapter`) with these settings; its report (per-task metrics)."""
+        from daar.evaluate import evaluate
+
+        return evaluate(
+            model,
+            adapter=adapter,
+            tasks=self.tasks,
+            mode=self.mode,
+            limit=self.limit,
+            data_dir=self.data_dir,
+            device=device,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            out=out,
+            num_fewshot=self.num_fewshot,
+            max_gen_toks=self.max_gen_toks,
+        )
+
+
+def headline_metrics(tasks: list[str], mode: str) -> dict[str, str]:
+    """The one metric per task that the table shows: NLL per token in nll mode, else the task's score."""
+    from daar.evaluate.prompts import generation_metric
+    from daar.evaluate.registry import get_task
+
+    return {t: "nll" if mode == "nll" else generation_metric(get_task(t)) for t in tasks}

@@ -1,1 +1,0 @@
-"""reward stage of daar."""
