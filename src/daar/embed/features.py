@@ -114,9 +114,19 @@ class FeatureExtractor:
         hid = (out.last_hidden_state.float() * weights).sum(1) / denom
         return emb, hid
 
-    def extract(self, texts: list[str], cache_dir: Path | None = None, description: str = "features") -> Features:
-        """Features of `texts`; with `cache_dir`, computed into (and resumed from) memory maps there."""
-        ids = self.tokenize(texts)
+    def extract(
+        self,
+        texts: list[str],
+        cache_dir: Path | None = None,
+        description: str = "features",
+        ids: list[list[int]] | None = None,
+    ) -> Features:
+        """Features of `texts`; with `cache_dir`, computed into (and resumed from) memory maps there.
+        `ids`: their token ids (`tokenize(texts)`) when a worker computed them ahead of the pass."""
+        if ids is None:
+            ids = self.tokenize(texts)
+        elif len(ids) != len(texts):
+            raise ValueError(f"{len(ids)} token id lists for {len(texts)} texts")
         lengths = np.array([len(x) for x in ids], dtype=np.int64)
         n, d = len(texts), int(self.model.config.hidden_size)
         if cache_dir is None:

@@ -37,7 +37,7 @@ from daar.read.records import Record, Rejection, RowError, to_record
 from daar.read.sources import PoolError, RawRow, raw_rows
 from daar.utils.cache import UnwritableValue, json_line
 
-SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
+SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".arrow", ".csv", ".csv.gz")
 
 
 
@@ -83,8 +83,8 @@ def read_pool(path: str | Path, fields: FieldMap | None = None) -> Pool:
     rejected: list[Rejection] = []
     seen: dict[str, int] = {}  # explicit id -> position of the row that kept it
     # Rows parsed from JSON or CSV text hold only JSON's own types (NaN and unpaired surrogates
-    # included, which json_line writes): only Parquet rows can hold a value with no JSON form.
-    check_writable = name.endswith(".parquet")
+    # included, which json_line writes): only Parquet and Arrow rows can hold a value with no JSON form.
+    check_writable = name.endswith((".parquet", ".arrow"))
     rows_in = 0
     for row in raw_rows(path, name):
         rows_in += 1

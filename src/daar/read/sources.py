@@ -47,6 +47,10 @@ def raw_rows(path: Path, name: str) -> Iterator[RawRow]:
             yield from _json_array_rows(path)
         elif name.endswith(".parquet"):
             yield from _parquet_rows(path)
+        elif name.endswith(".arrow"):
+            from daar.read.streams import columnar_rows
+
+            yield from columnar_rows(path)
         else:
             yield from _csv_rows(path)
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
@@ -60,10 +64,13 @@ def _open_bytes(path: Path):
 # --- JSON lines and JSON arrays ------------------------------------------------------------------
 
 
-def _jsonl_rows(path: Path) -> Iterator[RawRow]:
-    position = 0
+def _jsonl_rows(path: Path, start: tuple[int, int, int] = (0, 0, 1)) -> Iterator[RawRow]:
+    """Rows from `start` = (position, byte offset, line) on; daar.read.streams finds the offsets."""
+    position, offset, first_line = start
     with _open_bytes(path) as handle:
-        for line_no, line in enumerate(handle, start=1):
+        if offset:
+            handle.seek(offset)
+        for line_no, line in enumerate(handle, start=first_line):
             if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):  # a leading BOM is not data
                 line = line[3:]
             if not line.strip():
