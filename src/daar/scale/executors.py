@@ -98,4 +98,3 @@ def make_executor(name: str, **resources: Any) -> Executor:
 
 def as_executor(executor: str | Executor, **resources: Any) -> Executor:
     return executor if isinstance(executor, Executor) else make_executor(executor, **resources)
-
