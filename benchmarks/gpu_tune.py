@@ -44,7 +44,8 @@ def tune_timing(shape: str, args: argparse.Namespace, budget, device: str) -> di
     from daar.utils.cache import write_jsonl
 
     say(f"== daar tune, {shape} shape, all {SHAPES[shape][5]} layers ({budget.left():.0f} s of the budget left)")
-    if device != "cuda":
+    cuda = device == "cuda"
+    if not cuda and SHAPES[shape][1] > 1024:
         say("  skipped daar tune: no GPU (a CPU would take hours at this size)")
         return {"skipped": "no GPU"}
     if not budget.allows("daar tune", 60):
@@ -56,14 +57,14 @@ def tune_timing(shape: str, args: argparse.Namespace, budget, device: str) -> di
     folder.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    settings = TuneConfig(max_steps=args.tune_steps, device="cuda", save_steps=10**6, logging_steps=1)
+    settings = TuneConfig(max_steps=args.tune_steps, device=device, save_steps=10**6, logging_steps=1)
     rows_per_step = settings.batch_size * settings.grad_accum
     records = read_pool(args.pool).records[: rows_per_step * args.tune_steps]
     rows = Path(args.out) / "tune_rows.jsonl"
     write_jsonl(rows, (r.raw for r in records))
     longest = max(len(x) for x in tokenizer([r.text for r in records])["input_ids"]) + 32  # template tokens
     step_tokens = rows_per_step * min(longest, settings.max_length)
-    free = torch.cuda.mem_get_info()[0] / 2**30
+    free = (torch.cuda.mem_get_info()[0] if cuda else _free_host_bytes()) / 2**30
     plain = tune_memory_gb(config, step_tokens, checkpointing=False)
     checkpointing = plain > 0.85 * free
     need = tune_memory_gb(config, step_tokens, checkpointing)
@@ -83,8 +84,9 @@ def tune_timing(shape: str, args: argparse.Namespace, budget, device: str) -> di
     lora.load_causal_lm = random_weights
     out = Path(args.out) / f"tune-{shape}"
     shutil.rmtree(out, ignore_errors=True)
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     try:
         result = tune(rows, str(folder), out, settings)
@@ -101,12 +103,18 @@ def tune_timing(shape: str, args: argparse.Namespace, budget, device: str) -> di
         "seconds": round(time.perf_counter() - start, 2),
         "seconds_per_step": m["seconds_per_step"],
         "tokens_per_second": m["tokens_per_second"],
-        "peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "gradient_checkpointing": checkpointing,
         "trainable_parameters": m["trainable_parameters"],
     }
     say(f"  daar tune: {found}")
     return found
+
+
+def _free_host_bytes() -> int:
+    import psutil
+
+    return psutil.virtual_memory().available
 
 
 def ray_check(args: argparse.Namespace, budget, device: str) -> dict:

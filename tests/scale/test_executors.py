@@ -34,7 +34,7 @@ def test_unknown_executor_and_bad_resources_are_user_errors():
         make_executor("local", gpus_per_worker=1.5)
     with pytest.raises(UserError, match="must be 0 or more"):
         make_executor("local", gpus_per_worker=-1)
-    with pytest.raises(UserError, match="--gpus-per-worker is for --executor ray"):
+    with pytest.raises(UserError, match="GPUs per worker are for --executor ray"):
         make_executor("local", gpus_per_worker=0.5)
     with pytest.raises(UserError, match="--workers must be at least 1"):
         make_executor("local", workers=0)

@@ -172,7 +172,7 @@ class RayExecutor(Executor):
             return ray.get(
                 task.remote(
                     config.model_dump(mode="json"),
-                    str(Path(pool).resolve()) if Path(pool).exists() else str(pool),
+                    str(Path(pool).absolute()),  # a glob too: the task runs in another folder
                     str(Path(out).resolve()),
                     str(Path(cache_dir).resolve()) if cache_dir else None,
                 )

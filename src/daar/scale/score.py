@@ -224,7 +224,7 @@ class LocalExecutor(Executor):
     def __init__(self, workers: int = 1, threads: int | None = None, gpus_per_worker: float = 0.0) -> None:
         super().__init__(workers, threads, gpus_per_worker)
         if self.gpus_per_worker:
-            raise UserError("--gpus-per-worker is for --executor ray; the local executor uses --device")
+            raise UserError("GPUs per worker are for --executor ray; the local executor uses --device")
 
     def score(self, job: ScoringJob) -> None:
         scorer = BlockScorer(job.fitted, job.config, self.threads)
