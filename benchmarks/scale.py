@@ -186,6 +186,10 @@ def memory(args: argparse.Namespace, work: Path) -> None:
     extra = ["--threads", "1"]
     if args.executor == "ray":
         extra += ["--executor", "ray", "--workers", str(args.workers)]
+        # Ray starts its workers at nice 15: on a machine shared with other jobs the actors then
+        # get a few percent of a core (measured: 4% each beside three nice-0 processes) and rows/s
+        # measures the scheduler. At 0 they compete as the local executor's process does.
+        os.environ.setdefault("RAY_worker_niceness", "0")
     for kind in args.formats:
         for n in args.sizes:
             pool = build_pool(args.pool, work / f"pool-{n}{SUFFIX[kind]}", n)

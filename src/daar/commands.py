@@ -98,6 +98,8 @@ def select_command(
         return
     if pool is None:
         raise UserError("missing POOL (a file, a folder or a glob of shards), or --scores DIR")
+    if gpus_per_worker and executor != "ray":
+        raise UserError("--gpus-per-worker is for --executor ray; without Ray, --device picks the GPU")
     named = {
         **cut,
         **prober_options(

@@ -217,6 +217,24 @@ def test_parquet_and_datasets_pools_select_as_jsonl(fitted, real_rows, tmp_path)
     assert "data-00001-of-00002.arrow row 74: field 'output' is missing" in reasons
 
 
+def test_a_ray_fit_task_fits_what_the_driver_fits(files, fitted, tiny_model, tmp_path):
+    """The task `--executor ray --gpus G` sends the fit to (here without a GPU): same fitted state."""
+    ray = pytest.importorskip("ray")
+    from daar.scale.ray_executor import _fit_task
+
+    root, single, _ = files
+    settings = config(tiny_model, root / "seeds.yaml").model_dump(mode="json")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 1024**2)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(_fit_task)
+        summary = ray.get(task.remote(settings, str(single), str(tmp_path / "fitted"), None))
+    finally:
+        ray.shutdown()
+    assert summary["probe_rows"] == json.loads((fitted / "fit.json").read_text())["probe_rows"]
+    files_of = [json.loads((f / "daar.json").read_text())["files"] for f in (fitted, tmp_path / "fitted")]
+    assert files_of[0] == files_of[1]
+
+
 def test_resume_after_the_scorer_is_killed(files, fitted, local_scores, tmp_path):
     _, single, _ = files
     out = tmp_path / "scores"
