@@ -132,31 +132,44 @@ def fit_actors(wanted: int, cluster_gpus: float, per_worker: float) -> tuple[int
 class RayExecutor(Executor):
     name = "ray"
 
+    started = False  # this executor started Ray, and stops it when its session ends
+    depth = 0
+
     @contextmanager
     def session(self) -> Iterator[None]:
-        """Ray for the fit and the scoring: the cluster RAY_ADDRESS names, or a local one."""
-        ray = _ray()
-        threads = self.threads or 1
-        started_here = not ray.is_initialized()
-        if started_here:
-            if os.environ.get("RAY_ADDRESS"):
-                ray.init(log_to_driver=False)
-            else:
-                ray.init(
-                    num_cpus=self.workers * threads,
-                    object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                )
+        """Ray is started when first needed (a GPU fit, the scoring) and stopped when the
+        outermost session ends, so a fit and a scoring share one cluster and a CPU fit none."""
+        self.depth += 1
         try:
             yield
         finally:
-            if started_here:
-                ray.shutdown()
+            self.depth -= 1
+            if not self.depth and self.started:
+                _ray().shutdown()
+                self.started = False
+
+    def connect(self):
+        """Ray, connected: the cluster RAY_ADDRESS names, an initialised one, or a local one."""
+        ray = _ray()
+        if ray.is_initialized():
+            return ray
+        if not self.depth:
+            raise RuntimeError("RayExecutor used outside its session; please report this bug")
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(log_to_driver=False)
+        else:
+            ray.init(
+                num_cpus=self.workers * (self.threads or 1),
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+        self.started = True
+        return ray
 
     def actors(self, pending: int) -> int:
         """How many actors to start: --workers, no more than blocks, nor than the cluster's GPUs hold."""
-        gpus = float(_ray().cluster_resources().get("GPU", 0))
+        gpus = float(self.connect().cluster_resources().get("GPU", 0))
         count, note = fit_actors(min(self.workers, pending), gpus, self.gpus_per_worker)
         if note:
             console.print(f"[yellow]note:[/] {note}")
@@ -165,7 +178,7 @@ class RayExecutor(Executor):
     def fit(self, config: SelectConfig, pool: str | Path, out: Path, cache_dir: Path | None) -> dict[str, Any]:
         if not self.gpus_per_worker:
             return super().fit(config, pool, out, cache_dir)
-        ray = _ray()
+        ray = self.connect()
         self.actors(1)  # a clear error when the cluster has no GPU for the task
         task = ray.remote(num_gpus=self.gpus_per_worker, num_cpus=self.threads or 1, max_retries=0)(_fit_task)
         with console.status(f"fitting on a Ray GPU task ({self.gpus_per_worker:g} GPU)"):
@@ -179,7 +192,7 @@ class RayExecutor(Executor):
             )
 
     def score(self, job: ScoringJob) -> None:
-        ray = _ray()
+        ray = self.connect()
         threads = self.threads or 1
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # one bar, ours, counting rows
