@@ -61,28 +61,33 @@ def daar(*args: str, tree: dict[str, float] | None = None) -> tuple[float, float
 
 
 def _sample_tree(pid: int, peaks: dict[str, float]) -> None:
-    """Peak RSS (MB) of the whole tree, of its largest scoring actor and of the driver."""
+    """Peak RSS (MB) of the whole tree, of its largest scoring actor and of the driver, and the
+    CPU seconds the scoring actors used (their last sample): work per row, whatever the load."""
     import psutil
 
     try:
         root = psutil.Process(pid)
     except psutil.Error:
         return
-    peaks.update(tree=0.0, actor=0.0, driver=0.0)
+    peaks.update(tree=0.0, actor=0.0, driver=0.0, actor_cpu=0.0)
+    used: dict[int, float] = {}
     while root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
         total = 0.0
         for proc in [root, *root.children(recursive=True)]:
             try:
                 rss = proc.memory_info().rss / 2**20
                 name = " ".join(proc.cmdline())
+                times = proc.cpu_times()
             except psutil.Error:
                 continue
             total += rss
             if "_RayScorer" in name or "MapWorker" in name:
                 peaks["actor"] = max(peaks["actor"], rss)
+                used[proc.pid] = times.user + times.system
             if proc.pid == pid:
                 peaks["driver"] = max(peaks["driver"], rss)
         peaks["tree"] = max(peaks["tree"], total)
+        peaks["actor_cpu"] = sum(used.values())
         time.sleep(0.5)
 
 
@@ -200,7 +205,8 @@ def memory(args: argparse.Namespace, work: Path) -> None:
             line = f"daar score, {kind}, {n:,} rows, {args.executor}: peak RSS {rss:.0f} MB"
             if tree:
                 line += f" (sampled: driver {tree['driver']:.0f}, largest actor {tree['actor']:.0f}, "
-                line += f"whole tree {tree['tree']:.0f} MB)"
+                line += f"whole tree {tree['tree']:.0f} MB; actors' CPU {tree['actor_cpu']:.0f} s, "
+                line += f"{1000 * tree['actor_cpu'] / n:.2f} s per 1,000 rows)"
             print(f"{line}, {seconds:.1f} s ({n / seconds:.0f} rows/s)", flush=True)
             shutil.rmtree(out / "features", ignore_errors=True)  # disk, not memory
 

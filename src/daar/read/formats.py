@@ -22,7 +22,8 @@ a missing output), while the row written back to selected.jsonl keeps its cells 
 A row must also be writable back as JSON (the forms in daar.utils.cache): every Parquet type has
 one, so a value without one is rejected here, never a crash after the run's compute. A Parquet
 value Python cannot hold at all (text that is not UTF-8, a date past the year 9999) rejects its
-row, naming the field, instead of the file.
+row, naming the field, instead of the file. An Arrow IPC file (`.arrow`, e.g. a data file of a
+Hugging Face `datasets` folder) is read by record batch with Parquet's rules (daar.read.streams).
 """
 
 from __future__ import annotations
