@@ -59,6 +59,17 @@ class Budget:
         return False
 
 
+def attempt(step: str, run, *args, **kwargs):
+    """`run(...)`, or None after printing why it failed: one failed step never costs the others."""
+    try:
+        return run(*args, **kwargs)
+    except Exception as err:  # reported, and the benchmark goes on
+        say(f"  {step} failed: {type(err).__name__}: {str(err)[:300]}")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return None
+
+
 def run_shape(shape: str, args: argparse.Namespace, texts: list[str], budget: Budget, device: str) -> dict:
     from daar.embed import FeatureExtractor
     from daar.models import prober_dtype
@@ -69,50 +80,69 @@ def run_shape(shape: str, args: argparse.Namespace, texts: list[str], budget: Bu
     if not budget.allows(f"{shape} (checkpoint)", 40 if wide else 10):
         return result
     start = time.perf_counter()
-    folder = build(shape, Path(args.tokenizer), Path(args.out) / "models" / shape, device)
+    folder = attempt("checkpoint", build, shape, Path(args.tokenizer), Path(args.out) / "models" / shape, device)
+    if folder is None:
+        return result
     result["build_seconds"] = round(time.perf_counter() - start, 2)
     say(f"  checkpoint made and saved: {result['build_seconds']} s")
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    extractor = FeatureExtractor(folder, 3, device=device, dtype=prober_dtype("auto", device))
+    extractor = attempt(
+        "loading the prober", FeatureExtractor, folder, 3, device=device, dtype=prober_dtype("auto", device)
+    )
+    if extractor is None:
+        return result
     result["load_seconds"] = round(time.perf_counter() - start, 2)
     result["batch_tokens"] = extractor.batch_tokens
     say(f"  prober loaded in {result['load_seconds']} s; batch of {extractor.batch_tokens} tokens")
+    start = time.perf_counter()
+    attempt("warm-up", extractor.extract, texts[:256])  # first kernels and allocations, off the clock
+    say(f"  warm-up pass over 256 rows: {time.perf_counter() - start:.2f} s")
     work = Path(args.out) / "features" / shape
     if budget.allows(f"{shape} feature stage", 60 if wide else 20):
-        result["features"] = feature_stage(extractor, texts, work)
-        if device == "cuda":
-            result["features"]["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        say(f"  feature stage (daar's pass into memory maps): {result['features']}")
+        found = attempt("feature stage", feature_stage, extractor, texts, work)
+        if found is not None:
+            result["features"] = found
+            if device == "cuda":
+                found["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            say(f"  feature stage (daar's pass into memory maps): {found}")
     if budget.allows(f"{shape} stage split", 30 if wide else 10):
-        result["split"] = split(extractor, texts[: args.split_rows], work)
-        say(f"  one stage at a time, {min(len(texts), args.split_rows)} rows: {result['split']}")
+        found = attempt("stage split", split, extractor, texts[: args.split_rows], work)
+        if found is not None:
+            result["split"] = found
+            say(f"  one stage at a time, {min(len(texts), args.split_rows)} rows: {found}")
     if budget.allows(f"{shape} profile", 20 if wide else 10):
-        result["profile"] = profile(extractor, texts[: args.profile_rows])
+        result["profile"] = attempt("profile", profile, extractor, texts[: args.profile_rows])
     sizes = sorted({extractor.batch_tokens, *args.bare_tokens})
     if budget.allows(f"{shape} bare pass", (15 if wide else 5) * len(sizes)):
-        result["bare"] = bare(extractor, texts, sizes)
-        best = min(v["seconds"] for v in result["bare"].values())
-        if "features" in result:
-            result["features_share_of_bare"] = round(best / result["features"]["seconds"], 3)
-            say(f"  feature stage at {result['features_share_of_bare']:.0%} of the best bare pass ({best} s)")
+        found = attempt("bare pass", bare, extractor, texts, sizes)
+        if found:
+            result["bare"] = found
+            best = min(v["seconds"] for v in found.values())
+            if "features" in result:
+                result["features_share_of_bare"] = round(best / result["features"]["seconds"], 3)
+                say(f"  feature stage at {result['features_share_of_bare']:.0%} of the best bare pass ({best} s)")
     del extractor
     if device == "cuda":
         torch.cuda.empty_cache()
     if args.select and budget.allows(f"{shape} daar select", 120 if wide else 60):
-        result.update(select_timing(shape, folder, args, device))
+        result.update(attempt("daar select", select_timing, shape, folder, args, device) or {})
     if args.paper_heads and budget.allows(f"{shape} paper heads", 40):
-        result["paper_heads_seconds"] = paper_heads(SHAPES[shape][1], device)
+        result["paper_heads_seconds"] = attempt("paper heads", paper_heads, SHAPES[shape][1], device)
         say(f"  both heads, the authors' schedule: {result['paper_heads_seconds']} s")
     if args.eval_limit and shape == args.shapes.split(",")[0] and budget.allows("daar eval", 60):
         from daar.evaluate import evaluate
 
         start = time.perf_counter()
-        evaluate(str(folder), mode="nll", limit=args.eval_limit, device=device, batch_size=64, data_dir=args.bench)
-        result["eval_nll_seconds"] = round(time.perf_counter() - start, 2)
-        say(f"  daar eval (NLL, {args.eval_limit} items per task): {result['eval_nll_seconds']} s")
+        done = attempt(
+            "daar eval", evaluate, str(folder), mode="nll", limit=args.eval_limit, device=device, batch_size=64,
+            data_dir=args.bench,
+        )  # fmt: skip
+        if done is not None:
+            result["eval_nll_seconds"] = round(time.perf_counter() - start, 2)
+            say(f"  daar eval (NLL, {args.eval_limit} items per task): {result['eval_nll_seconds']} s")
     return result
 
 
@@ -190,17 +220,17 @@ def main() -> None:
         (out / "gpu.json").write_text(json.dumps(results, indent=2))
 
     for shape in [s for s in args.shapes.split(",") if s]:
-        results["shapes"].append(run_shape(shape, args, texts, budget, device))
+        results["shapes"].append(attempt(shape, run_shape, shape, args, texts, budget, device) or {"shape": shape})
         save()
     if args.tune_shape:
         from gpu_tune import tune_timing
 
-        results["tune"] = tune_timing(args.tune_shape, args, budget, device)
+        results["tune"] = attempt("daar tune", tune_timing, args.tune_shape, args, budget, device)
         save()
     if args.ray_check:
         from gpu_tune import ray_check
 
-        results["ray_check"] = ray_check(args, budget, device)
+        results["ray_check"] = attempt("the Ray check", ray_check, args, budget, device)
         save()
     print_table(results["shapes"])
     say(f"done with {budget.left():.0f} s of the budget left; all figures in {out / 'gpu.json'}")
@@ -215,7 +245,7 @@ def print_table(results: list[dict]) -> None:
     say("|" + "---|" * len(head))
     for r in results:
         feats = r.get("features", {})
-        cells = [r["shape"], r["device"], r.get("load_seconds", "-"), r.get("batch_tokens", "-")]
+        cells = [r["shape"], r.get("device", "-"), r.get("load_seconds", "-"), r.get("batch_tokens", "-")]
         cells += [feats.get("seconds", "-"), feats.get("peak_gpu_gb", "-")]
         cells += [r.get("bare", {}).get(str(b), {}).get("seconds", "-") for b in sizes]
         share = r.get("features_share_of_bare")

@@ -17,8 +17,11 @@ score` process's peak RSS (os.wait4, the child's own high-water mark) and rows/s
 `--executor ray` the command's process tree is sampled every 0.5 s (psutil): the driver's peak,
 the largest scoring actor's peak and the peak of the whole tree (Ray's own daemons included).
 
-    .venv/bin/python benchmarks/scale.py memory --sizes 160000 1600000 --formats parquet jsonl \
+    .venv/bin/python benchmarks/scale.py memory --sizes 160000 1600000 --formats parquet jsonl \\
         --executor ray --workers 2 --max-length 128 --batch-tokens 16384
+
+`seek --pool FILE.jsonl[.gz]`: CPU seconds to reach the last block of one JSON lines file by
+parsing every row before it (how a Ray actor read a block before) and from its byte offset (now).
 """
 
 from __future__ import annotations
@@ -211,9 +214,34 @@ def memory(args: argparse.Namespace, work: Path) -> None:
             shutil.rmtree(out / "features", ignore_errors=True)  # disk, not memory
 
 
+def seek(args: argparse.Namespace, work: Path) -> None:
+    """CPU seconds to reach the last block of a JSON lines file: parsing every row before it (how a
+    Ray actor read a block before issue 18) against starting at its byte offset (now)."""
+    from daar.read.sources import raw_rows
+    from daar.read.streams import index_jsonl, rows_from
+
+    path = args.pool
+    clock = time.process_time
+    start = clock()
+    rows, starts = index_jsonl(path, args.chunk_rows)
+    index_seconds = clock() - start
+    last = args.chunk_rows * (len(starts) - 1)
+    start = clock()
+    next(row for row in raw_rows(path, path.name.lower()) if row.position >= last)
+    parsed = clock() - start
+    start = clock()
+    assert next(rows_from(path, last, starts[-1])).position == last
+    offset = clock() - start
+    print(
+        f"{path.name}: {rows:,} rows, offsets noted in {index_seconds:.2f} s; the last block (row {last:,}) "
+        f"reached by parsing from the top in {parsed:.2f} s, from its byte offset in {offset:.3f} s (CPU)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=("executors", "memory"))
+    parser.add_argument("part", choices=("executors", "memory", "seek"))
+    parser.add_argument("--chunk-rows", type=int, default=4096, help="block size (seek)")
     parser.add_argument("--pool", type=Path, default=SHARED / "pool" / "pool.jsonl.gz")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--sizes", type=int, nargs="+", default=[16_000, 160_000, 1_600_000])
@@ -227,7 +255,7 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="daar-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        executors(args, work) if args.part == "executors" else memory(args, work)
+        {"executors": executors, "memory": memory, "seek": seek}[args.part](args, work)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
