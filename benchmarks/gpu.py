@@ -47,7 +47,7 @@ class Budget:
     """Seconds left of --budget-s; a step starts only if its estimate fits, else says why not."""
 
     def __init__(self, seconds: float) -> None:
-        self.end = time.perf_counter() + seconds
+        self.end = time.perf_counter() + seconds - _process_age()  # imports count too
 
     def left(self) -> float:
         return self.end - time.perf_counter()
@@ -57,6 +57,15 @@ class Budget:
             return True
         say(f"  skipped {step}: about {estimate:.0f} s needed, {max(self.left(), 0):.0f} s of the budget left")
         return False
+
+
+def _process_age() -> float:
+    try:
+        import psutil  # accelerate's dependency, so on any machine daar tunes on
+
+        return max(0.0, time.time() - psutil.Process().create_time())
+    except Exception:  # no psutil: the budget counts from here
+        return 0.0
 
 
 def attempt(step: str, run, *args, **kwargs):
