@@ -1,25 +1,34 @@
-"""DaaR at scale on a GPU: random-weight checkpoints of real shapes, timed stage by stage.
+"""DaaR at scale on a GPU: random-weight models of real shapes, timed stage by stage, within a
+time budget, every figure printed (and flushed) as soon as it is measured.
 
-Run by hand on a GPU machine (it also runs on CPU, slowly); prints a table and writes JSON:
+Run on a GPU machine (everything also runs on CPU, as a smoke test):
 
     python benchmarks/gpu.py --pool POOL --tokenizer TOKENIZER_DIR \\
-        --examples-file configs/examples_smollm2_generated.yaml --shapes smollm2,qwen2-7b,llama3-8b \\
-        --out runs/gpu [--tune-steps 30] [--eval-limit 200]
+        --examples-file configs/examples_smollm2_generated.yaml \\
+        --shapes smollm2,qwen2-7b,llama3-8b --out runs/gpu --budget-s 300 [--tune-shape qwen2-7b] [--ray-check]
+    python benchmarks/gpu.py ... --shapes tiny --sample 500 --out runs/gpu-cpu   # CPU smoke test
 
-    # the same code on CPU, as a smoke test of every path in about a minute
-    python benchmarks/gpu.py --pool POOL --tokenizer TOKENIZER_DIR \\
-        --examples-file configs/examples_smollm2_generated.yaml --shapes tiny --sample 2000 --out runs/gpu-cpu
+Weights are random: a prober's speed depends on its width, not on what it learned. For each shape,
+in this order, while the budget lasts (a step that would not fit is skipped with a printed reason):
 
-Weights are random: the speed of a 3-layer prober depends on its width, not on what it learned,
-so a 7B-wide checkpoint with 4 decoder layers (the prober reads 3) measures a 7B prober without
-its 15 GB of weights. The SmolLM2 tokenizer stands in for each model's own. For every shape:
-`daar select` (features, probe, reward, map; seeds from the file), a bare forward pass of the same
-truncated model over the same tokens at several batch sizes in the same process (the ceiling for
-the feature stage; batches padded before the clock starts), the batch size the feature stage chose
-from free memory, peak GPU memory, and both heads trained with the authors' batch-1 schedule at
-the shape's width (a 7B width on a CPU takes over 20 minutes here). The last lines are the table
-for docs/RESULTS.md. For the SmolLM2 shape, optionally: `daar tune` seconds per step with the
-paper's 4 x 4 batches in one pass and in four, and `daar eval` in NLL mode.
+1. the checkpoint: 4 decoder layers (the prober reads 3), made on the GPU and saved;
+2. the feature stage as `daar select` runs it (load, then the pass into memory maps), the same
+   pass one stage at a time (tokenise / pad / host-to-device / forward / device-to-host / write,
+   on the first `--split-rows` rows), a torch.profiler table of the pass (`--profile-rows` rows),
+   and the bare model over the same texts at the batch size daar chose and at `--bare-tokens`;
+3. with `--select`, `daar select` end to end; with `--paper-heads`, both heads with the authors'
+   batch-1 schedule (4,850 steps) at the shape's width.
+
+Then `daar tune` on a whole 7B-shaped model (`--tune-shape`, all layers, random weights made on the
+GPU instead of read from a 15 GB checkpoint, LoRA, bf16, gradient checkpointing when the estimate
+says the activations would not fit): tokens/s and peak memory. `--ray-check` (needs ray) scores a
+sample on one GPU with two Ray actors of 0.5 GPU each and checks that the selection is the local one.
+
+Why the earlier version printed nothing in 200 s for qwen2-7b: it printed only after a whole shape,
+and a shape did all of this in a row: built the 1.3 B-parameter checkpoint on the CPU (random
+init of every tensor, measured 71 s on 2 cores here, plus a 17 s save), ran the full `daar select`
+(63.6 s measured in the issue, a third of it model loading, heads and the map), a bare pass over
+all 16k rows at four batch sizes, and both paper-schedule heads (9,700 optimizer steps).
 """
 
 from __future__ import annotations
@@ -31,121 +40,144 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-SHAPES = {
-    # name: (config class, hidden, intermediate, heads, kv heads, layers written)
-    "smollm2": ("llama", 576, 1536, 9, 3, 30),
-    "qwen2-7b": ("qwen2", 3584, 18944, 28, 4, 4),
-    "llama3-8b": ("llama", 4096, 14336, 32, 8, 4),
-    "tiny": ("llama", 64, 128, 4, 2, 4),  # a smoke test of every path, in seconds
-}
+from gpu_profile import bare, feature_stage, profile, say, split
+from gpu_shapes import SHAPES, build
 
 
-def build(shape: str, tokenizer_dir: Path, folder: Path) -> Path:
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Qwen2Config
+class Budget:
+    """Seconds left of --budget-s; a step starts only if its estimate fits, else says why not."""
 
-    if (folder / "config.json").exists():
-        return folder
-    kind, hidden, inter, heads, kv, layers = SHAPES[shape]
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    cls = LlamaConfig if kind == "llama" else Qwen2Config
-    config = cls(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv,
-        max_position_embeddings=8192,
-        tie_word_embeddings=shape == "smollm2",
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    def __init__(self, seconds: float) -> None:
+        self.end = time.perf_counter() + seconds - _process_age()  # imports count too
+
+    def left(self) -> float:
+        return self.end - time.perf_counter()
+
+    def allows(self, step: str, estimate: float) -> bool:
+        if self.left() >= estimate:
+            return True
+        say(f"  skipped {step}: about {estimate:.0f} s needed, {max(self.left(), 0):.0f} s of the budget left")
+        return False
 
 
-def bare_pass(model_dir: Path, texts: list[str], batch_sizes: list[int], device: str) -> tuple[dict[str, dict], int]:
-    """Seconds of a forward pass of the truncated model over the texts per batch size, nothing
-    kept: batches are padded before the clock starts, so this is the ceiling of the feature stage.
-    Also the batch size the feature stage chooses for this model from the memory free now."""
-    from daar.embed import length_batches
-    from daar.embed.batching import auto_batch_tokens, pad_right
-    from daar.models import load_tokenizer, load_truncated, prober_dtype
+def _process_age() -> float:
+    try:
+        import psutil  # accelerate's dependency, so on any machine daar tunes on
 
-    tokenizer = load_tokenizer(model_dir)
-    model = load_truncated(model_dir, 3, prober_dtype("auto", device), device)
-    chosen = auto_batch_tokens(model, device)
-    ids = tokenizer(texts, truncation=True, max_length=512)["input_ids"]
-    lengths = np.array([len(x) for x in ids])
-    pad = tokenizer.pad_token_id or 0
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    found = {}
-    for batch_tokens in batch_sizes:
-        padded = []
-        for batch in length_batches(lengths, batch_tokens):
-            pair = pad_right([ids[i] for i in batch], pad)
-            padded.append(tuple(t.pin_memory() for t in pair) if device == "cuda" else pair)
-        if device == "cuda":
+        return max(0.0, time.time() - psutil.Process().create_time())
+    except Exception:  # no psutil: the budget counts from here
+        return 0.0
+
+
+def attempt(step: str, run, *args, **kwargs):
+    """`run(...)`, or None after printing why it failed: one failed step never costs the others."""
+    try:
+        return run(*args, **kwargs)
+    except Exception as err:  # reported, and the benchmark goes on
+        say(f"  {step} failed: {type(err).__name__}: {str(err)[:300]}")
+        if torch.cuda.is_available():
             torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        with torch.inference_mode():
-            sync()
-            start = time.perf_counter()
-            for x, mask in padded:
-                model(input_ids=x.to(device, non_blocking=True), attention_mask=mask.to(device, non_blocking=True))
-            sync()
-        elapsed = time.perf_counter() - start
-        entry = {"seconds": round(elapsed, 2), "tokens_per_s": round(int(lengths.sum()) / elapsed)}
-        if device == "cuda":
-            entry["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        found[str(batch_tokens)] = entry
-    del model
-    return found, chosen
+        return None
 
 
-def run_shape(shape: str, args: argparse.Namespace, texts: list[str]) -> dict:
+def run_shape(shape: str, args: argparse.Namespace, texts: list[str], budget: Budget, device: str) -> dict:
+    from daar.embed import FeatureExtractor
+    from daar.models import prober_dtype
+
+    wide = SHAPES[shape][1] >= 2048
+    result: dict = {"shape": shape, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
+    say(f"== {shape} ({len(texts)} rows, {budget.left():.0f} s of the budget left)")
+    if not budget.allows(f"{shape} (checkpoint)", 40 if wide else 10):
+        return result
+    start = time.perf_counter()
+    folder = attempt("checkpoint", build, shape, Path(args.tokenizer), Path(args.out) / "models" / shape, device)
+    if folder is None:
+        return result
+    result["build_seconds"] = round(time.perf_counter() - start, 2)
+    say(f"  checkpoint made and saved: {result['build_seconds']} s")
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    extractor = attempt(
+        "loading the prober", FeatureExtractor, folder, 3, device=device, dtype=prober_dtype("auto", device)
+    )
+    if extractor is None:
+        return result
+    result["load_seconds"] = round(time.perf_counter() - start, 2)
+    result["batch_tokens"] = extractor.batch_tokens
+    say(f"  prober loaded in {result['load_seconds']} s; batch of {extractor.batch_tokens} tokens")
+    start = time.perf_counter()
+    attempt("warm-up", extractor.extract, texts[:256])  # first kernels and allocations, off the clock
+    say(f"  warm-up pass over 256 rows: {time.perf_counter() - start:.2f} s")
+    work = Path(args.out) / "features" / shape
+    if budget.allows(f"{shape} feature stage", 60 if wide else 20):
+        found = attempt("feature stage", feature_stage, extractor, texts, work)
+        if found is not None:
+            result["features"] = found
+            if device == "cuda":
+                found["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            say(f"  feature stage (daar's pass into memory maps): {found}")
+    if budget.allows(f"{shape} stage split", 30 if wide else 10):
+        found = attempt("stage split", split, extractor, texts[: args.split_rows], work)
+        if found is not None:
+            result["split"] = found
+            say(f"  one stage at a time, {min(len(texts), args.split_rows)} rows: {found}")
+    if budget.allows(f"{shape} profile", 20 if wide else 10):
+        result["profile"] = attempt("profile", profile, extractor, texts[: args.profile_rows])
+    sizes = sorted({extractor.batch_tokens, *args.bare_tokens})
+    if budget.allows(f"{shape} bare pass", (15 if wide else 5) * len(sizes)):
+        found = attempt("bare pass", bare, extractor, texts, sizes)
+        if found:
+            result["bare"] = found
+            best = min(v["seconds"] for v in found.values())
+            if "features" in result:
+                result["features_share_of_bare"] = round(best / result["features"]["seconds"], 3)
+                say(f"  feature stage at {result['features_share_of_bare']:.0%} of the best bare pass ({best} s)")
+    del extractor
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    if args.select and budget.allows(f"{shape} daar select", 120 if wide else 60):
+        result.update(attempt("daar select", select_timing, shape, folder, args, device) or {})
+    if args.paper_heads and budget.allows(f"{shape} paper heads", 40):
+        result["paper_heads_seconds"] = attempt("paper heads", paper_heads, SHAPES[shape][1], device)
+        say(f"  both heads, the authors' schedule: {result['paper_heads_seconds']} s")
+    if args.eval_limit and shape == args.shapes.split(",")[0] and budget.allows("daar eval", 60):
+        from daar.evaluate import evaluate
+
+        start = time.perf_counter()
+        done = attempt(
+            "daar eval", evaluate, str(folder), mode="nll", limit=args.eval_limit, device=device, batch_size=64,
+            data_dir=args.bench,
+        )  # fmt: skip
+        if done is not None:
+            result["eval_nll_seconds"] = round(time.perf_counter() - start, 2)
+            say(f"  daar eval (NLL, {args.eval_limit} items per task): {result['eval_nll_seconds']} s")
+    return result
+
+
+def select_timing(shape: str, folder: Path, args: argparse.Namespace, device: str) -> dict:
     from daar.config import SelectConfig
     from daar.pipeline import run_select
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    folder = build(shape, Path(args.tokenizer), Path(args.out) / "models" / shape)
-    result: dict = {"shape": shape, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     config = SelectConfig(model=str(folder), examples_file=args.examples_file, device=device, sample=args.sample)
     start = time.perf_counter()
-    run = run_select(config, Path(args.pool), Path(args.out) / "select" / shape, report=not args.no_map)
-    result["select_seconds"] = round(time.perf_counter() - start, 2)
-    result["stages"] = {k: v["seconds"] for k, v in run.manifest["stages"].items()}
+    run = run_select(config, Path(args.pool), Path(args.out) / "select" / shape, report=False)
+    found = {
+        "select_seconds": round(time.perf_counter() - start, 2),
+        "stages": {k: v["seconds"] for k, v in run.manifest["stages"].items()},
+    }
     if device == "cuda":
-        result["select_peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        torch.cuda.empty_cache()
-    # with the batch size the feature stage chose (from the same free memory as after select)
-    result["bare"], result["features_batch_tokens"] = bare_pass(folder, texts, args.batch_tokens, device)
-    best = min(v["seconds"] for v in result["bare"].values())
-    # the feature stage's speed as a share of the best bare pass (1.0 = as fast as the bare model)
-    result["features_speed_share_of_bare"] = round(best / max(result["stages"]["features"], 1e-9), 3)
-    result["paper_heads_seconds"] = paper_heads(SHAPES[shape][1], device)
-    if shape in ("smollm2", "tiny") and args.tune_steps:
-        result["tune"] = tune_timing(folder, args, device)
-    if shape in ("smollm2", "tiny") and args.eval_limit:
-        from daar.evaluate import evaluate
-
-        start = time.perf_counter()
-        evaluate(str(folder), mode="nll", limit=args.eval_limit, device=device, batch_size=64, data_dir=args.bench)
-        result["eval_nll_seconds"] = round(time.perf_counter() - start, 2)
-    return result
+        found["select_peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    say(f"  daar select (no map, no report): {found}")
+    return found
 
 
 def paper_heads(width: int, device: str) -> float:
-    """Seconds to train both heads with the authors' schedule (one epoch of 4,850 steps at batch 1)
-    at this width on `device`: the issue's goal is 30 s at 7B width. The schedule is fixed, so
-    random features time it as well as real ones."""
+    """Both heads with the authors' schedule (4,850 steps at batch 1) on random features of this
+    width: the schedule is fixed, so random features time it as well as real ones."""
     from daar.config import PAPER_HEADS
     from daar.probe.heads import train_head
 
@@ -160,65 +192,76 @@ def paper_heads(width: int, device: str) -> float:
     return round(time.perf_counter() - start, 2)
 
 
-def tune_timing(folder: Path, args: argparse.Namespace, device: str) -> dict:
-    from daar.read import read_pool
-    from daar.tune import TuneConfig, tune
-    from daar.utils.cache import write_jsonl
-
-    rows = Path(args.out) / "tune_rows.jsonl"
-    write_jsonl(rows, (r.raw for r in read_pool(args.pool).records[:3200]))
-    found = {}
-    for micro in (16, 4):
-        settings = TuneConfig(max_steps=args.tune_steps, micro_batch_size=micro, device=device, save_steps=10**6)
-        result = tune(rows, str(folder), Path(args.out) / f"tune-{micro}", settings)
-        found[f"micro_batch_{micro}"] = result.manifest["seconds_per_step"]
-    return found
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool", required=True)
     parser.add_argument("--tokenizer", required=True, help="folder with the SmolLM2 tokenizer files")
     parser.add_argument("--examples-file", required=True)
-    parser.add_argument("--bench", default=None, help="benchmark folder (default: daar's own lookup)")
     parser.add_argument("--shapes", default="smollm2,qwen2-7b,llama3-8b")
-    parser.add_argument(
-        "--batch-tokens", default="4096,8192,16384,32768", type=lambda s: [int(x) for x in s.split(",")]
-    )
+    parser.add_argument("--budget-s", type=float, default=300, help="stop starting steps after this many seconds")
     parser.add_argument("--sample", type=int, default=None, help="a seeded sample of the pool (a CPU smoke test)")
-    parser.add_argument("--no-map", action="store_true", help="skip the 2-D map stage (and the report)")
-    parser.add_argument("--tune-steps", type=int, default=0)
-    parser.add_argument("--eval-limit", type=int, default=0)
+    parser.add_argument("--split-rows", type=int, default=4096)
+    parser.add_argument("--profile-rows", type=int, default=2048)
+    parser.add_argument("--bare-tokens", default="32768", type=lambda s: [int(x) for x in s.split(",") if x])
+    parser.add_argument("--select", action="store_true", help="also time `daar select` end to end per shape")
+    parser.add_argument("--paper-heads", action="store_true", help="also time the authors' head schedule")
+    parser.add_argument("--tune-shape", default="qwen2-7b", help="shape for `daar tune` ('' to skip)")
+    parser.add_argument("--tune-steps", type=int, default=6)
+    parser.add_argument("--ray-check", action="store_true", help="two Ray actors at 0.5 GPU against local")
+    parser.add_argument("--ray-rows", type=int, default=4000, help="rows the Ray check scores")
+    parser.add_argument("--ray-shape", default="smollm2", help="the prober shape of the Ray check")
+    parser.add_argument("--eval-limit", type=int, default=0, help="`daar eval` NLL smoke test on the first shape")
+    parser.add_argument("--bench", default=None, help="benchmark folder for --eval-limit (default: daar's lookup)")
     parser.add_argument("--out", default="runs/gpu")
     args = parser.parse_args()
+    budget = Budget(args.budget_s)
     from daar.config import SelectConfig
-    from daar.pipeline import sample_pool  # the rows `daar select --sample` reads, for the bare pass too
+    from daar.pipeline import sample_pool  # the rows `daar select --sample` reads
     from daar.read import read_pool
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    say(f"device: {torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}; torch {torch.__version__}")
     texts = sample_pool(read_pool(args.pool), args.sample, SelectConfig().seed)[0].texts
-    results = []
-    for shape in args.shapes.split(","):
-        results.append(run_shape(shape, args, texts))
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "gpu.json").write_text(json.dumps(results, indent=2))
-        print(json.dumps(results[-1]), flush=True)
-    print_table(results)
+    results: dict = {"shapes": []}
+
+    def save() -> None:
+        (out / "gpu.json").write_text(json.dumps(results, indent=2))
+
+    for shape in [s for s in args.shapes.split(",") if s]:
+        results["shapes"].append(attempt(shape, run_shape, shape, args, texts, budget, device) or {"shape": shape})
+        save()
+    if args.tune_shape:
+        from gpu_tune import tune_timing
+
+        results["tune"] = attempt("daar tune", tune_timing, args.tune_shape, args, budget, device)
+        save()
+    if args.ray_check:
+        from gpu_tune import ray_check
+
+        results["ray_check"] = attempt("the Ray check", ray_check, args, budget, device)
+        save()
+    print_table(results["shapes"])
+    say(f"done with {budget.left():.0f} s of the budget left; all figures in {out / 'gpu.json'}")
 
 
 def print_table(results: list[dict]) -> None:
-    """The docs/RESULTS.md table: stage seconds, the bare pass per batch size and the ratio."""
-    sizes = sorted({int(k) for r in results for k in r["bare"]})
-    head = ["shape", "device", "select s", "features s", "probe s", "reward s", "map s", "peak GB"]
-    head += [f"bare {b // 1024}k s" for b in sizes] + ["features / best bare", "paper heads s"]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
+    """The docs/RESULTS.md table: load, feature stage, bare passes and the ratio."""
+    sizes = sorted({int(k) for r in results for k in r.get("bare", {})})
+    head = ["shape", "device", "load s", "batch tokens", "features s", "peak GB"]
+    head += [f"bare {b // 1024}k s" for b in sizes] + ["features / best bare", "forward share (split)"]
+    say("| " + " | ".join(head) + " |")
+    say("|" + "---|" * len(head))
     for r in results:
-        stages = r["stages"]
-        cells = [r["shape"], r["device"], r["select_seconds"], stages.get("features"), stages.get("probe")]
-        cells += [stages.get("reward"), stages.get("map", "-"), r.get("select_peak_gpu_gb", "-")]
-        cells += [r["bare"].get(str(b), {}).get("seconds", "-") for b in sizes]
-        cells += [f"{r['features_speed_share_of_bare']:.0%}", r["paper_heads_seconds"]]
-        print("| " + " | ".join(str(c) for c in cells) + " |")
+        feats = r.get("features", {})
+        cells = [r["shape"], r.get("device", "-"), r.get("load_seconds", "-"), r.get("batch_tokens", "-")]
+        cells += [feats.get("seconds", "-"), feats.get("peak_gpu_gb", "-")]
+        cells += [r.get("bare", {}).get(str(b), {}).get("seconds", "-") for b in sizes]
+        share = r.get("features_share_of_bare")
+        cells += [f"{share:.0%}" if share is not None else "-"]
+        cells += [f"{r['split']['share']['forward']:.0%}" if "split" in r else "-"]
+        say("| " + " | ".join(str(c) for c in cells) + " |")
 
 
 if __name__ == "__main__":

@@ -68,6 +68,11 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, real_rows):
         (["select", str(pool), "--out", str(tmp_path / "o"), "--strategy", "customized"], "target"),
         (["select", str(pool), "--out", str(tmp_path / "o"), "--set", "nonsense=1"], "nonsense"),
         (["select", str(pool), "--out", str(tmp_path / "o"), "--model", str(tmp_path)], str(tmp_path)),
+        (["select", str(pool), "--out", str(tmp_path / "o"), "--gpus-per-worker", "1"], "--executor ray"),
+        (
+            ["score", str(pool), "--fitted", str(tmp_path), "--out", str(tmp_path / "s"), "--gpus-per-worker", "1"],
+            "for --executor ray",
+        ),
     ]
     for args, expected in cases:
         result = runner.invoke(app, args)

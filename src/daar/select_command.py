@@ -34,6 +34,9 @@ def select_command(
     ] = None,
     workers: Annotated[int, typer.Option(help="Ray actors scoring at once (--executor ray).")] = 1,
     threads: Annotated[int | None, typer.Option(help="Torch threads per scoring worker.")] = None,
+    gpus_per_worker: Annotated[
+        float, typer.Option(help="GPUs per Ray actor (0.5: two share one; 0: CPU); the fit gets as many.")
+    ] = 0.0,
     chunk_rows: Annotated[int | None, typer.Option(help="Rows per scored block (default 4096).")] = None,
     method: Annotated[str | None, typer.Option(help="Selector: daar (default) or a baseline, see --list.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML/JSON file of settings (any SelectConfig field).")] = None,
@@ -104,6 +107,8 @@ def select_command(
         return
     if pool is None:
         raise UserError("missing POOL (a file, a folder or a glob of shards), or --scores DIR")
+    if gpus_per_worker and executor != "ray":
+        raise UserError("--gpus-per-worker is for --executor ray; without Ray, --device picks the GPU")
     named = {
         **cut,
         **prober_options(
@@ -143,6 +148,7 @@ def select_command(
             executor=executor or "local",
             workers=workers,
             threads=threads,
+            gpus_per_worker=gpus_per_worker,
             chunk_rows=chunk_rows,
             cache_dir=cache_dir,
         )

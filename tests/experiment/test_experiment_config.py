@@ -96,7 +96,7 @@ def test_bad_settings_name_the_key(tmp_path: Path, settings: dict, expected: str
     assert expected in str(caught.value)
 
 
-def test_seeds_file_is_checked_at_load(tmp_path: Path) -> None:
+def test_examples_file_is_checked_at_load(tmp_path: Path) -> None:
     domains = [{"name": "numbers", "description": "arithmetic"}, {"name": "programs", "description": "code"}]
     with pytest.raises(ConfigError, match="select.examples_file: cannot read .*absent.yaml: No such file"):
         load_experiment(write_config(tmp_path, select={"examples_file": "absent.yaml", "domains": domains}))

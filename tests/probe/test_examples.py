@@ -69,7 +69,7 @@ def test_a_model_that_cannot_write_seeds_fails_clearly_and_keeps_its_answers(tmp
     assert not (tmp_path / "alpha.json").exists()
 
 
-def test_seeds_file_attaches_rows_and_names_bad_domains(tmp_path):
+def test_examples_file_attaches_rows_and_names_bad_domains(tmp_path):
     good = tmp_path / "seeds.yaml"
     good.write_text(yaml.safe_dump({"alpha": [{"instruction": "2+2?", "output": "4"}]}))
     domains = load_examples_file(good, DOMAINS)

@@ -62,6 +62,10 @@ def write_format(folder: Path, suffix: str, rows: list[dict]) -> Path:
         path.write_bytes(gzip.compress(json.dumps(rows).encode("utf-8")))
     elif suffix == ".parquet":
         pq.write_table(pa.Table.from_pylist(rows), path)
+    elif suffix == ".arrow":  # the stream format of a `datasets` folder's data files
+        table = pa.Table.from_pylist(rows)
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
     elif suffix == ".csv":
         path.write_bytes(_csv_bytes(rows))
     elif suffix == ".csv.gz":

@@ -14,10 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import write_jsonl
+from typer.testing import CliRunner
 
+from daar.cli import app
 from daar.config import SelectConfig
 from daar.errors import UserError
 from daar.read import read_pool
@@ -152,10 +156,13 @@ def test_one_command_select_on_shards(files, tiny_model, tmp_path):
 
 
 def test_ray_two_workers_select_as_local(files, fitted, local_scores, tmp_path):
+    """Ray actors without GPUs (--gpus-per-worker 0, the CPU path) read their blocks of the one
+    JSON lines file from byte offsets and give the local selection; a rerun scores only what is
+    missing."""
     pytest.importorskip("ray")
     _, single, _ = files
     out = tmp_path / "scores-ray"
-    score_pool(single, fitted, out, executor="ray", workers=2, threads=1, chunk_rows=40)
+    score_pool(single, fitted, out, executor="ray", workers=2, threads=1, gpus_per_worker=0, chunk_rows=40)
     local = select_from_scores(local_scores, tmp_path / "local", {"count": 25, "strategy": "overall"})
     ray_run = select_from_scores(out, tmp_path / "ray", {"count": 25, "strategy": "overall"})
     assert local["counts"] == ray_run["counts"]
@@ -169,10 +176,63 @@ def test_ray_two_workers_select_as_local(files, fitted, local_scores, tmp_path):
     kept = {p.name: p.stat().st_mtime_ns for p in blocks[1:]}
     blocks[0].unlink()
     (out / "complete.json").unlink()
-    summary = score_pool(single, fitted, out, executor="ray", workers=2, threads=1, chunk_rows=40)
-    assert summary["scored_now"] == 1
+    args = ["score", str(single), "--fitted", str(fitted), "--out", str(out), "--chunk-rows", "40"]
+    result = CliRunner().invoke(app, [*args, "--executor", "ray", "--workers", "2", "--gpus-per-worker", "0"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "complete.json").read_text())
+    assert summary["scored_now"] == 1 and summary["executor"] == "ray" and summary["workers"] == 2
     assert {p.name: p.stat().st_mtime_ns for p in sorted((out / "blocks").glob("*.parquet"))[1:]} == kept
     pd.testing.assert_frame_equal(gather(ScoreFolder(out)), b)
+
+
+def test_parquet_and_datasets_pools_select_as_jsonl(fitted, real_rows, tmp_path):
+    """The same rows as one JSON lines file, as Parquet row groups and as a `datasets` folder of
+    two Arrow files: the same selection, and the same reasons for the same rejected rows."""
+    datasets = pytest.importorskip("datasets")
+    rows = [{k: r.get(k) for k in ("id", "instruction", "input", "output")} for r in real_rows[:150]]
+    rows += [{"id": "no-output", "instruction": "Say hi", "input": None, "output": None}, rows[3]]
+    pools = {
+        "jsonl": write_jsonl(tmp_path / "pool.jsonl", rows),
+        "parquet": tmp_path / "pool.parquet",
+        "datasets": tmp_path / "ds",
+    }
+    pq.write_table(pa.Table.from_pylist(rows), pools["parquet"], row_group_size=40)
+    datasets.Dataset.from_list(rows).save_to_disk(str(pools["datasets"]), num_shards=2)
+    runs = {}
+    for name, pool in pools.items():
+        score_pool(pool, fitted, tmp_path / f"scores-{name}", chunk_rows=25)
+        runs[name] = select_from_scores(tmp_path / f"scores-{name}", tmp_path / name, {"ratio": 0.2})
+        assert runs[name]["counts"]["rows_in"] == 152 and runs[name]["counts"]["rejected"] == 2
+
+    def outputs(name: str) -> tuple[bytes, list[tuple[int, str]]]:
+        rejected = [json.loads(x) for x in (tmp_path / name / "rejected.jsonl").read_text().splitlines()]
+        problems = [(r["position"], r["reason"].split(": ", 1)[1].split(" (first seen")[0]) for r in rejected]
+        return (tmp_path / name / "selected.jsonl").read_bytes(), problems
+
+    expected = outputs("jsonl")
+    duplicate = f"field 'id': duplicate id '{rows[3]['id']}'"
+    assert expected[1] == [(150, "field 'output' is missing"), (151, duplicate)]
+    assert outputs("parquet") == expected and outputs("datasets") == expected
+    reasons = (tmp_path / "datasets" / "rejected.jsonl").read_text()
+    assert "data-00001-of-00002.arrow row 74: field 'output' is missing" in reasons
+
+
+def test_a_ray_fit_task_fits_what_the_driver_fits(files, fitted, tiny_model, tmp_path):
+    """The task `--executor ray --gpus G` sends the fit to (here without a GPU): same fitted state."""
+    ray = pytest.importorskip("ray")
+    from daar.scale.ray_executor import _fit_task
+
+    root, single, _ = files
+    settings = config(tiny_model, root / "seeds.yaml").model_dump(mode="json")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 1024**2)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(_fit_task)
+        summary = ray.get(task.remote(settings, str(single), str(tmp_path / "fitted"), None))
+    finally:
+        ray.shutdown()
+    assert summary["probe_rows"] == json.loads((fitted / "fit.json").read_text())["probe_rows"]
+    files_of = [json.loads((f / "daar.json").read_text())["files"] for f in (fitted, tmp_path / "fitted")]
+    assert files_of[0] == files_of[1]
 
 
 def test_resume_after_the_scorer_is_killed(files, fitted, local_scores, tmp_path):

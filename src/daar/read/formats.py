@@ -24,7 +24,8 @@ a missing output), while the row written back to selected.jsonl keeps its cells 
 A row must also be writable back as JSON (the forms in daar.utils.cache): every Parquet type has
 one, so a value without one is rejected here, never a crash after the run's compute. A Parquet
 value Python cannot hold at all (text that is not UTF-8, a date past the year 9999) rejects its
-row, naming the field, instead of the file.
+row, naming the field, instead of the file. An Arrow IPC file (`.arrow`, e.g. a data file of a
+Hugging Face `datasets` folder) is read by record batch with Parquet's rules (daar.read.streams).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from daar.read.records import Record, Rejection, RowError, to_record
 from daar.read.sources import PoolError, RawRow, raw_rows
 from daar.utils.cache import UnwritableValue, json_line
 
-SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
+SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".arrow", ".csv", ".csv.gz")
 
 
 
@@ -85,8 +86,8 @@ def read_pool(path: str | Path, fields: FieldMap | None = None) -> Pool:
     rejected: list[Rejection] = []
     seen: dict[str, int] = {}  # explicit id -> position of the row that kept it
     # Rows parsed from JSON or CSV text hold only JSON's own types (NaN and unpaired surrogates
-    # included, which json_line writes): only Parquet rows can hold a value with no JSON form.
-    check_writable = name.endswith(".parquet")
+    # included, which json_line writes): only Parquet and Arrow rows can hold a value with no JSON form.
+    check_writable = name.endswith((".parquet", ".arrow"))
     rows_in = 0
     for row in raw_rows(path, name):
         rows_in += 1

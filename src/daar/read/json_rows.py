@@ -71,11 +71,14 @@ def _json_message(err: json.JSONDecodeError) -> str:
     return err.msg.removesuffix(" at")
 
 
-def jsonl_rows(path: Path) -> Iterator[RawRow]:
-    position = 0
+def jsonl_rows(path: Path, start: tuple[int, int, int] = (0, 0, 1)) -> Iterator[RawRow]:
+    """Rows from `start` = (position, byte offset, line) on; daar.read.streams finds the offsets."""
+    position, offset, first_line = start
     decoder, repeated = _decoder()
     with open_bytes(path) as handle:
-        for line_no, line in enumerate(handle, start=1):
+        if offset:
+            handle.seek(offset)
+        for line_no, line in enumerate(handle, start=first_line):
             if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):  # a leading BOM is not data
                 line = line[3:]
             if not line.strip():

@@ -11,8 +11,8 @@ import io
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+from daar.read.columnar import columnar_rows, parquet_rows
 from daar.read.json_rows import json_array_rows, jsonl_rows
 from daar.read.raw import ESCAPED_BYTE, PoolError, RawRow, not_utf8, open_bytes
 
@@ -25,7 +25,9 @@ def raw_rows(path: Path, name: str) -> Iterator[RawRow]:
         elif name.endswith((".json", ".json.gz")):
             yield from json_array_rows(path)
         elif name.endswith(".parquet"):
-            yield from _parquet_rows(path)
+            yield from parquet_rows(path)
+        elif name.endswith(".arrow"):
+            yield from columnar_rows(path)
         else:
             yield from _csv_rows(path)
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
@@ -33,87 +35,6 @@ def raw_rows(path: Path, name: str) -> Iterator[RawRow]:
 
 
 # --- Parquet -------------------------------------------------------------------------------------
-
-
-def _parquet_rows(path: Path) -> Iterator[RawRow]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except pa.ArrowException as err:
-        raise PoolError(f"{path}: cannot be read as parquet: {err}") from err
-    names = table.column_names
-    columns: list[list[Any]] = []
-    problems: dict[int, str] = {}
-    for name in names:
-        values, bad = _column_values(_nanosecond_times_as_text(table.column(name)), name)
-        columns.append(values)
-        for position, problem in bad.items():
-            problems.setdefault(position, problem)
-    for position, values in enumerate(zip(*columns, strict=True)):
-        yield RawRow(position, None, dict(zip(names, values, strict=True)), problems.get(position))
-
-
-def _column_values(column: Any, name: str) -> tuple[list[Any], dict[int, str]]:
-    """The column as Python values; a value Python cannot hold (a string that is not UTF-8, a date
-    out of Python's range) rejects its row, not the file."""
-    import pyarrow as pa
-
-    errors = (UnicodeDecodeError, ValueError, OverflowError, pa.ArrowException)
-    try:
-        return column.to_pylist(), {}
-    except errors:
-        pass
-    values: list[Any] = []
-    problems: dict[int, str] = {}
-    for position in range(len(column)):
-        try:
-            values.append(column[position].as_py())
-        except errors as err:
-            values.append(None)
-            if isinstance(err, UnicodeDecodeError):
-                problems[position] = f"field '{name}' is not valid UTF-8 ({err.reason} at byte {err.start})"
-            else:
-                problems[position] = f"field '{name}' cannot be read ({type(err).__name__}: {err})"
-    return values, problems
-
-
-def _nanosecond_times_as_text(column: Any) -> Any:
-    """time64[ns] values become ISO text in Arrow ("01:02:03.000000001"): Python's time would
-    drop the nanoseconds. (Timestamps and durations in ns keep theirs through pandas' types.)"""
-    import pyarrow as pa
-
-    target = _without_ns_times(column.type)
-    if target.equals(column.type):
-        return column
-    try:
-        return column.cast(target)
-    except pa.ArrowException:  # a nesting Arrow cannot cast: keep microseconds rather than fail
-        return column
-
-
-def _without_ns_times(kind: Any) -> Any:
-    import pyarrow as pa
-
-    types = pa.types
-    if types.is_time64(kind) and kind.unit == "ns":
-        return pa.string()
-    if types.is_list(kind) or types.is_large_list(kind) or types.is_fixed_size_list(kind):
-        item = kind.value_field
-        new_item = item.with_type(_without_ns_times(item.type))
-        if types.is_list(kind):
-            return pa.list_(new_item)
-        if types.is_large_list(kind):
-            return pa.large_list(new_item)
-        return pa.list_(new_item, kind.list_size)
-    if types.is_struct(kind):
-        return pa.struct(
-            [kind.field(i).with_type(_without_ns_times(kind.field(i).type)) for i in range(kind.num_fields)]
-        )
-    if types.is_map(kind):
-        return pa.map_(kind.key_field, kind.item_field.with_type(_without_ns_times(kind.item_type)))
-    return kind
 
 
 # --- CSV -----------------------------------------------------------------------------------------

@@ -41,16 +41,20 @@ def fit_command(
     field: Annotated[list[str] | None, typer.Option(help="Field mapping, e.g. instruction=prompt.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Stage cache (default FITTED.cache beside it).")] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code (off by default).")] = False,
+    executor: Annotated[str, typer.Option(help="local (this process) or ray (a Ray task, with --gpus).")] = "local",
+    gpus: Annotated[float, typer.Option(help="GPUs of the Ray fit task (--executor ray; 0: fit here).")] = 0.0,
 ) -> None:
     """Fit DaaR on a probe sample of POOL; `daar score` then scores any pool with it."""
-    from daar.scale.fit import fit_pool
+    from daar.scale.executors import make_executor
 
     examples = old_option(examples_file, seeds_file, "--seeds-file", "--examples-file")
     named = prober_options(
         model, adapter, examples, clip_layer, probe_size, seed, max_length, device, dtype, trust_remote_code
     )
     settings = build_settings(config, set_, field, domains, named)
-    summary = fit_pool(settings, pool, out, cache_dir)
+    runner = make_executor(executor, gpus_per_worker=gpus)
+    with runner.session():
+        summary = runner.fit(settings, pool, out, cache_dir)
     console.print(f"fitted on {summary['probe_rows']} probe rows in {summary['seconds']:.1f} s: {out}")
 
 
@@ -62,6 +66,9 @@ def score_command(
     executor: Annotated[str, typer.Option(help="local (one process) or ray (an actor pool).")] = "local",
     workers: Annotated[int, typer.Option(help="Ray actors scoring at once.")] = 1,
     threads: Annotated[int | None, typer.Option(help="Torch threads per worker (Ray default 1).")] = None,
+    gpus_per_worker: Annotated[
+        float, typer.Option(help="GPUs per Ray actor: 1, or 0.5 for two actors per GPU (0: CPU).")
+    ] = 0.0,
     chunk_rows: Annotated[int, typer.Option(help="Rows per block: the unit of memory, writing and resume.")] = 4096,
     features: Annotated[bool, typer.Option(help="Also write e(x) and f(x) of every row.")] = True,
 ) -> None:
@@ -69,7 +76,15 @@ def score_command(
     from daar.scale.score import score_pool
 
     summary = score_pool(
-        pool, fitted, out, executor=executor, workers=workers, threads=threads, chunk_rows=chunk_rows, features=features
+        pool,
+        fitted,
+        out,
+        executor=executor,
+        workers=workers,
+        threads=threads,
+        gpus_per_worker=gpus_per_worker,
+        chunk_rows=chunk_rows,
+        features=features,
     )
     console.print(
         f"{summary['rows_in']} rows in {summary['blocks']} blocks ({summary['scored_now']} scored now) "

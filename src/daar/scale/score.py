@@ -11,15 +11,21 @@ A scores folder holds
 - complete.json, written once every block is, so a killed run never looks finished.
 
 Only one block's rows, texts and features are in memory at a time (per worker), so peak memory
-is the prober plus one block, whatever the pool's size. The local executor reads each shard once,
-in order; the Ray executor (daar.scale.ray_executor) gives blocks to an actor pool.
+is the prober plus one block, whatever the pool's size (two, while the next block is read and
+the last one written). The local executor reads each shard once, in order, the next block read
+and tokenised in a worker while the prober runs; other executors (`--executor ray`,
+daar.scale.ray_executor) are looked up by name in daar.scale.executors.
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue
 import shutil
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,7 @@ import torch
 
 from daar.config import SelectConfig
 from daar.errors import UserError
+from daar.scale.executors import Executor, ScoringJob, as_executor, register
 from daar.scale.shards import Block, BlockRows, Shard, blocks_of, plan_shards, read_blocks
 from daar.select.base import Context
 from daar.select.daar import FITTED_SETTINGS as SETTINGS
@@ -66,10 +73,17 @@ class BlockScorer:
         self.selector = DaarSelector.load(fitted)
         self.extractor = self.ctx.extractor()
 
-    def score(self, rows: BlockRows) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    def tokenize(self, rows: BlockRows) -> list[list[int]]:
+        """The token ids `score` needs; a worker may compute them ahead of the prober."""
+        return self.extractor.tokenize([r.text for r in rows.records])
+
+    def score(
+        self, rows: BlockRows, ids: list[list[int]] | None = None
+    ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         """The block's frame (every input row of it) and the features of its usable rows."""
         records = rows.records
-        feats = self.extractor.extract([r.text for r in records], description=f"block {rows.block.name}")
+        texts = [r.text for r in records]
+        feats = self.extractor.extract(texts, description=f"block {rows.block.name}", ids=ids)
         scores = self.selector.score_features(feats.hid, self.ctx) if records else {}
         frame = pd.DataFrame(
             {
@@ -144,20 +158,23 @@ def score_pool(
     fitted: Path,
     out: Path,
     *,
-    executor: str = "local",
+    executor: str | Executor = "local",
     workers: int = 1,
     threads: int | None = None,
+    gpus_per_worker: float = 0.0,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     features: bool = True,
 ) -> dict[str, Any]:
-    """Score every row of `pool` into `out` with the fitted state; resumes an interrupted run."""
+    """Score every row of `pool` into `out` with the fitted state; resumes an interrupted run.
+    `executor` is a name (daar.scale.executors) or an executor already holding its resources."""
     if chunk_rows < 1:
         raise UserError(f"--chunk-rows must be at least 1, got {chunk_rows}")
+    runner = as_executor(executor, workers=workers, threads=threads, gpus_per_worker=gpus_per_worker)
     config = fitted_settings(fitted)
     folder = ScoreFolder(Path(out))
     started = time.perf_counter()
     with folder_lock(folder.root, "daar score"):
-        shards = plan_shards(pool)
+        shards = plan_shards(pool, chunk_rows)
         plan = {
             "shards": [s.to_json() for s in shards],
             "chunk_rows": chunk_rows,
@@ -168,14 +185,9 @@ def score_pool(
         _check_prober(fitted, config)
         folder.open(plan)
         pending = [b for b in blocks_of(shards, chunk_rows) if not folder.block_file(b).exists()]
-        if executor == "ray":
-            from daar.scale.ray_executor import score_with_ray
-
-            score_with_ray(shards, pending, fitted, config, folder, workers=workers, threads=threads, features=features)
-        elif executor == "local":
-            _score_local(shards, pending, fitted, config, folder, threads, features)
-        else:
-            raise UserError(f"unknown executor {executor!r}; expected local or ray")
+        if pending:
+            with runner.session():
+                runner.score(ScoringJob(shards, pending, Path(fitted), config, folder, features))
         missing = [b.name for b in blocks_of(shards, chunk_rows) if not folder.block_file(b).exists()]
         if missing:
             raise RuntimeError(f"{folder.root}: blocks {missing[:3]} were not written; please report this bug")
@@ -183,10 +195,12 @@ def score_pool(
             "rows_in": sum(s.rows for s in shards),
             "blocks": len(blocks_of(shards, chunk_rows)),
             "scored_now": len(pending),
-            "executor": executor,
-            "workers": workers if executor == "ray" else 1,
+            "executor": runner.name,
+            "workers": runner.workers if runner.name != "local" else 1,
             "seconds": round(time.perf_counter() - started, 3),
         }
+        if runner.gpus_per_worker:
+            summary["gpus_per_worker"] = runner.gpus_per_worker
         write_json(folder.root / "complete.json", summary)
     return summary
 
@@ -199,23 +213,106 @@ def _check_prober(fitted: Path, config: SelectConfig) -> None:
         raise UserError(f"{fitted}: {err}") from None
 
 
-def _score_local(
-    shards: list[Shard],
-    pending: list[Block],
-    fitted: Path,
-    config: SelectConfig,
-    folder: ScoreFolder,
-    threads: int | None,
-    features: bool,
-) -> None:
-    if not pending:
-        return
-    scorer = BlockScorer(fitted, config, threads)
-    with progress_bar() as bar:
-        task = bar.add_task("scoring", total=sum(b.stop - b.start for b in pending), info="rows")
-        for index, shard in enumerate(shards):
-            mine = [b for b in pending if b.shard == index]
-            for rows in read_blocks(shard, index, mine, config.fields) if mine else ():
-                frame, arrays = scorer.score(rows)
-                folder.write_block(rows.block, frame, arrays if features else None)
+@register
+class LocalExecutor(Executor):
+    """This process: each shard read once in order, the next block read and tokenised in a worker
+    thread while the prober runs on this one, and each block written by a second worker while the
+    next is scored. The blocks, batches and results are those of the plain loop."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 1, threads: int | None = None, gpus_per_worker: float = 0.0) -> None:
+        super().__init__(workers, threads, gpus_per_worker)
+        if self.gpus_per_worker:
+            raise UserError("GPUs per worker are for --executor ray; the local executor uses --device")
+
+    def score(self, job: ScoringJob) -> None:
+        scorer = BlockScorer(job.fitted, job.config, self.threads)
+        shards, pending = job.shards, job.pending
+
+        def read() -> Iterator[tuple[BlockRows, list[list[int]]]]:
+            for index, shard in enumerate(shards):
+                mine = [b for b in pending if b.shard == index]
+                for rows in read_blocks(shard, index, mine, job.config.fields) if mine else ():
+                    yield rows, scorer.tokenize(rows)
+
+        with progress_bar() as bar, BlockWrites(job.folder, job.features) as writes:
+            task = bar.add_task("scoring", total=sum(b.stop - b.start for b in pending), info="rows")
+            for rows, ids in ahead(read()):
+                frame, arrays = scorer.score(rows, ids)
+                writes.put(rows.block, frame, arrays)
                 bar.update(task, advance=rows.block.stop - rows.block.start)
+
+
+class BlockWrites:
+    """Writes finished blocks in a worker thread, one at a time and in order, so the next block is
+    scored meanwhile. Leaving the `with` waits for the last write, also after a failure (a scored
+    block is never lost), and a failed write stops the run at the next block."""
+
+    def __init__(self, folder: ScoreFolder, features: bool) -> None:
+        self.folder, self.features = folder, features
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="daar-block-write")
+        self.last: Future | None = None
+
+    def __enter__(self) -> BlockWrites:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self.last is not None:
+                self.last.result()
+        finally:
+            self.worker.shutdown(wait=True)
+
+    def put(self, block: Block, frame: pd.DataFrame, arrays: dict[str, np.ndarray]) -> None:
+        if self.last is not None:
+            self.last.result()  # at most one block waits to be written
+        self.last = self.worker.submit(self.folder.write_block, block, frame, arrays if self.features else None)
+
+
+_DONE = object()
+
+
+def ahead(items: Iterator, depth: int = 1) -> Iterator:
+    """`items`, produced by a worker thread up to `depth` items ahead of the consumer; an error in
+    the worker is raised here, and a consumer that stops early stops the worker."""
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put((_DONE, None))
+        except BaseException as err:  # handed to the consumer, raised there
+            slots.put((_DONE, err))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # the files it holds open
+
+    worker = threading.Thread(target=produce, name="daar-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, err = slots.get()
+            if item is _DONE:
+                if err is not None:
+                    raise err
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # let a producer blocked on a full queue see the stop
+            try:
+                slots.get_nowait()
+            except queue.Empty:
+                pass
+            worker.join(timeout=0.1)
