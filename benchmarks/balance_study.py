@@ -26,16 +26,16 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from daar.config import PAPER_HEADS, HeadConfig, SelectConfig
 from daar.embed import Features
-from daar.pipeline import _sample
+from daar.pipeline import sample_pool as _sample
 from daar.probe.domains import example_centroids, pseudo_labels
 from daar.probe.domains import probe_rows as draw_probe_rows
 from daar.probe.entropy import entropy, softmax
-from daar.probe.examples import example_text
+from daar.probe.examples import example_text, resolve_domains
 from daar.probe.heads import train_head
 from daar.read import Pool, read_pool
 from daar.select import strategies
 from daar.select.base import Context
-from daar.select.daar import DaarSelector, resolve_domains
+from daar.select.daar import DaarSelector
 from daar.utils.stats import spearman
 
 POOL = Path(__file__).resolve().parents[2] / "shared" / "data" / "pool" / "pool.jsonl.gz"

@@ -45,6 +45,19 @@ def make_tiny_model(folder: Path, layers: int = 4, hidden: int = 64, arch: str =
     return folder
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _own_shared_cache(tmp_path_factory):
+    """Each test module gets its own shared cache (daar's default cache folder), so no module sees
+    entries another one made and "computed, not cached" checks mean what they say."""
+    old = os.environ.get("DAAR_CACHE_DIR")
+    os.environ["DAAR_CACHE_DIR"] = str(tmp_path_factory.mktemp("shared-cache"))
+    yield
+    if old is None:
+        os.environ.pop("DAAR_CACHE_DIR", None)
+    else:
+        os.environ["DAAR_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-llama"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -134,7 +135,7 @@ def test_manifest_records_the_method(first_run):
 def test_new_ratio_reuses_every_fitted_stage(first_run, tiny_model, examples_file, pool_file):
     result = run_select(make_config(tiny_model, examples_file, ratio=0.1), pool_file, first_run.out_dir, report=False)
     stages = result.manifest["stages"]
-    assert all(stages[name]["cached"] for name in ("features", "seed_features", "cluster", "probe", "reward"))
+    assert all(stages[name]["cached"] for name in ("features", "example_features", "cluster", "probe", "reward"))
     assert result.manifest["counts"]["selected"] == 20
     assert set(result.selected_ids) <= set(first_run.selected_ids)  # smaller shares of the same rankings
 
@@ -142,10 +143,14 @@ def test_new_ratio_reuses_every_fitted_stage(first_run, tiny_model, examples_fil
 def test_resume_recomputes_only_the_unfinished_stage(first_run, tiny_model, examples_file, pool_file, tmp_path):
     out = tmp_path / "resumed"
     shutil.copytree(first_run.out_dir, out)
-    for path in (out / "cache" / "stages").glob("reward-*"):
+    cache = tmp_path / "cache"
+    shutil.copytree(os.environ["DAAR_CACHE_DIR"], cache)  # the shared cache the first run filled
+    removed = list((cache / "stages").glob("reward-*"))
+    assert removed
+    for path in removed:
         path.unlink()  # as if the run was killed while training the reward model
     (out / "manifest.json").unlink()
-    result = run_select(make_config(tiny_model, examples_file), pool_file, out, report=False)
+    result = run_select(make_config(tiny_model, examples_file, cache_dir=str(cache)), pool_file, out, report=False)
     stages = result.manifest["stages"]
     assert stages["features"]["cached"] and stages["cluster"]["cached"] and stages["probe"]["cached"]
     assert not stages["reward"]["cached"]

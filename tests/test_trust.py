@@ -149,11 +149,12 @@ def test_a_rerun_never_mixes_with_the_earlier_run(inputs, reference, tmp_path, m
     import shutil
 
     import daar.pipeline
+    import daar.write.run
     from daar.config import SelectConfig
 
     out = tmp_path / "stale"
     shutil.copytree(reference[0], out, ignore=shutil.ignore_patterns("cache"))
-    (out / "seeds" / "old_domain.json").write_text("{}")
+    (out / "examples" / "old_domain.json").write_text("{}")
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".daar.lock"}
     # a rerun that fails before it has results (a seeds file with an unknown domain) leaves the
     # earlier finished run whole: same files, same bytes
@@ -172,11 +173,11 @@ def test_a_rerun_never_mixes_with_the_earlier_run(inputs, reference, tmp_path, m
     def broken(*_args, **_kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(daar.pipeline, "write_scores", broken)
+    monkeypatch.setattr(daar.write.run, "write_scores", broken)
     with pytest.raises(OSError, match="disk full"):
         daar.pipeline.run_select(config, inputs["pool"], out, report=False)
     left = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert left == ["cache", "rejected.jsonl", "selected.jsonl"], left  # no manifest, no old map or seeds
+    assert left == ["rejected.jsonl", "selected.jsonl"], left  # no manifest, no old map or examples
 
 
 def test_accounting_fails_when_the_files_disagree(reference, tmp_path):

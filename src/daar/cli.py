@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from daar import select_command
+from daar import cache_command, select_command
 from daar.analyze import commands as analyze_commands
 from daar.coevolve import commands as coevolve_commands
 from daar.evaluate import commands as evaluate_commands
@@ -41,6 +41,7 @@ for _module in (
     coevolve_commands,
     analyze_commands,
     report_commands,
+    cache_command,
 ):
     _module.register(app)
 

@@ -155,7 +155,31 @@ HEAD_SCHEDULES: dict[str, HeadConfig] = {
 }
 
 
-class SelectConfig(BaseModel):
+class Runtime(BaseModel):
+    """Where and how a command runs. Every command's settings are made of these four and their own
+    (select, tune, experiment, co-evolution: one definition), and a command that runs others hands
+    them its own (`runtime_of`), so a device or a seed is set once, at the top of a config."""
+
+    model_config = ConfigDict(extra="forbid")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # auto: bf16 on GPUs; on CPUs bf16 for the prober where the CPU has bf16 units, fp32 for tuning
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    seed: int = 42
+    # Features, fitted stages and token ids, keyed by content; None: the shared user cache
+    # (daar.utils.cache.shared_cache). Tuning and evaluation keep no cache of their own.
+    cache_dir: Path | None = None
+
+
+RUNTIME_KEYS = tuple(Runtime.model_fields)
+
+
+def runtime_of(settings: Runtime, **changes: Any) -> dict[str, Any]:
+    """The runtime part of `settings` as a mapping (with `changes`), to hand to the settings of a
+    command it runs."""
+    return {key: getattr(settings, key) for key in RUNTIME_KEYS} | changes
+
+
+class SelectConfig(Runtime):
     """Settings of `daar select`. A YAML file may hold any subset of these keys."""
 
     model_config = ConfigDict(extra="forbid")
@@ -177,10 +201,7 @@ class SelectConfig(BaseModel):
     target: str | None = None
     target_fraction: float = Field(0.5, gt=0, le=1)
     other_fraction: float = Field(0.1, ge=0, le=1)
-    seed: int = 42
     batch_tokens: int | None = Field(None, ge=64)  # None: sized from the model (embed.auto_batch_tokens)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     sample: int | None = Field(None, ge=1)
     fields: FieldMap = Field(default_factory=FieldMap)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)

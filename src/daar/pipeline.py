@@ -13,41 +13,26 @@ files written (daar.write.account), which also checks that they cover every inpu
 from __future__ import annotations
 
 import shutil
-import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from daar import __version__
 from daar.analyze.diversity import domain_mix, encode_labels, kept_per_domain, summarize
 from daar.analyze.maps import embed_2d
 from daar.config import SelectConfig
 from daar.embed import load_cached
 from daar.read import Pool, read_pool
-from daar.select.base import Context, Scores, Selector, choose, make_selector, target_count
-from daar.select.budget import TokenCounter, budget_of, rows_within
+from daar.report import write_report_safely
+from daar.select.base import FITTED_SETTINGS, Context, Scores, Selector, choose, make_selector, target_count
+from daar.select.budget import budget_of, rows_within
 from daar.select.checks import selection_warnings
-from daar.select.daar import FITTED_SETTINGS
-from daar.utils.cache import atomic_path, write_json
-from daar.utils.progress import console
-from daar.write import account, clear_outputs, finish, locked, write_rows, write_scores
+from daar.tune.tokens import TokenCounter
+from daar.utils.cache import atomic_path, shared_cache, write_json
+from daar.write.run import RunResult, RunWriter, ranked
 
 MISSING_LABEL = "(missing)"
-
-
-@dataclass
-class RunResult:
-    out_dir: Path
-    manifest: dict[str, Any]
-    selected_ids: list[str]
-
-    @property
-    def selected_path(self) -> Path:
-        return self.out_dir / "selected.jsonl"
 
 
 def run_select(
@@ -63,10 +48,9 @@ def run_select(
 
     `report=False` also skips the 2-D map, which only the report shows (an experiment's cells save
     its seconds)."""
-    started = time.perf_counter()
     out_dir = Path(out_dir)
-    cache = Path(cache_dir) if cache_dir else out_dir / "cache"
-    with locked(out_dir, "daar select"):  # cache entries lock themselves: a cache is shared
+    cache = Path(cache_dir or config.cache_dir or shared_cache())
+    with RunWriter(out_dir, "select", config.method) as run:  # cache entries lock themselves: a cache is shared
         ctx = Context(config, cache)
         timer = ctx.timer
         selector = make_selector(config.method)
@@ -83,35 +67,36 @@ def run_select(
             mask[chosen] = True
 
         artifacts = selector.artifacts()
-        with timer.stage("write"):
-            clear_outputs(out_dir)  # only now: a run that failed above left the earlier one whole
-            write_rows(
-                out_dir,
+        with timer.stage("write"):  # the earlier run's outputs go only now: a failure above left them whole
+            run.write_rows(
                 (pool.records[i].raw for i in np.flatnonzero(mask)),
                 ({"position": r.position, "id": r.id, "reason": r.reason} for r in full.rejected),
+                _scores_frame(pool, scores, mask, full.subset(sampled_out)),
+                full.rows_in,
+                config.fields.id,
             )
-            write_scores(out_dir, _scores_frame(pool, scores, mask, full.subset(sampled_out)))
             if selector.save(out_dir / "fitted"):  # with its settings, for `daar score --fitted`
                 write_json(out_dir / "fitted" / FITTED_SETTINGS, config.model_dump(mode="json"))
             if artifacts.examples_folder is not None:
                 _copy_examples(Path(artifacts.examples_folder), out_dir / "examples")
-            counts = account(out_dir, full.rows_in, config.fields.id)
 
         truth = truth_labels(pool, show_domain_field)
         chars = np.array([len(t) for t in pool.texts], dtype=np.float64)
         warnings = selection_warnings(scores, mask, chars, config.strategy, config.shares)
         with timer.stage("analysis"):
             _write_analysis(out_dir, ctx, pool, scores, mask, truth, show_domain_field, with_map=report)
-        manifest = _manifest(config, pool_path, full.sha256, counts, artifacts.manifest, truth, mask, show_domain_field)
+        source = {"path": str(Path(pool_path).resolve()), "sha256": full.sha256}
+        manifest = run.header(config.result_dict(), source, [d.name for d in config.domains])
+        manifest |= artifacts.manifest
+        if truth is not None:
+            manifest["ground_truth"] = ground_truth(truth, mask, show_domain_field)
         if budget:
             manifest["token_budget"] = budget
         manifest["warnings"] = warnings
         if report:
             with timer.stage("report"):
                 write_report_safely(out_dir, {**manifest, "stages": timer.summary()})
-        manifest["stages"] = timer.summary()
-        manifest["wall_seconds"] = round(time.perf_counter() - started, 3)
-        finish(out_dir, manifest)
+        manifest = run.finish({**manifest, "stages": timer.summary()})
     return RunResult(out_dir, manifest, [pool.records[i].id for i in np.flatnonzero(mask)])
 
 
@@ -146,17 +131,12 @@ def sample_pool(pool: Pool, sample: int | None, seed: int) -> tuple[Pool, list[i
 def _scores_frame(pool: Pool, scores: Scores, mask: np.ndarray, outside: Pool) -> pd.DataFrame:
     """One row per usable input row: the scored ones with their rank, then the rows outside the
     --sample (in_sample False, no score), so the file accounts for every usable row."""
-    score = np.asarray(scores["score"], dtype=np.float64)
-    order = np.lexsort((np.arange(len(score)), -score))
-    rank = np.empty(len(score), dtype=np.int64)
-    rank[order] = np.arange(1, len(score) + 1)
-    frame = pd.DataFrame({"position": [r.position for r in pool.records], "id": pool.ids, "score": score})
+    frame = pd.DataFrame({"position": [r.position for r in pool.records], "id": pool.ids})
+    frame["score"] = np.asarray(scores["score"], dtype=np.float64)
     for name, values in scores.items():
         if name != "score":
             frame[name] = values
-    frame["rank"] = pd.array(rank, dtype="Int64")
-    frame["selected"] = mask
-    frame["in_sample"] = True
+    frame = ranked(frame, mask)
     if len(outside):
         rest = pd.DataFrame({"position": [r.position for r in outside.records], "id": outside.ids})
         rest["rank"] = pd.array([None] * len(rest), dtype="Int64")
@@ -229,48 +209,7 @@ def _write_analysis(
         write_json(out_dir / "map.json", {**result.to_json(labels, names, mask), "labels": source})
 
 
-def _manifest(
-    config: SelectConfig,
-    pool_path: Path,
-    sha: str,
-    counts: dict[str, Any],
-    fitted: dict[str, Any],
-    truth: list[str] | None,
-    mask: np.ndarray,
-    field: str | None,
-) -> dict[str, Any]:
-    from daar.utils.machine import machine_info, package_versions
-
-    manifest: dict[str, Any] = {
-        "daar_version": __version__,
-        "method": config.method,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": config.result_dict(),
-        "versions": package_versions(),
-        "machine": machine_info(),
-        "input": {"path": str(Path(pool_path).resolve()), "sha256": sha},
-        "counts": counts,
-        "domains": [d.name for d in config.domains],
-    }
-    manifest.update(fitted)
-    if truth is not None:
-        manifest["ground_truth"] = ground_truth(truth, mask, field)
-    return manifest
-
-
 def ground_truth(truth: list[str], mask: np.ndarray, field: str | None) -> dict[str, Any]:
     """The manifest's true-domain mix of the pool and of the selection (display only)."""
     labels, names = encode_labels(truth)
     return {"field": field, "pool": domain_mix(labels, names), "selected": domain_mix(labels[mask], names)}
-
-
-def write_report_safely(out_dir: Path, manifest: dict[str, Any]) -> None:
-    """report.html for a run folder; a failure is a warning, never the loss of the selection."""
-    try:
-        from daar.report import write_report
-    except ImportError:  # the report package is optional for a bare selection
-        return
-    try:
-        write_report([out_dir], manifest=manifest)
-    except Exception as err:  # a figure must never cost the user the selection itself
-        console.print(f"[yellow]warning:[/] the report could not be written: {err}")

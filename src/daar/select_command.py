@@ -81,7 +81,9 @@ def select_command(
         list[str] | None, typer.Option(help="Field mapping, e.g. instruction=prompt (repeatable).")
     ] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code (off by default).")] = False,
-    cache_dir: Annotated[Path | None, typer.Option(help="Feature/stage cache (default OUT/cache).")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Feature/stage cache (default: the shared user cache).")
+    ] = None,
     show_domain_field: Annotated[
         str | None, typer.Option(help="Row field with true domains, shown in the summary only.")
     ] = None,
@@ -130,16 +132,20 @@ def select_command(
         "batch_tokens": batch_tokens,
     }
     settings = build_settings(config, set_, field, domains, named)
-    from daar.select.base import make_selector
+    from daar.select.base import make_selector, streams
 
     make_selector(settings.method)  # unknown names fail here, before any work
     shards = not Path(pool).is_file() and (Path(pool).is_dir() or any(c in pool for c in "*?["))
     if executor is not None or shards:
-        if settings.method != "daar" or settings.sample is not None:
-            raise UserError("block-by-block selection (folders, globs, --executor) runs daar without --sample")
+        reason = streams(settings.method)
+        if reason is not None:
+            where = "block-by-block selection (folders, globs, --executor)"
+            raise UserError(f"{where} cannot run {settings.method}: {reason}")
+        if settings.sample is not None:
+            raise UserError("block-by-block selection (folders, globs, --executor) scores every row: drop --sample")
         if settings.budget_tokens is not None or settings.match_tokens is not None:
             raise UserError("a token budget needs the rows in memory: select from one file, without --executor")
-        from daar.scale import run_streaming
+        from daar.scale.stream import run_streaming
 
         manifest = run_streaming(
             settings,

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from daar.analyze.commands import register
 from daar.analyze.pools import contrastive_pool, diversity_ranks, parse_window
+from daar.write.run import RunManifest
 
 runner = CliRunner()
 
@@ -101,6 +102,9 @@ def test_pools_command_writes_a_window_per_domain(pool_file, tiny_model, tmp_pat
     result = runner.invoke(_app(), args + _model_args(tiny_model, tmp_path))
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
+    RunManifest.model_validate(manifest)  # the one schema every run folder's manifest has
+    assert (manifest["command"], manifest["config"]["by"]) == ("pools", "inter")
+    assert manifest["domains"] == sorted(manifest["per_domain"])
     counts = manifest["counts"]
     assert counts["rows_in"] == 121
     assert counts["rejected"] == 2

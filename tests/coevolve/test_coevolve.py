@@ -16,6 +16,7 @@ from daar.coevolve.rounds import PICKS_FILE, ROUND_FILE
 from daar.evaluate.settings import EvalSettings
 from daar.select.daar import DaarSelector
 from daar.tune.settings import TuneConfig
+from daar.write.run import RunManifest
 
 DOMAINS = [
     {"name": "math", "description": "arithmetic and word problems"},
@@ -90,6 +91,8 @@ def test_rounds_add_distinct_rows_and_the_counts_add_up(finished, pool_file):
     assert sorted(r["id"] for r in selected) == sorted(first + second)
     counts = result.manifest["counts"]
     assert counts == {**counts, "rows_in": 101, "selected": 20, "rejected": 1, "not_selected": 80}
+    RunManifest.model_validate(json.loads((out / "manifest.json").read_text()))
+    assert result.manifest["command"] == result.manifest["method"] == "coevolve"
     scores = pd.read_parquet(out / "scores.parquet")
     assert scores["round"].value_counts().to_dict() == {1: 10, 2: 10}
     # round 2 chose among the rows round 1 left, probing with round 1's learner

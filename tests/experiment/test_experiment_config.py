@@ -47,7 +47,7 @@ def test_cells_get_their_method_ratio_and_seed_over_the_sections(tmp_path: Path)
     assert select.heads.epochs == 1 and select.device == "cpu" and select.model == config.model
     tune = config.tune_config(7)
     assert (tune.seed, tune.max_steps, tune.lr, tune.device) == (7, 3, 1e-4, "cpu")
-    assert config.eval.mode == "generate" and config.eval.seed == 42
+    assert config.eval.mode == "generate" and config.eval.items_seed == 42
 
 
 def test_named_methods_carry_their_own_settings(tmp_path: Path) -> None:

@@ -37,8 +37,8 @@ def test_echo_of_the_prompt_is_recognised():
     assert not _echoes("How many apples are left if Tom eats three of ten?", prompt)
 
 
-def test_given_seeds_never_load_a_model(tmp_path):
-    seeded = [d.model_copy(update={"seeds": [ExampleRow(instruction="1+1?", output="2")]}) for d in DOMAINS]
+def test_given_examples_never_load_a_model(tmp_path):
+    seeded = [d.model_copy(update={"examples": [ExampleRow(instruction="1+1?", output="2")]}) for d in DOMAINS]
 
     def no_writer():
         raise AssertionError("the generating model must not be loaded")
@@ -55,7 +55,7 @@ def test_cached_domains_are_not_regenerated(tmp_path):
     assert [s.instruction for s in result["beta"]] == ["beta question 0?", "beta question 1?", "beta question 2?"]
 
 
-def test_a_model_that_cannot_write_seeds_fails_clearly_and_keeps_its_answers(tmp_path, tiny_model):
+def test_a_model_that_cannot_write_examples_fails_clearly_and_keeps_its_answers(tmp_path, tiny_model):
     cfg = SynthesisConfig(warmup_pairs=2, pairs_per_domain=1, candidates_per_round=2, max_rounds=1, max_new_tokens=8)
 
     def writer():
@@ -73,7 +73,7 @@ def test_examples_file_attaches_rows_and_names_bad_domains(tmp_path):
     good = tmp_path / "seeds.yaml"
     good.write_text(yaml.safe_dump({"alpha": [{"instruction": "2+2?", "output": "4"}]}))
     domains = load_examples_file(good, DOMAINS)
-    assert [len(d.seeds) for d in domains] == [1, 0]
+    assert [len(d.examples) for d in domains] == [1, 0]
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"gamma": [{"instruction": "x", "output": "y"}]}))
     with pytest.raises(ValueError, match="unknown domains"):

@@ -85,9 +85,9 @@ def test_every_jsonl_block_has_its_offset(tmp_path):
 
 def test_parquet_row_groups_read_as_the_whole_file(tmp_path, monkeypatch):
     """The fuzz corpus (row groups of 500 rows): bad UTF-8 in Arrow buffers, dates, chat structs."""
-    import daar.read.streams as streams
+    import daar.read.columnar as columnar
 
-    monkeypatch.setattr(streams, "BATCH_ROWS", 128)  # pieces smaller than a row group, as for large groups
+    monkeypatch.setattr(columnar, "BATCH_ROWS", 128)  # pieces smaller than a row group, as for large groups
     path, rows = _corpus(".parquet", tmp_path)
     assert pq.ParquetFile(path).num_row_groups == 3 and count_rows(path) == len(rows)
     whole = _whole(path)

@@ -25,10 +25,11 @@ from daar.cli import app
 from daar.config import SelectConfig
 from daar.errors import UserError
 from daar.read import read_pool
-from daar.scale import run_streaming
 from daar.scale.cut import gather, select_from_scores
 from daar.scale.fit import fit_pool
-from daar.scale.score import ScoreFolder, score_pool
+from daar.scale.folder import ScoreFolder
+from daar.scale.score import score_pool
+from daar.scale.stream import run_streaming
 from daar.select.base import Context
 from daar.select.daar import DaarSelector
 from daar.utils.cache import load_arrays

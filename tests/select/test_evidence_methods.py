@@ -19,9 +19,9 @@ from daar.config import SelectConfig
 from daar.pipeline import run_select
 from daar.read import read_pool
 from daar.select import strategies
-from daar.select.budget import TokenCounter
 from daar.select.members import fit_length_lines, member_seeds
 from daar.select.stratified import row_uniform
+from daar.tune.tokens import TokenCounter
 from daar.write import account
 
 DOMAINS = [

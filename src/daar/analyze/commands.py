@@ -8,7 +8,6 @@ costs nothing. Bad input ends with one red line and exit code 2, never a traceba
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,16 +16,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from daar.analyze.diversity import domain_mix, encode_labels, kept_per_domain, summarize
+from daar.analyze.diversity import domain_mix, encode_labels, kept_per_domain, row_measures, summarize
 from daar.analyze.maps import embed_2d, plot_map
 from daar.analyze.pools import contrastive_pool, diversity_ranks, diversity_score, parse_window
 from daar.config import SelectConfig, load_config
 from daar.errors import UserError, friendly
-from daar.models import cache_root
 from daar.read import Pool, read_pool
 from daar.select.base import Context
-from daar.utils.cache import write_json
-from daar.write import account, clear_outputs, finish, locked, write_rows, write_scores
+from daar.utils.cache import shared_cache, write_json
+from daar.write.run import RunWriter
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -35,7 +33,7 @@ ModelOpt = Annotated[str | None, typer.Option("--model", help="Model alias, fold
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-tokens", help="Token budget per prober batch.")]
 MaxLenOpt = Annotated[int | None, typer.Option("--max-length", help="Tokens read per row.")]
-CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Feature cache (default: $DAAR_CACHE).")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Feature cache (default: the shared user cache).")]
 LabelsOpt = Annotated[str | None, typer.Option("--labels", help="Row field holding the domain label.")]
 RunOpt = Annotated[Path | None, typer.Option("--run", help="Run folder whose pseudo-domains label the rows.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config; its model settings are used.")]
@@ -51,7 +49,7 @@ def _setup(
 ) -> Context:
     overrides = {"model": model, "device": device, "batch_tokens": batch_tokens, "max_length": max_length}
     cfg: SelectConfig = load_config(config, overrides)
-    return Context(cfg, Path(cache_dir) if cache_dir else cache_root())
+    return Context(cfg, Path(cache_dir) if cache_dir else shared_cache())
 
 
 def field_labels(pool: Pool, field: str) -> list[str | None]:
@@ -223,33 +221,23 @@ def pools_command(
     chosen = contrastive_pool(emb, codes, by, win, len(names))  # type: ignore[arg-type]
     selected = np.zeros(len(labelled), dtype=bool)
     selected[chosen] = True
-    with locked(out, "daar pools"):
-        clear_outputs(out)
-        write_rows(out, (labelled.records[i].raw for i in np.flatnonzero(selected)), rejected)
-        write_scores(out, _scores_frame(labelled, codes, names, emb, by, selected))
-        counts = account(out, pool.rows_in, ctx.config.fields.id)
+    with RunWriter(out, "pools", "pools") as run:
+        counts = run.write_rows(
+            (labelled.records[i].raw for i in np.flatnonzero(selected)),
+            rejected,
+            _scores_frame(labelled, codes, names, emb, by, selected),
+            pool.rows_in,
+            ctx.config.fields.id,
+        )
         per_domain = {
             n: {"rows": int((codes == j).sum()), "selected": int(((codes == j) & selected).sum())}
             for j, n in enumerate(names)
         }
-        finish(
-            out,
-            {
-                "command": "pools",
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                "pool": str(pool_path),
-                "pool_sha256": pool.sha256,
-                "labels": labels,
-                "by": by,
-                "window": str(win),
-                "window_fractional": win.fractional,
-                "rank_direction": "rank 0 = most diverse within its domain",
-                "model": ctx.config.model,
-                "settings": {k: ctx.config.result_dict()[k] for k in ("model", "clip_layer", "max_length", "dtype")},
-                "counts": counts,
-                "per_domain": per_domain,
-            },
-        )
+        settings = {k: ctx.config.result_dict()[k] for k in ("model", "clip_layer", "max_length", "dtype")}
+        settings |= {"labels": labels, "by": by, "window": str(win), "window_fractional": win.fractional}
+        manifest = run.header(settings, {"path": str(Path(pool_path).resolve()), "sha256": pool.sha256}, names)
+        manifest |= {"rank_direction": "rank 0 = most diverse within its domain", "per_domain": per_domain}
+        run.finish(manifest)
     out_console.print(
         f"kept {counts['selected']} of {counts['rows_in']} rows ({counts['rejected']} rejected) "
         f"by {by}-diversity window {win}: "
@@ -263,7 +251,6 @@ def _scores_frame(
 ):
     import pandas as pd
 
-    from daar.analyze.diversity import row_measures
 
     rows = row_measures(emb, codes, len(names))
     return pd.DataFrame(

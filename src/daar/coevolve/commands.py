@@ -47,7 +47,9 @@ def coevolve_command(
     limit: Annotated[int | None, typer.Option(help="Items per benchmark (default 100).")] = None,
     evaluate: Annotated[bool, typer.Option(help="Evaluate the learner after every round.")] = True,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda, for probing, tuning and evaluation.")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Feature/stage cache (default OUT/cache).")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Feature/stage cache (default: the shared user cache).")
+    ] = None,
     show_domain_field: Annotated[
         str | None, typer.Option(help="Row field with true domains, shown in rounds.csv only.")
     ] = None,
@@ -70,8 +72,7 @@ def coevolve_command(
         "eval.mode": mode,
         "eval.limit": limit,
     }
-    if device is not None:
-        named |= {"device": device, "select.device": device, "tune.device": device}
+    named["device"] = device
     set_dotted(data, named | parse_set_option(set_ or []))
     if not evaluate:
         data["eval"] = None

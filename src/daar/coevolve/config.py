@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from daar.config import SelectConfig, renamed
+from daar.config import RUNTIME_KEYS, Runtime, SelectConfig, renamed, runtime_of
 from daar.errors import UserError
 from daar.evaluate.settings import EvalSettings
 from daar.select.base import target_count
@@ -18,7 +18,7 @@ from daar.tune.settings import TuneConfig
 EVAL_DEFAULTS: dict[str, Any] = {"mode": "nll", "limit": 100}
 
 
-class CoevolveConfig(BaseModel):
+class CoevolveConfig(Runtime):
     """Rounds of probe -> select -> tune (-> evaluate), the tuned learner probing the next round.
 
     The budget is `per_round` rows each round, or else the `select` ratio (or count) of the usable
@@ -34,6 +34,9 @@ class CoevolveConfig(BaseModel):
     could differ, at the cost of generating again each round (docs/COEVOLVE.md has the measured
     comparison). `regenerate` lets each tuned model write its own; if it writes too few valid ones,
     the round falls back to the previous round's examples and records why.
+
+    The runtime (device, dtype, seed, cache_dir: daar.config.Runtime) is set once, here at the top:
+    it is the select and tune settings' runtime too, and the device of the evaluations.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -45,7 +48,6 @@ class CoevolveConfig(BaseModel):
     tune: TuneConfig = Field(default_factory=TuneConfig)
     # None: no evaluation per round (the experiment evaluates the final selection itself)
     eval: EvalSettings | None = Field(default_factory=lambda: EvalSettings(**EVAL_DEFAULTS))
-    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @model_validator(mode="before")
     @classmethod
@@ -56,6 +58,18 @@ class CoevolveConfig(BaseModel):
     @classmethod
     def _eval_defaults(cls, value: Any) -> Any:
         return {**EVAL_DEFAULTS, **value} if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _one_runtime(self) -> CoevolveConfig:
+        """The top-level runtime is the select and tune settings' too; a different one set inside
+        them would be silently overruled, so it is refused."""
+        for part in ("select", "tune"):
+            nested = getattr(self, part)
+            clash = [k for k in RUNTIME_KEYS if k in nested.model_fields_set and getattr(nested, k) != getattr(self, k)]
+            if clash:
+                raise ValueError(f"{part}.{clash[0]}: set it once, at the top level (select, tune and eval share it)")
+            setattr(self, part, nested.model_copy(update=runtime_of(self)))
+        return self
 
     @model_validator(mode="after")
     def _daar_only(self) -> CoevolveConfig:

@@ -23,22 +23,26 @@ from __future__ import annotations
 import gc
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from daar.coevolve.config import CoevolveConfig
 from daar.coevolve.summary import RoundEval, evaluate_round, reward_stats, write_outputs
 from daar.config import Domain, ExampleRow
+from daar.models import fingerprint, resolve_model
+from daar.pipeline import sample_pool
 from daar.probe.examples import ExampleError, ExampleWriter, domain_examples
-from daar.read import Pool, read_pool
-from daar.select.base import Context, choose
-from daar.select.daar import DaarSelector
-from daar.utils.cache import code_version, read_json, stable_key, write_json, write_jsonl
+from daar.read import Pool, file_sha256, read_pool
+from daar.select.base import Context, choose, make_selector
+from daar.tune import tune
+from daar.utils.cache import atomic_path, code_version, read_json, shared_cache, stable_key, write_json, write_jsonl
 from daar.utils.progress import console
-from daar.write import MANIFEST, locked
+from daar.write import MANIFEST
+from daar.write.run import RunResult, RunWriter
 
 ROUND_FILE = "round.json"
 PICKS_FILE = "picks.json"
@@ -47,15 +51,10 @@ CODE = ("daar.coevolve.rounds", "daar.coevolve.summary", "daar.select.daar", "da
 
 
 @dataclass
-class CoevolveResult:
-    out_dir: Path
-    manifest: dict[str, Any]
-    rounds: list[dict[str, Any]]
-    selected_ids: list[str]
+class CoevolveResult(RunResult):
+    """A finished co-evolution: its run folder (as every selecting command's) and each round's record."""
 
-    @property
-    def selected_path(self) -> Path:
-        return self.out_dir / "selected.jsonl"
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
 
 def round_dir(out_dir: Path, r: int) -> Path:
@@ -71,15 +70,13 @@ class Coevolution:
     def run(
         self, pool_path: Path, out_dir: Path, *, cache_dir: Path | None = None, show_domain_field: str | None = None
     ) -> CoevolveResult:
-        from daar.pipeline import sample_pool
 
-        started = time.perf_counter()
         cfg = self.config
         out_dir = Path(out_dir)
-        cache = Path(cache_dir) if cache_dir else out_dir / "cache"
-        with locked(out_dir, "daar coevolve"):  # cache entries lock themselves: a cache is shared
+        cache = Path(cache_dir or cfg.cache_dir or shared_cache())
+        with RunWriter(out_dir, "coevolve", "coevolve") as run:  # cache entries lock themselves
             full = read_pool(pool_path, cfg.select.fields)
-            pool, sampled_out = sample_pool(full, cfg.select.sample, cfg.select.seed)
+            pool, sampled_out = sample_pool(full, cfg.select.sample, cfg.seed)
             sizes = cfg.round_sizes(len(pool))
             run_key = self._run_key(full.sha256)
             keys = [stable_key(run_key, r) for r in range(1, len(sizes) + 1)]
@@ -101,22 +98,20 @@ class Coevolution:
                 taken += picked
                 rounds.append(record)
                 _print_round(record)
-            result = write_outputs(
-                cfg, out_dir, full, pool, sampled_out, rounds, base_eval, show_domain_field, pool_path, started
-            )
-        return CoevolveResult(out_dir, result, rounds, [pool.records[i].id for i in sorted(taken)])
+            manifest = write_outputs(cfg, run, full, pool, sampled_out, rounds, base_eval, show_domain_field, pool_path)
+        return CoevolveResult(out_dir, manifest, [pool.records[i].id for i in sorted(taken)], rounds)
 
     def _run_key(self, pool_sha256: str) -> str:
         """What the rounds' selections and learners depend on: pool, model and examples file content,
         select and tune settings, the loop's settings and the code. Not the evaluation (each one is
         keyed by itself), except whether there is one: it decides if the last round is tuned."""
-        from daar.models import fingerprint, resolve_model
-        from daar.read import file_sha256
 
         cfg = self.config
         loop = cfg.result_dict()
-        for unkeyed in ("eval", "device"):
+        for unkeyed in ("eval", "device", "cache_dir"):
             loop.pop(unkeyed)
+        for part in ("select", "tune"):
+            loop[part].pop("cache_dir")
         examples = cfg.select.examples_file
         return stable_key(
             pool_sha256,
@@ -193,35 +188,35 @@ class Coevolution:
         settings = cfg.select.model_copy(update={"adapter": learner})
         examples_source = "round 1"
         if r == 1:
-            selector = DaarSelector()
             given = cfg.select.examples_file or all(d.examples for d in cfg.select.domains)
             examples_source = "given" if given else "base model"
-        elif cfg.examples == "keep":
-            first = DaarSelector.load(round_dir(folder.parent, 1) / "fitted")
-            selector = DaarSelector.with_centroids(first.domains, first.centroids)
         else:
-            examples, examples_source = self._regenerate_examples(r, folder, learner)
+            if cfg.examples == "keep":  # round 1's rows: their e(x), and so the centroids, are unchanged
+                examples = _read_examples(round_dir(folder.parent, 1) / EXAMPLES_FILE)
+            else:
+                examples, examples_source = self._regenerate_examples(r, folder, learner)
             domains = _with_examples(cfg.select.domains, examples)
             settings = settings.model_copy(update={"domains": domains, "examples_file": None})
-            selector = DaarSelector()
         ctx = Context(settings, cache)
-        selector.fit(candidates, ctx)
+        selector = make_selector(settings.method).fit(candidates, ctx)
         scores = selector.score(candidates, ctx)
         chosen = choose(selector, candidates, ctx, n, scores)
         mask = np.zeros(len(candidates), dtype=bool)
         mask[chosen] = True
         selector.save(folder / "fitted")
-        if selector.examples:
-            rows = {d: [s.model_dump() for s in found] for d, found in selector.examples.items()}
+        artifacts = selector.artifacts()
+        if artifacts.examples:
+            rows = {d: [s.model_dump() for s in found] for d, found in artifacts.examples.items()}
             write_json(folder / EXAMPLES_FILE, rows)
         _write_round_scores(folder, candidates, scores, mask)
-        fitted = selector.artifacts().manifest
+        fitted = artifacts.manifest
+        reward = np.asarray(scores.get("reward", scores["score"]), dtype=np.float64)
         return {
             "positions": [candidates.records[i].position for i in chosen],
             "ids": [candidates.records[i].id for i in chosen],
             "pseudo_domain": [str(v) for v in np.asarray(scores["pseudo_domain"])[chosen]],
-            "rewards": [float(v) for v in np.asarray(scores["reward"])[chosen]],
-            "reward": {"picked": reward_stats(scores["reward"][mask]), "rest": reward_stats(scores["reward"][~mask])},
+            "rewards": [float(v) for v in reward[chosen]],
+            "reward": {"picked": reward_stats(reward[mask]), "rest": reward_stats(reward[~mask])},
             "candidates": len(candidates),
             "examples": examples_source,
             "probe": fitted.get("probe", {}),
@@ -252,8 +247,6 @@ class Coevolution:
             return previous, f"round {r - 1} (fallback: {err})"
 
     def _tune(self, r: int, folder: Path, learner: Path | None) -> dict[str, Any]:
-        from daar.tune import tune
-
         cfg = self.config
         update: dict[str, Any] = {"merge": cfg.examples == "regenerate"}  # a merged model writes the next ones
         if cfg.learner == "continue" and learner is not None:
@@ -314,15 +307,11 @@ def _read_examples(path: Path) -> dict[str, list[ExampleRow]]:
 
 
 def _write_round_scores(folder: Path, candidates: Pool, scores: dict[str, np.ndarray], mask: np.ndarray) -> None:
-    import pandas as pd
-
-    from daar.utils.cache import atomic_path
-
     frame = pd.DataFrame(
         {
             "position": [r.position for r in candidates.records],
             "id": candidates.ids,
-            "reward": np.asarray(scores["reward"], dtype=np.float64),
+            "reward": np.asarray(scores.get("reward", scores["score"]), dtype=np.float64),
             "entropy": np.asarray(scores["entropy"], dtype=np.float64),
             "pseudo_domain": [str(v) for v in scores["pseudo_domain"]],
             "picked": mask,

@@ -5,24 +5,22 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from statistics import fmean
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from daar import __version__
-from daar.pipeline import ground_truth, truth_labels, write_report_safely
+from daar.coevolve.config import CoevolveConfig
+from daar.evaluate.settings import SCORING_CODE, headline_metrics
+from daar.models.adapter import adapter_fingerprint
+from daar.pipeline import ground_truth, truth_labels
 from daar.read import Pool
+from daar.report import write_report_safely
 from daar.utils.cache import code_version, read_json, stable_key, write_json, write_text
-from daar.write import account, clear_outputs, finish, write_rows, write_scores
-
-if TYPE_CHECKING:
-    from daar.coevolve.config import CoevolveConfig
+from daar.write.run import RunWriter
 
 EVAL_FILE = "round_eval.json"
 
@@ -43,9 +41,6 @@ class RoundEval:
 
 def evaluate_round(cfg: CoevolveConfig, adapter: Path | None, out: Path) -> RoundEval:
     """`daar eval` of the base (+ adapter); a finished evaluation of the same model and settings is reused."""
-    from daar.evaluate.settings import SCORING_CODE, headline_metrics
-    from daar.models.adapter import adapter_fingerprint
-
     e = cfg.eval
     assert e is not None
     key = stable_key(
@@ -138,7 +133,7 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 def write_outputs(
     cfg: CoevolveConfig,
-    out_dir: Path,
+    run: RunWriter,
     full: Pool,
     pool: Pool,
     sampled_out: list[int],
@@ -146,11 +141,8 @@ def write_outputs(
     base_eval: Any,
     show_domain_field: str | None,
     pool_path: Path,
-    started: float,
 ) -> dict[str, Any]:
     """The run folder as `daar select` leaves it (counts read back from the files), plus rounds.csv."""
-    from daar.utils.machine import machine_info, package_versions
-
     picked_round: dict[int, int] = {}
     picked_reward: dict[int, float] = {}
     picked_domain: dict[int, str] = {}
@@ -174,39 +166,25 @@ def write_outputs(
     truth = dict(zip((r.position for r in pool.records), labels, strict=True)) if labels is not None else None
     domains = [d.name for d in cfg.select.domains]
     rows = round_rows(rounds, base_eval, domains, truth)
-    clear_outputs(out_dir)  # only now: a run that failed above left the earlier one whole
-    chosen = sorted(picked_round)
     by_position = {r.position: r for r in pool.records}
-    write_rows(
-        out_dir,
-        (by_position[p].raw for p in chosen),
+    run.write_rows(
+        (by_position[p].raw for p in sorted(picked_round)),
         ({"position": r.position, "id": r.id, "reason": r.reason} for r in full.rejected),
+        frame,
+        full.rows_in,
+        cfg.select.fields.id,
     )
-    write_scores(out_dir, frame)
-    counts = account(out_dir, full.rows_in, cfg.select.fields.id)
-    write_text(out_dir / "rounds.csv", to_csv(rows))
-    manifest: dict[str, Any] = {
-        "daar_version": __version__,
-        "method": "coevolve",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": cfg.result_dict(),
-        "versions": package_versions(),
-        "machine": machine_info(),
-        "input": {"path": str(Path(pool_path).resolve()), "sha256": full.sha256},
-        "counts": counts,
-        "domains": domains,
-        "rounds": rows,
-        "stages": {
-            f"round {rec['round']} {part}": {"seconds": sec, "cached": False}
-            for rec in rounds
-            for part, sec in rec["seconds"].items()
-        },
+    write_text(run.out_dir / "rounds.csv", to_csv(rows))
+    source = {"path": str(Path(pool_path).resolve()), "sha256": full.sha256}
+    manifest = run.header(cfg.result_dict(), source, domains)
+    manifest["rounds"] = rows
+    manifest["stages"] = {
+        f"round {rec['round']} {part}": {"seconds": sec, "cached": False}
+        for rec in rounds
+        for part, sec in rec["seconds"].items()
     }
     if labels is not None:
-        manifest["ground_truth"] = ground_truth(
-            labels, frame["selected"].to_numpy(bool)[: len(pool)], show_domain_field
-        )
-    write_report_safely(out_dir, manifest)
-    manifest["wall_seconds"] = round(time.perf_counter() - started, 3)
-    finish(out_dir, manifest)
-    return manifest
+        selected = frame["selected"].to_numpy(bool)[: len(pool)]
+        manifest["ground_truth"] = ground_truth(labels, selected, show_domain_field)
+    write_report_safely(run.out_dir, manifest)
+    return run.finish(manifest)

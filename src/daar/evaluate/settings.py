@@ -9,7 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from daar.config import renamed
+from daar.evaluate.prompts import generation_metric
+from daar.evaluate.registry import get_task
 
 # The code behind a score: a cached score made by other code is computed again.
 SCORING_CODE = (
@@ -33,10 +37,16 @@ class EvalSettings(BaseModel):
     limit: int | None = Field(None, ge=1)
     data_dir: Path | None = None
     batch_size: int = Field(8, ge=1)
-    # The benchmark subsample seed: fixed across cells (not the cell seed) so every model sees the same items.
-    seed: int = 42
+    # The seed of the benchmark subsample: fixed across cells (not the cell seed), so every model is
+    # scored on the same items.
+    items_seed: int = 42
     num_fewshot: int | None = Field(None, ge=0)
     max_gen_toks: int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed(data, {"seed": "items_seed"}, "eval")
 
     def run(self, model: str, adapter: Path | None, device: str, out: Path) -> dict[str, Any]:
         """`daar eval` of `model` (+ `adapter`) with these settings; its report (per-task metrics)."""
@@ -51,7 +61,7 @@ class EvalSettings(BaseModel):
             data_dir=self.data_dir,
             device=device,
             batch_size=self.batch_size,
-            seed=self.seed,
+            seed=self.items_seed,
             out=out,
             num_fewshot=self.num_fewshot,
             max_gen_toks=self.max_gen_toks,
@@ -60,7 +70,4 @@ class EvalSettings(BaseModel):
 
 def headline_metrics(tasks: list[str], mode: str) -> dict[str, str]:
     """The one metric per task that the table shows: NLL per token in nll mode, else the task's score."""
-    from daar.evaluate.prompts import generation_metric
-    from daar.evaluate.registry import get_task
-
     return {t: "nll" if mode == "nll" else generation_metric(get_task(t)) for t in tasks}

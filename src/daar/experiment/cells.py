@@ -15,9 +15,14 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from daar.coevolve.config import CoevolveConfig
+from daar.coevolve.rounds import Coevolution
+from daar.config import runtime_of
 from daar.evaluate.settings import SCORING_CODE, headline_metrics
 from daar.experiment.config import COEVOLVE, ExperimentConfig
+from daar.pipeline import run_select
 from daar.read import file_sha256
+from daar.tune import tune
 from daar.utils.cache import code_version, read_json, stable_key, write_json
 
 BASE = "base"
@@ -92,8 +97,10 @@ def cell_key(
         return stable_key(*scoring)
     assert cell.ratio is not None and cell.seed is not None
     select = config.select_config(cell.method, cell.ratio, cell.seed)
-    seeds = file_sha256(select.examples_file) if select.examples_file and Path(select.examples_file).is_file() else None
-    tune = config.tune_config(cell.seed).model_dump(mode="json")
+    examples = select.examples_file
+    examples_sha = file_sha256(examples) if examples and Path(examples).is_file() else None
+    # where the cache lies changes no number
+    tune = config.tune_config(cell.seed).model_dump(mode="json", exclude={"cache_dir"})
     spec = config.method_spec(cell.method)
     rounds = (spec.method, spec.coevolve) if spec.method == COEVOLVE else None
     return stable_key(
@@ -101,8 +108,8 @@ def cell_key(
         "pool",
         pool_sha256,
         "select",
-        select.result_dict(),
-        seeds,
+        select.model_dump(mode="json", exclude={"cache_dir"}),
+        examples_sha,
         rounds,
         "tune",
         tune,
@@ -176,7 +183,6 @@ def run_cell(
 def _select(
     config: ExperimentConfig, cell: Cell, pool_path: Path, out: Path, cache_dir: Path, matched: Path | None
 ) -> dict[str, Any]:
-    from daar.pipeline import run_select
 
     assert cell.ratio is not None and cell.seed is not None
     settings = config.select_config(cell.method, cell.ratio, cell.seed, matched)
@@ -213,9 +219,9 @@ def _coevolve(
 ) -> Any:
     """Co-evolution with the cell's budget and the experiment's tuning; no evaluation per round: the
     cell evaluates the final selection like every other method's."""
-    from daar.coevolve import Coevolution, CoevolveConfig
 
-    coevolve = CoevolveConfig(select=settings, tune=config.tune_config(seed), eval=None, device=config.device, **rounds)
+    runtime = runtime_of(settings)  # the cell's: the experiment's device, dtype and cache, the cell's seed
+    coevolve = CoevolveConfig(select=settings, tune=config.tune_config(seed), eval=None, **runtime, **rounds)
     return Coevolution(coevolve).run(pool_path, out, cache_dir=cache_dir, show_domain_field=config.domain_field)
 
 
@@ -225,8 +231,6 @@ def _stage_seconds(value: Any) -> Any:
 
 
 def _tune(config: ExperimentConfig, seed: int, selection: Path, out: Path) -> dict[str, Any]:
-    from daar.tune import tune
-
     settings = config.tune_config(seed)
     if (out / "checkpoints").is_dir():
         settings = settings.model_copy(update={"resume": True})  # an interrupted run continues

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from daar.config import DEFAULT_MODEL, SelectConfig, load_yaml_file
+from daar.config import DEFAULT_MODEL, Runtime, SelectConfig, load_yaml_file, runtime_of
 from daar.errors import UserError
 from daar.evaluate.settings import EvalSettings
+from daar.probe.examples import load_examples_file
+from daar.select.base import available_selectors
 from daar.tune.settings import TuneConfig
 
 # Set per cell by the experiment; a `select:` or `tune:` section may not fix them for all cells.
 CELL_SELECT_KEYS = ("method", "model", "ratio", "count", "seed", "sample", "match_tokens")
+# The runtime is the experiment's own (top of the file): every cell shares it, but for its seed.
+RUNTIME_ONLY = ("device", "dtype", "cache_dir")
 COEVOLVE = "coevolve"  # not a selector: rounds of DaaR selection and tuning (daar.coevolve)
 _SELECT_PATH_KEYS = ("examples_file", "seeds_file")  # seeds_file: its old name
 
@@ -59,19 +63,22 @@ class MethodSpec(BaseModel):
         return self
 
 
-class ExperimentConfig(BaseModel):
-    """Settings of `daar experiment`; see configs/experiment_cpu.yaml for a commented example."""
+class ExperimentConfig(Runtime):
+    """Settings of `daar experiment`; see configs/experiment_cpu.yaml for a commented example.
+
+    The runtime (daar.config.Runtime) is the cells' runtime: device, dtype and cache_dir as given,
+    and each cell's seed from `seeds`; the experiment's own `seed` draws the `sample` sub-pool,
+    before anything else, so every method sees the same rows. (The third seed, `eval.items_seed`,
+    draws the benchmark items, the same for every model.)"""
 
     model_config = ConfigDict(extra="forbid")
     pool: Path
     sample: int | None = Field(None, ge=1)
-    seed: int = 42  # draws the sample, before anything else, so every method sees the same sub-pool
     model: str = DEFAULT_MODEL
     # A selector name, or {name, method, select} for a selector with settings of its own.
     methods: list[str | MethodSpec] = Field(min_length=1)
     ratios: list[float] = Field(default_factory=lambda: [0.2], min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
     # torch CPU threads; on a shared, busy machine 1 can be several times faster than spinning threads.
     threads: int | None = Field(None, ge=1)
     # A pool field with true domains, to report each selection's domain mix; selectors never read it.
@@ -90,7 +97,7 @@ class ExperimentConfig(BaseModel):
         _no_repeats([v if isinstance(v, str) else v.name for v in values])
         for value in values:
             if isinstance(value, MethodSpec):
-                fixed = [k for k in CELL_SELECT_KEYS if k in value.select]
+                fixed = [k for k in CELL_SELECT_KEYS + RUNTIME_ONLY if k in value.select]
                 if fixed:
                     raise ValueError(f"methods: {value.name}: {', '.join(fixed)} set per cell by the experiment")
         return values
@@ -153,6 +160,7 @@ class ExperimentConfig(BaseModel):
         fixed = [k for k in CELL_SELECT_KEYS if k in values]
         if fixed:
             raise ValueError(f"{', '.join(fixed)} set per cell by the experiment (use methods/ratios/seeds/model)")
+        _runtime_at_top(values, "select")
         _check_section(SelectConfig, values, "select")
         return values
 
@@ -161,6 +169,7 @@ class ExperimentConfig(BaseModel):
     def _tune(cls, values: dict[str, Any]) -> dict[str, Any]:
         if "seed" in values:
             raise ValueError("seed is set per cell by the experiment (use seeds)")
+        _runtime_at_top(values, "tune")
         _check_section(TuneConfig, values, "tune")
         return values
 
@@ -168,7 +177,7 @@ class ExperimentConfig(BaseModel):
         """The SelectConfig of one cell: the `select:` overrides plus the cell's method, ratio and seed
         (and, for a method that matches tokens, the run folder whose selection sets its budget)."""
         spec = self.method_spec(method)
-        data = {"device": self.device, **merge(self.select, spec.select)}
+        data = {**runtime_of(self), **merge(self.select, spec.select)}
         data |= {"method": "daar" if spec.method == COEVOLVE else spec.method, "model": self.model, "ratio": ratio}
         if matched is not None:
             data["match_tokens"] = str(matched)
@@ -176,11 +185,17 @@ class ExperimentConfig(BaseModel):
 
     def tune_config(self, seed: int) -> TuneConfig:
         """The TuneConfig of one cell: the `tune:` overrides plus the cell's seed."""
-        return TuneConfig.model_validate({"device": self.device, **self.tune, "seed": seed})
+        return TuneConfig.model_validate({**runtime_of(self), **self.tune, "seed": seed})
 
     def result_dict(self) -> dict[str, Any]:
         """The settings as plain JSON values, for the manifest."""
         return json.loads(self.model_dump_json())
+
+
+def _runtime_at_top(values: dict[str, Any], section: str) -> None:
+    wrong = [k for k in RUNTIME_ONLY if k in values]
+    if wrong:
+        raise ValueError(f"{section}.{wrong[0]}: set it once, at the top of the file (every cell shares it)")
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -249,7 +264,6 @@ def _describe_top(error: Any) -> str:
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Make the file's relative paths relative to its own folder (in place; other values untouched)."""
-
     def fix(value: Any) -> Any:
         if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             return str(base / value)
@@ -270,8 +284,6 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
 
 def _check_methods(methods: list[str], path: Path) -> None:
     """Every method must name a registered selector (importing them is why this is not a validator)."""
-    from daar.select.base import available_selectors
-
     known = [*available_selectors(), COEVOLVE]
     unknown = [m for m in methods if m not in known]
     if unknown:
@@ -280,8 +292,6 @@ def _check_methods(methods: list[str], path: Path) -> None:
 
 def _check_examples_file(config: ExperimentConfig, path: Path) -> None:
     """Each examples file must exist and match its domains now, not when the first cell reads it."""
-    from daar.probe.examples import load_examples_file
-
     checked: set[tuple[str, str]] = set()
     for name in config.method_names:
         settings = config.select_config(name, config.ratios[0], config.seeds[0])

@@ -25,6 +25,7 @@ from typing import IO, Any
 from daar.errors import UserError
 from daar.experiment.cells import Cell, load_cell, matched_cell
 from daar.experiment.config import ExperimentConfig
+from daar.models import pick_device
 from daar.utils.cache import write_json
 from daar.utils.progress import console
 
@@ -39,7 +40,6 @@ def auto_parallel(device: str) -> int:
     than one per two CPU cores (a cell's process keeps one core busy launching kernels)."""
     import torch
 
-    from daar.models import pick_device
 
     if pick_device(device) == "cpu":
         return 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from daar.experiment.table import AVERAGE, Row, column_title
+from daar.utils.cache import atomic_path
 
 
 def plot_results(rows: list[Row], tasks: list[str], mode: str, target: Path) -> Path:
@@ -19,7 +20,6 @@ def plot_results(rows: list[Row], tasks: list[str], mode: str, target: Path) -> 
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from daar.utils.cache import atomic_path
 
     columns = [*tasks, AVERAGE]
     scale = 1.0 if mode == "nll" else 100.0

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daar.config import FieldMap
+from daar.evaluate.registry import EvalError, parse_tasks, resolve_data_dir
+from daar.evaluate.runner import check_sandbox
 from daar.evaluate.settings import headline_metrics
 from daar.experiment.cells import BASE, Cell, cell_key, load_cell, matched_cell, plan, run_cell
 from daar.experiment.compare import comparison_markdown, comparisons
@@ -22,7 +25,9 @@ from daar.experiment.evidence import evidence_markdown
 from daar.experiment.parallel import auto_parallel, run_cells
 from daar.experiment.plot import plot_results
 from daar.experiment.table import AVERAGE, PARTS, aggregate, column_title, mix_markdown, to_csv, to_markdown
-from daar.utils.cache import read_json, write_json, write_jsonl, write_text
+from daar.models import fingerprint, resolve_model
+from daar.read import file_sha256, read_pool
+from daar.utils.cache import read_json, shared_cache, write_json, write_jsonl, write_text
 from daar.utils.lock import folder_lock
 from daar.utils.machine import machine_info, package_versions, torch_threads
 from daar.utils.progress import console
@@ -66,8 +71,6 @@ class Plan:
 
 def make_plan(config: ExperimentConfig, out_dir: Path, write: bool = True) -> Plan:
     """Validate what can fail cheaply (benchmark files, model, pool), draw the sub-pool, find finished cells."""
-    from daar.models import fingerprint, resolve_model
-
     tasks = check_eval(config)
     model_fp = fingerprint(resolve_model(config.model))
     pool_path, pool_info = prepare_pool(config, out_dir, write=write)
@@ -115,7 +118,7 @@ def _run(p: Plan, started: str, clock: float) -> ExperimentResult:
     def report(index: int, cell: Cell, result: dict[str, Any]) -> None:
         console.print(f"[{index}/{len(p.cells)}] {cell.name}: {_summary(result)}")
 
-    paths = {"pool_path": p.pool_path, "out_dir": p.out_dir, "cache_dir": p.out_dir / "cache"}
+    paths = {"pool_path": p.pool_path, "out_dir": p.out_dir, "cache_dir": Path(p.config.cache_dir or shared_cache())}
     if workers > 1:
         computed = run_cells(p.config, p.cells, p.results, p.keys, paths, workers, report)
     else:
@@ -163,7 +166,6 @@ def write_tables(cells: list[dict[str, Any]], tasks: list[str], mode: str, out_d
 def check_eval(config: ExperimentConfig) -> list[str]:
     """Task names in order, after checking their benchmark files exist (an hour of selection is no help
     if scoring then fails on a missing file). Raises EvalError."""
-    from daar.evaluate.registry import EvalError, parse_tasks, resolve_data_dir
 
     specs = parse_tasks(config.eval.tasks)
     bench = resolve_data_dir(config.eval.data_dir)
@@ -171,7 +173,6 @@ def check_eval(config: ExperimentConfig) -> list[str]:
     if missing:
         raise EvalError(f"benchmark files missing: {', '.join(missing)}")
     if config.eval.mode == "generate" and any(s.kind in ("mbpp", "humaneval") for s in specs):
-        from daar.evaluate.runner import check_sandbox
 
         check_sandbox()
     return [s.name for s in specs]
@@ -180,8 +181,6 @@ def check_eval(config: ExperimentConfig) -> list[str]:
 def prepare_pool(config: ExperimentConfig, out_dir: Path, write: bool = True) -> tuple[Path, dict[str, Any]]:
     """The pool every cell selects from: the file itself, or `sample` rows drawn with the experiment
     seed and written once to out/pool.jsonl (kept while the source, size and seed are unchanged)."""
-    from daar.config import FieldMap
-    from daar.read import file_sha256, read_pool
 
     fields = FieldMap.model_validate(config.select.get("fields", {}))
     source_sha = file_sha256(config.pool) if config.pool.is_file() else ""
@@ -236,7 +235,7 @@ def _notes(config: ExperimentConfig, pool: dict[str, Any]) -> list[str]:
     limit = f"at most {config.eval.limit} items per task" if config.eval.limit else "the paper's subsample sizes"
     return [
         f"Model {config.model}; pool {Path(config.pool).name}: {pool['rows']} rows{sampled}.",
-        f"Evaluation: {config.eval.mode} mode, {limit} (subsample seed {config.eval.seed}).",
+        f"Evaluation: {config.eval.mode} mode, {limit} (subsample seed {config.eval.items_seed}).",
     ]
 
 

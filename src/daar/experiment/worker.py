@@ -11,15 +11,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from daar.errors import UserError
+from daar.experiment.cells import Cell, run_cell
+from daar.experiment.config import ExperimentConfig
+from daar.experiment.parallel import USER_ERROR_EXIT
+from daar.utils.cache import read_json
+from daar.utils.machine import torch_threads
+
 
 def main(argv: list[str] | None = None) -> int:
-    from daar.errors import UserError
-    from daar.experiment.cells import Cell, run_cell
-    from daar.experiment.config import ExperimentConfig
-    from daar.experiment.parallel import USER_ERROR_EXIT
-    from daar.utils.cache import read_json
-    from daar.utils.machine import torch_threads
-
     args = sys.argv[1:] if argv is None else argv
     job = read_json(Path(args[0]))
     config = ExperimentConfig.model_validate(job["config"])

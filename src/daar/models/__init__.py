@@ -1,7 +1,7 @@
 """Model resolution and partial loading (truncated prober, full learner), built-in GGUF models, adapters."""
 
 from daar.models.builtin import BUILTIN_MODELS
-from daar.models.files import Checkpoint, ModelError, cache_root, fingerprint
+from daar.models.files import Checkpoint, ModelError, fingerprint
 from daar.models.loader import (
     load_causal_lm,
     load_tokenizer,
@@ -16,7 +16,6 @@ __all__ = [
     "BUILTIN_MODELS",
     "Checkpoint",
     "ModelError",
-    "cache_root",
     "fingerprint",
     "load_causal_lm",
     "load_tokenizer",

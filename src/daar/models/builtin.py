@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from daar.models.files import ModelError, cache_root
+from daar.models.files import ModelError
+from daar.utils.cache import cache_root
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,11 @@ import torch
 from safetensors import safe_open
 
 from daar.errors import UserError
+from daar.utils.cache import cache_root
 
 
 class ModelError(UserError):
     """The model cannot be found or read; the message says what to do."""
-
-
-def cache_root() -> Path:
-    """Where converted models live: $DAAR_CACHE, else ~/.cache/daar."""
-    return Path(os.environ.get("DAAR_CACHE", Path.home() / ".cache" / "daar"))
 
 
 @dataclass
@@ -134,6 +130,22 @@ def fingerprint(folder: Path) -> str:
     files = sorted(
         p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and not p.name.startswith(_NOT_MODEL)
     )
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.name}\0{file_digest(file)}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+# Files that decide how text becomes token ids (tokenizer.json, tokenizer.model, vocab and merges,
+# special tokens, the tokenizer's config and chat template): the key of cached token ids.
+_TOKENIZER = ("tokenizer", "vocab", "merges", "special_tokens_map", "added_tokens", "spiece", "chat_template")
+
+
+def tokenizer_fingerprint(folder: Path) -> str:
+    """A content key of the model folder's tokenizer files only: token ids cached under it serve
+    every checkpoint, adapter and layer count that tokenises the same way."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.startswith(_TOKENIZER))
     digest = hashlib.sha256()
     for file in files:
         digest.update(f"{file.name}\0{file_digest(file)}\0".encode())

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
-from daar.config import Domain, ExampleRow, SynthesisConfig, load_yaml_file
+from daar.config import Domain, ExampleRow, SelectConfig, SynthesisConfig, load_yaml_file
 from daar.errors import UserError
 from daar.models import load_causal_lm, load_tokenizer
 from daar.probe.sampling import Sampler, Sampling
@@ -323,3 +323,10 @@ def load_examples_file(path: Path, domains: list[Domain]) -> list[Domain]:
             raise UserError(f"{path}: domain '{domain.name}': {err}") from None
         updated.append(domain.model_copy(update={"examples": examples or domain.examples}))
     return updated
+
+
+def resolve_domains(config: SelectConfig) -> list[Domain]:
+    """The configured domains with the examples file (if any) attached."""
+    if config.examples_file is None:
+        return list(config.domains)
+    return load_examples_file(config.examples_file, list(config.domains))

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from daar.config import FieldMap
-from daar.read.records import Record, Rejection, RowError, to_record
+from daar.read.records import Record, Rejection, RowError, duplicate_id_problem, free_positional_id, to_record
 from daar.read.sources import PoolError, RawRow, raw_rows
 from daar.utils.cache import UnwritableValue, json_line
 
@@ -96,7 +96,7 @@ def read_pool(path: str | Path, fields: FieldMap | None = None) -> Pool:
             rejected.append(result)
             continue
         if result.explicit_id and result.id in seen:
-            problem = f"field '{fields.id}': duplicate id '{result.id}' (first seen at row {seen[result.id]})"
+            problem = duplicate_id_problem(fields.id, result.id, f"row {seen[result.id]}")
             rejected.append(_rejection(path, row, result.id, problem))
             continue
         if result.explicit_id:
@@ -151,10 +151,7 @@ def _distinct_positional_ids(records: list[Record], explicit: dict[str, int]) ->
     """Give a row without id "##17" instead of "#17" when the file's own ids include "#17"."""
     for i, record in enumerate(records):
         if not record.explicit_id and record.id in explicit:
-            new_id = record.id
-            while new_id in explicit:
-                new_id = "#" + new_id
-            records[i] = replace(record, id=new_id)
+            records[i] = replace(record, id=free_positional_id(record.id, explicit))
     return records
 
 

@@ -19,6 +19,7 @@ Ids:
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,3 +193,15 @@ def _from_chat(turns: Any, key: str) -> tuple[str, str, list[str]]:
         after = f"'{key}[{last + 1}]'" + (f" to '{key}[{len(rendered) - 1}]'" if last < len(rendered) - 2 else "")
         notes.append(f"field {after} after the last assistant answer is not part of the text")
     return instruction, output, notes
+
+
+def duplicate_id_problem(id_field: str, row_id: str, first_seen: str) -> str:
+    """The reason a later row with an explicit id seen before is rejected (`first_seen`: where)."""
+    return f"field '{id_field}': duplicate id '{row_id}' (first seen at {first_seen})"
+
+
+def free_positional_id(row_id: str, explicit: Container[str]) -> str:
+    """A positional id ("#17") made distinct from the file's explicit ids: one more "#" until free."""
+    while row_id in explicit:
+        row_id = "#" + row_id
+    return row_id

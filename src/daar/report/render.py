@@ -19,6 +19,7 @@ from daar.report import build
 from daar.report.figures import PngFigure, save_figures
 from daar.report.load import DomainExamples, ReportError, RunData, label_runs, load_run, verdict_text
 from daar.utils.cache import write_text
+from daar.utils.progress import console
 
 TEMPLATE_NAME = "report.html.j2"  # in src/daar/resources (package data)
 
@@ -150,3 +151,11 @@ def _example_view(examples: DomainExamples) -> dict[str, Any]:
         "raw": raw,
         "verdicts": examples.verdicts,
     }
+
+
+def write_report_safely(out_dir: Path, manifest: dict[str, Any]) -> None:
+    """report.html for a run folder; a failure is a warning, never the loss of the selection."""
+    try:
+        write_report([out_dir], manifest=manifest)
+    except Exception as err:  # a figure must never cost the user the selection itself
+        console.print(f"[yellow]warning:[/] the report could not be written: {err}")

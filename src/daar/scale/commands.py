@@ -39,7 +39,9 @@ def fit_command(
         str | None, typer.Option(help="auto (bf16 on GPUs and bf16-capable CPUs), float32, bfloat16 or float16.")
     ] = None,
     field: Annotated[list[str] | None, typer.Option(help="Field mapping, e.g. instruction=prompt.")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Stage cache (default FITTED.cache beside it).")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Feature/stage cache (default: the shared user cache).")
+    ] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code (off by default).")] = False,
     executor: Annotated[str, typer.Option(help="local (this process) or ray (a Ray task, with --gpus).")] = "local",
     gpus: Annotated[float, typer.Option(help="GPUs of the Ray fit task (--executor ray; 0: fit here).")] = 0.0,

@@ -1,7 +1,7 @@
 """The exact cut over the scores of a whole pool, and the run folder it leaves.
 
 Only the scores are gathered: one small row per input row (position, id, score, pseudo-domain,
-probabilities), never a text. The cut is the fitted selector's own (DaarSelector.cut), so any
+probabilities), never a text. The cut is the fitted selector's own (`Selector.cut`), so any
 strategy gives the rows it gives in memory. selected.jsonl is then written by reading the shards
 once more and copying the chosen rows as they were read; rejected.jsonl, scores.parquet,
 manifest.json and the row accounting are the ones `daar select` writes (daar.write).
@@ -12,24 +12,21 @@ row keeps its id and every later one is rejected with a reason naming the first.
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from daar import __version__
 from daar.config import SelectConfig
 from daar.errors import UserError
 from daar.read import file_sha256
-from daar.scale.score import ScoreFolder, fitted_settings
+from daar.read.records import duplicate_id_problem, free_positional_id
+from daar.scale.folder import ScoreFolder, fitted_settings
 from daar.scale.shards import Shard, raw_rows_at
-from daar.select.base import check_choice, target_count
-from daar.select.daar import DaarSelector
+from daar.select.base import check_choice, load_selector, target_count
 from daar.utils.cache import atomic_dir
-from daar.write import account, clear_outputs, finish, locked, write_rows, write_scores
+from daar.write.run import RunWriter, ranked
 
 KEY_COLUMNS = ("position", "id", "explicit_id", "line", "reason")
 
@@ -59,15 +56,12 @@ def reject_duplicates(frame: pd.DataFrame, shards: list[Shard], id_field: str) -
             line = frame.at[i, "line"]
             where = f" (line {line})" if not pd.isna(line) else ""
             there = "" if home is shard else f"{home.path.name} "
-            frame.at[i, "reason"] = (
-                f"{shard.path.name} row {position - shard.offset}{where}: "
-                f"field '{id_field}': duplicate id '{row_id}' (first seen at {there}row {seen - home.offset})"
-            )
+            problem = duplicate_id_problem(id_field, row_id, f"{there}row {seen - home.offset}")
+            frame.at[i, "reason"] = f"{shard.path.name} row {position - shard.offset}{where}: {problem}"
     ids = set(frame.loc[explicit & ~later, "id"])
     positional = frame["reason"].isna() & ~frame["explicit_id"].fillna(False).astype(bool)
     for i in np.flatnonzero(positional.to_numpy()):  # "#17" taken by a real id: "##17" (daar.read)
-        while frame.at[i, "id"] in ids:
-            frame.at[i, "id"] = "#" + frame.at[i, "id"]
+        frame.at[i, "id"] = free_positional_id(frame.at[i, "id"], ids)
     return frame
 
 
@@ -76,7 +70,6 @@ def select_from_scores(
 ) -> dict[str, Any]:
     """Cut the scores in `scores_dir` and write a run folder; returns its manifest (plus `extra`).
     `overrides` change the cut's settings (ratio, count, strategy, ...), never the fitted prober."""
-    started = time.perf_counter()
     folder = ScoreFolder(Path(scores_dir))
     plan = folder.plan()
     fitted = Path(plan["fitted_path"])
@@ -87,15 +80,14 @@ def select_from_scores(
     for shard in shards:
         if not shard.path.is_file() or file_sha256(shard.path) != shard.sha256:
             raise UserError(f"{shard.path}: changed or missing since it was scored into {scores_dir}; score it again")
-    out_dir = Path(out_dir)
-    with locked(out_dir, "daar select"):
+    with RunWriter(Path(out_dir), "select --scores", config.method) as run:
         frame = reject_duplicates(gather(folder), shards, config.fields.id)
         rejected = frame[frame["reason"].notna()]
         scored = frame[frame["reason"].isna()].drop(columns=["reason"]).reset_index(drop=True)
         if scored.empty:
             first = f"; first problem: {rejected['reason'].iloc[0]}" if len(rejected) else ""
             raise UserError(f"{shards[0].path}: no usable row among {sum(s.rows for s in shards)}{first}")
-        selector = DaarSelector.load(fitted)
+        selector = load_selector(fitted)
         columns = [c for c in scored.columns if c not in KEY_COLUMNS]
         scores = {c: scored[c].to_numpy() for c in columns}
         n = target_count(len(scored), config.ratio, config.count)
@@ -103,42 +95,19 @@ def select_from_scores(
         mask = np.zeros(len(scored), dtype=bool)
         mask[chosen] = True
 
-        clear_outputs(out_dir)
         chosen_positions = set(scored["position"].to_numpy()[mask].tolist())
-        write_rows(
-            out_dir,
+        run.write_rows(
             (raw for shard in shards for raw in raw_rows_at(shard, chosen_positions)),
             rejected[["position", "id", "reason"]].to_dict("records"),
+            ranked(scored.drop(columns=["explicit_id", "line"]), mask),
+            sum(s.rows for s in shards),
+            config.fields.id,
         )
-        write_scores(out_dir, _ranked(scored, mask))
-        with atomic_dir(out_dir / "fitted") as tmp:
+        with atomic_dir(run.out_dir / "fitted") as tmp:
             for path in fitted.iterdir():
                 if path.is_file():
                     (tmp / path.name).write_bytes(path.read_bytes())
-        counts = account(out_dir, sum(s.rows for s in shards), config.fields.id)
-        manifest = {
-            "daar_version": __version__,
-            "method": "daar",
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "config": config.result_dict(),
-            "input": {"shards": plan["shards"], "scores": str(Path(scores_dir).resolve())},
-            "counts": counts,
-            "domains": selector.domains,
-            "wall_seconds": round(time.perf_counter() - started, 3),
-            **(extra or {}),
-        }
-        finish(out_dir, manifest)
+        source = {"shards": plan["shards"], "scores": str(Path(scores_dir).resolve())}
+        manifest = run.header(config.result_dict(), source, [d.name for d in config.domains])
+        manifest = run.finish({**manifest, **(extra or {})})
     return manifest
-
-
-def _ranked(scored: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
-    """scores.parquet as `daar select` writes it: rank 1 = highest score, ties by row order."""
-    score = scored["score"].to_numpy(np.float64)
-    order = np.lexsort((np.arange(len(score)), -score))
-    rank = np.empty(len(score), dtype=np.int64)
-    rank[order] = np.arange(1, len(score) + 1)
-    frame = scored.drop(columns=["explicit_id", "line"])
-    frame["rank"] = pd.array(rank, dtype="Int64")
-    frame["selected"] = mask
-    frame["in_sample"] = True
-    return frame

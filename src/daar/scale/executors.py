@@ -17,14 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from daar.config import SelectConfig
 from daar.errors import UserError
+from daar.scale.fit import fit_pool
+from daar.scale.folder import ScoreFolder
 from daar.scale.shards import Block, Shard
-
-if TYPE_CHECKING:
-    from daar.scale.score import ScoreFolder
 
 # name -> module that registers it; imported on first use only
 BUILTIN = {"local": "daar.scale.score", "ray": "daar.scale.ray_executor"}
@@ -64,8 +63,6 @@ class Executor(ABC):
 
     def fit(self, config: SelectConfig, pool: str | Path, out: Path, cache_dir: Path | None) -> dict[str, Any]:
         """The fitted state of `pool` in `out`; here, in this process."""
-        from daar.scale.fit import fit_pool
-
         return fit_pool(config, pool, out, cache_dir)
 
     @abstractmethod

@@ -20,11 +20,10 @@ from daar.config import SelectConfig
 from daar.errors import UserError
 from daar.probe.domains import probe_rows
 from daar.read import Pool, PoolError, Record
-from daar.scale.score import SETTINGS
 from daar.scale.shards import Shard, blocks_of, plan_shards, read_blocks
-from daar.select.base import Context
-from daar.select.daar import DaarSelector
-from daar.utils.cache import write_json
+from daar.select.base import FITTED_SETTINGS as SETTINGS
+from daar.select.base import Context, make_selector, streams
+from daar.utils.cache import shared_cache, write_json
 from daar.utils.lock import folder_lock
 from daar.utils.progress import progress_bar
 
@@ -52,17 +51,19 @@ def probe_sample(shards: list[Shard], config: SelectConfig) -> Pool:
 
 
 def fit_pool(config: SelectConfig, pool: str | Path, out: Path, cache_dir: Path | None = None) -> dict[str, Any]:
-    """Fit on `pool`'s probe sample and save the state to `out` (plus the settings, select.json)."""
-    if config.method != "daar":
-        raise UserError(f"daar fit fits the daar method only, not {config.method!r} (baselines need no fit)")
+    """Fit `config.method` on `pool`'s probe sample and save the state to `out` (plus the settings,
+    select.json), for `daar score`; a method that cannot score block by block is refused."""
+    reason = streams(config.method)
+    if reason is not None:
+        raise UserError(f"method {config.method!r} cannot score a pool block by block: {reason}")
     out = Path(out)
-    cache = Path(cache_dir) if cache_dir else out.parent / f"{out.name}.cache"
+    cache = Path(cache_dir) if cache_dir else shared_cache()
     started = time.perf_counter()
-    with folder_lock(cache, "daar fit"):
+    with folder_lock(out.parent / f".{out.name}.lock", "daar fit"):  # one fit per folder; cache entries lock themselves
         shards = plan_shards(pool)
         sample = probe_sample(shards, config)
         ctx = Context(config, cache)
-        selector = DaarSelector().fit(sample, ctx)
+        selector = make_selector(config.method).fit(sample, ctx)
         (out / SETTINGS).unlink(missing_ok=True)  # a folder without its settings is never scored
         selector.save(out)
         summary = {

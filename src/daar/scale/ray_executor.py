@@ -32,7 +32,9 @@ import numpy as np
 from daar.config import SelectConfig
 from daar.errors import UserError
 from daar.scale.executors import Executor, ScoringJob, register
-from daar.scale.score import BlockScorer, ScoreFolder
+from daar.scale.fit import fit_pool
+from daar.scale.folder import ScoreFolder
+from daar.scale.score import BlockScorer
 from daar.scale.shards import Block, Shard, read_blocks
 from daar.utils.progress import console, progress_bar
 
@@ -101,8 +103,6 @@ def block_from_item(item: dict[str, Any]) -> Block:
 
 def _fit_task(config: dict, pool: str, out: str, cache_dir: str | None) -> dict[str, Any]:
     """`daar fit` inside a Ray task, on the GPU Ray gave it (the settings' device `auto` finds it)."""
-    from daar.scale.fit import fit_pool
-
     settings = SelectConfig.model_validate(config)
     return fit_pool(settings, pool, Path(out), Path(cache_dir) if cache_dir else None)
 

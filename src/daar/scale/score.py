@@ -1,4 +1,4 @@
-"""`daar score`: features and predicted reward of every row of a pool, block by block, on disk.
+"""`daar score`: every row's scores (and prober features) by a fitted selector, block by block, on disk.
 
 A scores folder holds
 
@@ -19,14 +19,11 @@ daar.scale.ray_executor) are looked up by name in daar.scale.executors.
 
 from __future__ import annotations
 
-import hashlib
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,30 +34,14 @@ import torch
 from daar.config import SelectConfig
 from daar.errors import UserError
 from daar.scale.executors import Executor, ScoringJob, as_executor, register
-from daar.scale.shards import Block, BlockRows, Shard, blocks_of, plan_shards, read_blocks
-from daar.select.base import Context
-from daar.select.daar import FITTED_SETTINGS as SETTINGS
-from daar.select.daar import DaarSelector
-from daar.utils.cache import atomic_path, read_json, save_arrays, write_json
+from daar.scale.folder import ScoreFolder, fitted_digest, fitted_settings
+from daar.scale.shards import Block, BlockRows, blocks_of, plan_shards, read_blocks
+from daar.select.base import Context, load_selector
+from daar.utils.cache import write_json
 from daar.utils.lock import folder_lock
 from daar.utils.progress import progress_bar
 
 DEFAULT_CHUNK_ROWS = 4096
-
-
-def fitted_settings(fitted: Path) -> SelectConfig:
-    """The settings a fitted folder was made with (written by `daar fit` and `daar select`)."""
-    path = Path(fitted) / SETTINGS
-    if not (Path(fitted) / "daar.json").is_file():
-        raise UserError(f"{fitted}: not a fitted DaaR folder (no daar.json); make one with `daar fit`")
-    if not path.is_file():
-        raise UserError(f"{path}: missing; this fitted folder predates `daar fit`, refit it")
-    return SelectConfig.model_validate(read_json(path))
-
-
-def fitted_digest(fitted: Path) -> str:
-    """daar.json lists the sha256 of every file of the fitted state, so its digest names the fit."""
-    return hashlib.sha256((Path(fitted) / "daar.json").read_bytes()).hexdigest()
 
 
 class BlockScorer:
@@ -70,21 +51,24 @@ class BlockScorer:
         if threads:
             torch.set_num_threads(threads)
         self.ctx = Context(config, Path(fitted))  # the cache folder is never written by scoring
-        self.selector = DaarSelector.load(fitted)
-        self.extractor = self.ctx.extractor()
+        self.selector = load_selector(fitted)
+        self.extractor = self.ctx.extractor() if self.selector.needs_features else None
 
-    def tokenize(self, rows: BlockRows) -> list[list[int]]:
-        """The token ids `score` needs; a worker may compute them ahead of the prober."""
-        return self.extractor.tokenize([r.text for r in rows.records])
+    def tokenize(self, rows: BlockRows) -> list[list[int]] | None:
+        """The token ids `score` needs (for a method that reads the prober's features); a worker may
+        compute them ahead of the prober."""
+        return self.extractor.tokenize([r.text for r in rows.records]) if self.extractor else None
 
     def score(
         self, rows: BlockRows, ids: list[list[int]] | None = None
-    ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-        """The block's frame (every input row of it) and the features of its usable rows."""
+    ) -> tuple[pd.DataFrame, dict[str, np.ndarray] | None]:
+        """The block's frame (every input row of it) and the features of its usable rows, if any."""
         records = rows.records
-        texts = [r.text for r in records]
-        feats = self.extractor.extract(texts, description=f"block {rows.block.name}", ids=ids)
-        scores = self.selector.score_features(feats.hid, self.ctx) if records else {}
+        feats = None
+        if self.extractor is not None:
+            texts = [r.text for r in records]
+            feats = self.extractor.extract(texts, description=f"block {rows.block.name}", ids=ids)
+        scores = self.selector.score_block(records, feats, self.ctx) if records else {}
         frame = pd.DataFrame(
             {
                 "position": np.array([r.position for r in records], dtype=np.int64),
@@ -106,51 +90,10 @@ class BlockScorer:
             )
             frame = pd.concat([frame, rejected], ignore_index=True) if len(frame) else rejected
         frame = frame.sort_values("position", kind="stable").reset_index(drop=True)
+        if feats is None:
+            return frame, None
         positions = np.array([r.position for r in records], dtype=np.int64)
-        arrays = {"position": positions, "emb": feats.emb, "hid": feats.hid}
-        return frame, arrays
-
-
-@dataclass
-class ScoreFolder:
-    """Where one scoring run writes; see the module docstring for the layout."""
-
-    root: Path
-
-    @property
-    def blocks(self) -> Path:
-        return self.root / "blocks"
-
-    def block_file(self, block: Block) -> Path:
-        return self.blocks / f"{block.name}.parquet"
-
-    def features_file(self, block: Block) -> Path:
-        return self.root / "features" / f"{block.name}.safetensors"
-
-    def write_block(self, block: Block, frame: pd.DataFrame, arrays: dict[str, np.ndarray] | None) -> None:
-        """Features first, the block's scores last: a block file that exists means a finished block."""
-        if arrays is not None:
-            save_arrays(self.features_file(block), **arrays)
-        with atomic_path(self.block_file(block)) as tmp:
-            frame.to_parquet(tmp, index=False)
-
-    def open(self, plan: dict[str, Any]) -> None:
-        """Keep the blocks of an earlier run with the same plan; start afresh otherwise."""
-        path = self.root / "plan.json"
-        if path.exists() and read_json(path) == plan:
-            return
-        (self.root / "complete.json").unlink(missing_ok=True)
-        for name in ("blocks", "features"):
-            shutil.rmtree(self.root / name, ignore_errors=True)
-        write_json(path, plan)
-
-    def plan(self) -> dict[str, Any]:
-        if not (self.root / "complete.json").exists():
-            raise UserError(f"{self.root}: not a finished scores folder (no complete.json); run `daar score` again")
-        return read_json(self.root / "plan.json")
-
-    def shards(self) -> list[Shard]:
-        return [Shard.from_json(s) for s in self.plan()["shards"]]
+        return frame, {"position": positions, "emb": feats.emb, "hid": feats.hid}
 
 
 def score_pool(
@@ -208,7 +151,7 @@ def score_pool(
 def _check_prober(fitted: Path, config: SelectConfig) -> None:
     """The model folder must still be the one the heads were fitted on (its content, not its name)."""
     try:
-        DaarSelector.load(fitted).check_context(Context(config, Path(fitted)))
+        load_selector(fitted).check_context(Context(config, Path(fitted)))
     except ValueError as err:
         raise UserError(f"{fitted}: {err}") from None
 
@@ -264,7 +207,7 @@ class BlockWrites:
         finally:
             self.worker.shutdown(wait=True)
 
-    def put(self, block: Block, frame: pd.DataFrame, arrays: dict[str, np.ndarray]) -> None:
+    def put(self, block: Block, frame: pd.DataFrame, arrays: dict[str, np.ndarray] | None) -> None:
         if self.last is not None:
             self.last.result()  # at most one block waits to be written
         self.last = self.worker.submit(self.folder.write_block, block, frame, arrays if self.features else None)

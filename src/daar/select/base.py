@@ -8,7 +8,6 @@ row once however many selectors look at the pool.
 from __future__ import annotations
 
 import difflib
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -16,18 +15,29 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import torch
 
-from daar.config import SelectConfig
+from daar.config import ExampleRow, SelectConfig
 from daar.embed import FeatureExtractor, Features, load_cached
 from daar.errors import UserError
 from daar.models import fingerprint, pick_device, pick_dtype, prober_dtype, resolve_model
 from daar.models.adapter import adapter_fingerprint, check_adapter
-from daar.read import Pool
+from daar.models.files import tokenizer_fingerprint
+from daar.read import Pool, Record
 from daar.select.strategies import top_n
-from daar.utils.cache import code_version, stable_key, texts_key
+from daar.utils.cache import (
+    atomic_dir,
+    code_version,
+    load_arrays,
+    read_json,
+    save_arrays,
+    stable_key,
+    texts_key,
+    touch,
+)
 from daar.utils.lock import folder_lock
 from daar.utils.progress import StageTimer
 
 Scores = dict[str, np.ndarray]  # "score" is required; other columns go to scores.parquet
+FITTED_SETTINGS = "select.json"  # the SelectConfig of a fit, beside its state: what scoring needs
 
 
 @dataclass
@@ -119,13 +129,40 @@ class Context:
             cached = load_cached(folder)
             flag["cached"] = cached is not None
             if cached is not None:
+                touch(folder)  # its last use, for `daar cache clean`
                 return cached
             # a shared cache (parallel cells, analyze, map, select --cache-dir): one writer per feature
             # folder; a process that waited for another's finds the features done
             with folder_lock(folder, f"computing {description}", wait=True):
                 done = load_cached(folder)
                 flag["cached"] = done is not None
-                return done if done is not None else self.extractor().extract(texts, folder, description=description)
+                if done is not None:
+                    return done
+                extractor = self.extractor()
+                return extractor.extract(texts, folder, description=description, ids=self.token_ids(texts, extractor))
+
+    def token_ids(self, texts: list[str], extractor: FeatureExtractor) -> list[list[int]]:
+        """The prober's token ids of `texts`, cached by the texts' content and the tokenizer's files (not
+        the weights): a pool probed again with another layer count, dtype or adapter reuses them."""
+        if not texts:
+            return []
+        key = stable_key(
+            tokenizer_fingerprint(self.model_dir),
+            self.config.max_length,
+            texts_key(texts),
+            code_version("daar.embed.features"),
+        )
+        path = self.cache_dir / "token_ids" / f"{key}.safetensors"
+        if path.is_file():
+            touch(path)
+            arrays = load_arrays(path)
+            flat, ends = arrays["ids"].tolist(), arrays["ends"].tolist()
+            return [flat[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+        ids = extractor.tokenize(texts)
+        lengths = np.array([len(x) for x in ids], dtype=np.int64)
+        flat = np.fromiter((t for x in ids for t in x), dtype=np.int64, count=int(lengths.sum()))
+        save_arrays(path, ids=flat, ends=np.cumsum(lengths))
+        return ids
 
     def stage_path(self, name: str, *key_parts: object) -> Path:
         """Where a stage's result lives: its name plus a digest of everything it depends on."""
@@ -134,44 +171,98 @@ class Context:
 
 @dataclass
 class Artifacts:
-    """What a fitted selector leaves for a run's outputs besides its scores: the folder of its domain
-    examples (copied to RUN_DIR/examples) and entries for the manifest (fitted metrics); empty by default."""
+    """What a fitted selector leaves for a run's outputs besides its scores: its domain examples (the
+    rows, and the cache folder of generated ones with their raw answers, copied to RUN_DIR/examples)
+    and entries for the manifest (fitted metrics); empty by default."""
 
     examples_folder: Path | None = None
+    examples: dict[str, list[ExampleRow]] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
-class Selector(ABC):
-    """The contract every selection method keeps, so the pipeline needs no knowledge of any one.
+class Selector:
+    """The contract every selection method keeps, on every path: a pool in memory (`daar select`),
+    block by block (`daar fit` / `daar score` / `daar select --scores`, locally or on Ray) and the
+    rounds of co-evolution. None of those paths knows any one method.
 
-    - `fit(pool, ctx)`: learn whatever the method needs (most baselines: nothing); returns self.
-    - `score(pool, ctx)`: per-row scores, `score` required (higher = kept first); every other
-      column goes to scores.parquet.
-    - `select(pool, ctx, n, scores)`: exactly min(n, rows) distinct row indices; `choose` checks it.
-    - `save(folder)`: write the fitted state; returns False when there is none (the default).
-    - `artifacts()`: domain examples and manifest entries of the fitted state (the default has none).
+    - `fit(pool, ctx)`: learn whatever the method needs from a pool or a sample of one (most
+      baselines: nothing); returns self.
+    - `score_block(records, features, ctx)`: the scores of some rows of a pool, without the others:
+      `score` required (higher = kept first), every other column goes to scores.parquet.
+      `features` (the prober's e(x) and f(x) of those rows) is given when `needs_features`.
+    - `score(pool, ctx)`: every row's scores; by default `score_block` over all rows. A method whose
+      scores depend on the whole pool (a draw, a greedy pass) overrides it and sets `cannot_stream`
+      to say why it cannot score block by block; block-by-block commands refuse it with that reason.
+    - `cut(scores, n, config)`: exactly min(n, rows) distinct row indices from the scores alone (no
+      rows, no texts), so a cut over the scores of a whole pool's blocks is the in-memory one;
+      `select(pool, ctx, n, scores)` is `cut` unless a method needs the rows (greedy methods).
+    - `save(folder)` / `load(folder)`: the fitted state, with the settings beside it (select.json,
+      written by the caller); `save` returns False when the method leaves nothing to reuse.
+    - `check_context(ctx)`: refuse a context the fitted state was not made for (another prober).
+    - `artifacts()`: domain examples and manifest entries of the fitted state (default: none).
 
     Subclasses set `name` (the registry key) and document their source paper and settings.
     """
 
     name: ClassVar[str]
+    needs_features: ClassVar[bool] = False
+    cannot_stream: ClassVar[str | None] = None
 
     def fit(self, pool: Pool, ctx: Context) -> Self:
         return self
 
-    @abstractmethod
     def score(self, pool: Pool, ctx: Context) -> Scores:
-        """Per-row scores; higher means selected earlier."""
+        """Per-row scores of the whole pool; higher means selected earlier."""
+        return self.score_block(pool.records, ctx.features(pool) if self.needs_features else None, ctx)
 
-    def select(self, pool: Pool, ctx: Context, n: int, scores: Scores) -> np.ndarray:
-        """Indices of the `n` rows to keep: the top scores, ties broken by row order."""
+    def score_block(self, records: list[Record], features: Features | None, ctx: Context) -> Scores:
+        """Scores of `records` (a block of a pool), from their `features` when `needs_features`."""
+        raise NotImplementedError(f"{self.name} scores whole pools only: {self.cannot_stream}")
+
+    def cut(self, scores: Scores, n: int, config: SelectConfig) -> np.ndarray:
+        """The `n` rows with the top scores, ties broken by row order."""
         return top_n(scores["score"], n)
 
+    def select(self, pool: Pool, ctx: Context, n: int, scores: Scores) -> np.ndarray:
+        return self.cut(scores, n, ctx.config)
+
     def save(self, folder: Path) -> bool:
-        return False
+        """Nothing to save for a method without fitted state: a block-by-block run of a method that
+        streams still gets the folder (its settings go beside), the others nothing."""
+        if self.cannot_stream is not None:
+            return False
+        with atomic_dir(Path(folder)):
+            pass
+        return True
+
+    @classmethod
+    def load(cls, folder: Path) -> Self:
+        return cls()
+
+    def check_context(self, ctx: Context) -> None:
+        """Raise ValueError when `ctx` is not what the fitted state was made with (default: any is)."""
 
     def artifacts(self) -> Artifacts:
         return Artifacts()
+
+
+def load_selector(folder: Path) -> Selector:
+    """The fitted selector in `folder` (a `daar fit` output or a run's fitted/), as the method named in
+    its settings (select.json) saved it."""
+    path = Path(folder) / FITTED_SETTINGS
+    if not path.is_file():
+        raise UserError(f"{folder}: not a fitted folder (no {FITTED_SETTINGS}); make one with `daar fit`")
+    method = str(read_json(path).get("method", "daar"))
+    _load_builtin_selectors()
+    if method not in REGISTRY:
+        raise UserError(f"{path}: method {method!r} is not known to this daar")
+    return REGISTRY[method].load(Path(folder))
+
+
+def streams(method: str) -> str | None:
+    """None when `method` scores block by block, else why it cannot (for a clear refusal)."""
+    _load_builtin_selectors()
+    return REGISTRY[method].cannot_stream if method in REGISTRY else None
 
 
 def choose(selector: Selector, pool: Pool, ctx: Context, n: int, scores: Scores) -> np.ndarray:

@@ -12,8 +12,10 @@ from typing import Literal
 
 import numpy as np
 
-from daar.read import Pool
+from daar.embed import Features
+from daar.read import Pool, Record
 from daar.select.base import Context, Scores, Selector, register, target_count
+from daar.select.model_scored import IFDSelector
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -28,6 +30,10 @@ class RandomSelector(Selector):
     """Random sampling, the paper's first baseline: a uniform permutation seeded by `config.seed`."""
 
     name = "random"
+    cannot_stream = (
+        "its draw is one permutation of the whole pool (a row's number depends on the pool's size); "
+        "`stratified` with `strategy: overall` draws per row and streams"
+    )
 
     def score(self, pool: Pool, ctx: Context) -> Scores:
         rng = np.random.default_rng(ctx.config.seed)
@@ -43,8 +49,8 @@ class InstructionLengthSelector(Selector):
 
     name = "instruction_length"
 
-    def score(self, pool: Pool, ctx: Context) -> Scores:
-        lengths = np.array([len(r.instruction) + len(r.input) for r in pool.records], dtype=np.float64)
+    def score_block(self, records: list[Record], features: Features | None, ctx: Context) -> Scores:
+        lengths = np.array([len(r.instruction) + len(r.input) for r in records], dtype=np.float64)
         return {"score": lengths}
 
 
@@ -55,8 +61,8 @@ class OutputLengthSelector(Selector):
 
     name = "output_length"
 
-    def score(self, pool: Pool, ctx: Context) -> Scores:
-        return {"score": np.array([len(r.output) for r in pool.records], dtype=np.float64)}
+    def score_block(self, records: list[Record], features: Features | None, ctx: Context) -> Scores:
+        return {"score": np.array([len(r.output) for r in records], dtype=np.float64)}
 
 
 @register
@@ -74,6 +80,7 @@ class KCenterSelector(Selector):
     """
 
     name = "kcenter"
+    cannot_stream = "each centre is the row farthest from all centres so far: a greedy pass over every row at once"
 
     def __init__(self) -> None:
         self._order: np.ndarray | None = None
@@ -140,6 +147,7 @@ class DeitaSelector(Selector):
     """
 
     name = "deita"
+    cannot_stream = "its filter compares each row with every row kept before it: one pass over the whole pool"
 
     def __init__(self, threshold: float = 0.1, proxy: Literal["length", "ifd"] = "length") -> None:
         if not 0.0 <= threshold < 2.0:
@@ -152,7 +160,6 @@ class DeitaSelector(Selector):
 
     def score(self, pool: Pool, ctx: Context) -> Scores:
         if self.proxy == "ifd":
-            from daar.select.model_scored import IFDSelector
 
             return IFDSelector().score(pool, ctx)
         complexity = np.array([len(r.instruction) + len(r.input) for r in pool.records], dtype=np.float64)

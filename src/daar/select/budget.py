@@ -5,8 +5,9 @@ Why: methods differ in the length of the rows they like (DaaR's reward prefers s
 equal rows is also a comparison at unequal training compute. A token budget keeps each method's
 own order and takes its rows while they fit.
 
-Tokens are counted as `daar tune` trains on them: the learner's tokenizer (the run's `model`),
-its template and the tuning default max_length, prompt and response together. "Exact to the
+Tokens are counted as `daar tune` trains on them (daar.tune.tokens.TokenCounter): the learner's
+tokenizer (the run's `model`), its template and the tuning default max_length, prompt and
+response together. "Exact to the
 row": the selection holds at most the budget, and the method's selection of one more row would
 pass it (found by bisection over the row count, so a method whose selection of n + 1 rows is not
 its selection of n plus one, such as the balanced quotas, still gets the largest count that fits).
@@ -21,8 +22,7 @@ import numpy as np
 
 from daar.config import SelectConfig
 from daar.errors import UserError
-from daar.read import Pool, Record, read_pool
-from daar.utils.cache import code_version, read_json, stable_key, texts_key, write_json
+from daar.read import Record, read_pool
 
 
 def budget_of(config: SelectConfig, count: Callable[[list[Record]], np.ndarray]) -> int | None:
@@ -55,35 +55,3 @@ def rows_within(budget: int, tokens: np.ndarray, choose: Callable[[int], np.ndar
         else:
             high = middle
     return choose(low)
-
-
-class TokenCounter:
-    """Counts rows' training tokens with the learner's tokenizer; a pool's counts are cached."""
-
-    def __init__(self, model_dir: Path, trust_remote_code: bool, cache: Path | None = None) -> None:
-        from daar.models import load_tokenizer
-        from daar.tune.data import choose_template
-        from daar.tune.settings import TuneConfig
-
-        self.tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
-        self.template = choose_template(self.tokenizer)
-        self.max_length = TuneConfig().max_length
-        self.cache = cache
-
-    def __call__(self, records: list[Record]) -> np.ndarray:
-        from daar.tune.data import example_tokens
-
-        return np.asarray(example_tokens(records, self.tokenizer, self.template, self.max_length), dtype=np.int64)
-
-    def pool(self, pool: Pool, model_key: str) -> np.ndarray:
-        """Every row's tokens, cached under `cache` by the rows' content, the model and the code."""
-        if self.cache is None:
-            return self(pool.records)
-        texts = [f"{r.prompt}\x00{r.output}" for r in pool.records]
-        key = stable_key(model_key, self.template, self.max_length, texts_key(texts), code_version("daar.tune.data"))
-        path = self.cache / "tokens" / f"{key}.json"
-        if path.is_file():
-            return np.asarray(read_json(path)["tokens"], dtype=np.int64)
-        tokens = self(pool.records)
-        write_json(path, {"tokens": tokens.tolist()})
-        return tokens

@@ -27,14 +27,15 @@ import numpy as np
 from safetensors.torch import load_file, save_file
 
 from daar.config import HEAD_SCHEDULES, Domain, ExampleRow, SelectConfig
+from daar.embed import Features
 from daar.probe.domains import example_centroids, probe_rows, pseudo_labels
 from daar.probe.entropy import entropy, softmax
-from daar.probe.examples import ExampleWriter, domain_examples, example_text, load_examples_file
+from daar.probe.examples import ExampleWriter, domain_examples, example_text, resolve_domains
 from daar.probe.heads import SINGLE_THREAD_PARAMS, Head, Kind, head_parameters, train_head
-from daar.read import Pool, file_sha256
+from daar.read import Pool, Record, file_sha256
 from daar.select import strategies
 from daar.select.base import Artifacts, Context, Scores, Selector, register
-from daar.select.members import Member, fit_length_lines, mean_of, member_seeds
+from daar.select.members import Member, fit_length_lines, fitted_files, mean_of, member_metrics, member_seeds
 from daar.utils.cache import (
     atomic_dir,
     atomic_path,
@@ -48,14 +49,6 @@ from daar.utils.lock import folder_lock
 from daar.utils.progress import console
 
 FITTED_VERSION = 2
-FITTED_SETTINGS = "select.json"  # the SelectConfig of the fit, beside it: what `daar score` needs
-
-
-def resolve_domains(config: SelectConfig) -> list[Domain]:
-    """The configured domains with the examples file (if any) attached."""
-    if config.examples_file is None:
-        return list(config.domains)
-    return load_examples_file(config.examples_file, list(config.domains))
 
 
 @register
@@ -71,6 +64,7 @@ class DaarSelector(Selector):
     """
 
     name = "daar"
+    needs_features = True
     needs_reward = True  # stratified needs the probe's groups only
 
     def __init__(self) -> None:
@@ -84,8 +78,8 @@ class DaarSelector(Selector):
 
     # ----------------------------------------------------------------------------------- fit
     def fit(self, pool: Pool, ctx: Context) -> Self:
-        """Steps 1-7. A selector made `with_centroids` skips the examples (steps 1-3): co-evolution
-        rounds keep round 1's, since LoRA leaves the embedding layer, and so e(x), unchanged."""
+        """Steps 1-7 of docs/METHOD.md. A selector that has centroids already (a loaded one) keeps
+        them and refits steps 4-7 only."""
         feats = ctx.features(pool)
         if self.centroids is None:
             domains = resolve_domains(ctx.config)
@@ -98,13 +92,6 @@ class DaarSelector(Selector):
             self.info["example_pairs"] = {d: len(v) for d, v in self.examples.items()}
         chars = np.array([len(t) for t in pool.texts], dtype=np.float64)
         return self.fit_arrays(feats.emb, feats.hid, ctx.features_dir(pool.texts).name, ctx, chars)
-
-    @classmethod
-    def with_centroids(cls, domains: list[str], centroids: np.ndarray) -> DaarSelector:
-        """A selector whose example centroids are given (e.g. from an earlier fit's `centroids`)."""
-        self = cls()
-        self.domains, self.centroids = list(domains), np.asarray(centroids, dtype=np.float64)
-        return self
 
     def fit_arrays(
         self, emb: np.ndarray, hid: np.ndarray, features_key: str, ctx: Context, chars: np.ndarray | None = None
@@ -215,12 +202,12 @@ class DaarSelector(Selector):
         return examples
 
     # --------------------------------------------------------------------------------- score
-    def score(self, pool: Pool, ctx: Context) -> Scores:
-        if not self.members:
-            raise RuntimeError(f"{type(self).__name__}.score needs fit() or load() first")
-        positions = np.array([r.position for r in pool.records], dtype=np.int64)
-        chars = np.array([len(t) for t in pool.texts], dtype=np.float64)
-        return self.score_features(ctx.features(pool).hid, ctx, positions, chars)
+    def score_block(self, records: list[Record], features: Features | None, ctx: Context) -> Scores:
+        if features is None:
+            raise RuntimeError("DaaR scores rows from their prober features")
+        positions = np.array([r.position for r in records], dtype=np.int64)
+        chars = np.array([len(r.text) for r in records], dtype=np.float64)
+        return self.score_features(features.hid, ctx, positions, chars)
 
     def score_features(
         self, hid: np.ndarray, ctx: Context, positions: np.ndarray | None = None, chars: np.ndarray | None = None
@@ -267,9 +254,6 @@ class DaarSelector(Selector):
             scores[f"prob_{name}"] = probs[:, j]
         return scores
 
-    def select(self, pool: Pool, ctx: Context, n: int, scores: Scores) -> np.ndarray:
-        return self.cut(scores, n, ctx.config)
-
     def cut(self, scores: Scores, n: int, cfg: SelectConfig) -> np.ndarray:
         """The strategy's `n` rows from the scores alone (no rows, no texts), so that a cut over
         the scores of many shards needs only these arrays in memory."""
@@ -292,8 +276,8 @@ class DaarSelector(Selector):
                 manifest["reward"] = {**self.reward.metrics, "entropy_max": self.info["entropy_max"]}
             manifest["example_pairs"] = self.info.get("example_pairs", {})
             if len(self.members) > 1:
-                manifest["ensemble"] = [_member_metrics(m) for m in self.members]
-        return Artifacts(self.examples_folder, manifest)
+                manifest["ensemble"] = [member_metrics(m) for m in self.members]
+        return Artifacts(examples_folder=self.examples_folder, examples=self.examples, manifest=manifest)
 
     # ----------------------------------------------------------------------------- save/load
     def save(self, folder: Path) -> bool:
@@ -322,8 +306,8 @@ class DaarSelector(Selector):
             if first.reward is not None:
                 meta["reward_metrics"] = first.reward.metrics
             if len(self.members) > 1:
-                meta["members"] = [_member_metrics(m) for m in self.members[1:]]
-            meta["files"] = {name: file_sha256(tmp / name) for name in _order_files(files)}
+                meta["members"] = [member_metrics(m) for m in self.members[1:]]
+            meta["files"] = {name: file_sha256(tmp / name) for name in fitted_files(files)}
             write_json(tmp / "daar.json", meta)
         return True
 
@@ -400,16 +384,3 @@ def _hint_batched_heads(name: str, dim: int, out: int, cfg: SelectConfig, device
             "--set heads=batched trains it several times faster, with a selection as close to the "
             "default's as another seed's (docs/RESULTS.md, heads at 7B width on CPU)[/]"
         )
-
-
-def _member_metrics(member: Member) -> dict:
-    found = {"seed": member.seed, "probe_metrics": member.probe.metrics}
-    if member.reward is not None:
-        found["reward_metrics"] = member.reward.metrics
-    return found
-
-
-def _order_files(files: list[str]) -> list[str]:
-    """probe, reward, centroids first (the one-member layout's order), then the other members'."""
-    first = [f for f in ("probe.safetensors", "reward.safetensors", "centroids.safetensors") if f in files]
-    return first + [f for f in files if f not in first]

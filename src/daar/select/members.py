@@ -49,3 +49,16 @@ def fit_length_lines(reward: np.ndarray, log_chars: np.ndarray, group: np.ndarra
 def mean_of(arrays: list[np.ndarray]) -> np.ndarray:
     """The element-wise mean; one array comes back as it is (no rounding for a single member)."""
     return arrays[0] if len(arrays) == 1 else np.mean(np.stack(arrays), axis=0)
+
+
+def member_metrics(member: Member) -> dict:
+    found = {"seed": member.seed, "probe_metrics": member.probe.metrics}
+    if member.reward is not None:
+        found["reward_metrics"] = member.reward.metrics
+    return found
+
+
+def fitted_files(files: list[str]) -> list[str]:
+    """probe, reward, centroids first (the one-member layout's order), then the other members'."""
+    first = [f for f in ("probe.safetensors", "reward.safetensors", "centroids.safetensors") if f in files]
+    return first + [f for f in files if f not in first]

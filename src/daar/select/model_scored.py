@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from daar.embed import Features
 from daar.embed.batching import DEFAULT_BATCH_TOKENS, length_batches
 from daar.models import ModelError, load_causal_lm, load_tokenizer
 from daar.models.adapter import load_tuned
-from daar.read import Pool, Record
+from daar.read import Record
 from daar.select.base import Context, Scores, Selector, register
 from daar.utils.cache import cached_arrays, stable_key, texts_key
 from daar.utils.progress import progress_bar
@@ -166,10 +167,13 @@ class IFDSelector(Selector):
 
     name = "ifd"
 
-    def score(self, pool: Pool, ctx: Context) -> Scores:
-        lm = _LM(ctx)
+    def __init__(self) -> None:
+        self._lm: _LM | None = None  # loaded once, for every block a run scores
+
+    def score_block(self, records: list[Record], features: Features | None, ctx: Context) -> Scores:
+        self._lm = lm = self._lm or _LM(ctx)
         max_length = ctx.config.max_length
-        keys = ["\x1f".join((r.instruction, r.input, r.output)) for r in pool.records]
+        keys = ["\x1f".join((r.instruction, r.input, r.output)) for r in records]
 
         def compute(rows: np.ndarray) -> dict[str, np.ndarray]:
             tok = lm.tokenizer
@@ -178,7 +182,7 @@ class IFDSelector(Selector):
                 raise ModelError(f"{ctx.model_dir}: the tokenizer has neither a BOS nor an EOS token")
             cond_seqs, cond_starts, alone_seqs = [], [], []
             for i in rows:
-                record = pool.records[int(i)]
+                record = records[int(i)]
                 prompt_ids, output_ids = _ifd_ids(tok, record, max_length)
                 cond_seqs.append(prompt_ids + output_ids)
                 cond_starts.append(len(prompt_ids))
@@ -227,15 +231,18 @@ class AlpagasusSelector(Selector):
 
     name = "alpagasus"
 
-    def score(self, pool: Pool, ctx: Context) -> Scores:
-        lm = _LM(ctx)
+    def __init__(self) -> None:
+        self._lm: _LM | None = None  # loaded once, for every block a run scores
+
+    def score_block(self, records: list[Record], features: Features | None, ctx: Context) -> Scores:
+        self._lm = lm = self._lm or _LM(ctx)
         max_length = ctx.config.max_length
-        keys = ["\x1f".join((r.instruction, r.input, r.output)) for r in pool.records]
+        keys = ["\x1f".join((r.instruction, r.input, r.output)) for r in records]
 
         def compute(rows: np.ndarray) -> dict[str, np.ndarray]:
             tok = lm.tokenizer
             digits = _digit_ids(tok)
-            seqs = [_rating_ids(tok, pool.records[int(i)], max_length) for i in rows]
+            seqs = [_rating_ids(tok, records[int(i)], max_length) for i in rows]
             rating, mass = np.zeros(len(rows)), np.zeros(len(rows))
             values = torch.arange(1, 6, dtype=torch.float32)
             for batch in _batches([len(s) for s in seqs], ctx):

@@ -43,6 +43,8 @@ _NOT_IN_KEY = {
     "save_total_limit",
     "keep_checkpoints",
     "device",
+    "dtype",  # keyed as resolved (bf16 or fp32), below
+    "cache_dir",
     "init_adapter",  # keyed by its content instead of its path
 }
 
@@ -98,7 +100,7 @@ def _tune(selection: Path, model: str, out_dir: Path, settings: TuneConfig | Non
     pool = read_pool(selection)
     folder = _resolve_model(model)
     device = pick_device(settings.device)
-    dtype = pick_dtype("auto", device)
+    dtype = pick_dtype(settings.dtype, device)
     records = pool.records[: settings.max_rows] if settings.max_rows else pool.records
     tokenizer = load_tokenizer(folder, trust_remote_code=settings.trust_remote_code)
     template = choose_template(tokenizer, settings.template)

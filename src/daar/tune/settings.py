@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from daar.config import Runtime
 
 TemplateName = Literal["auto", "chat", "plain"]
 
 
-class TuneConfig(BaseModel):
-    """Settings of `daar tune`; the defaults are the paper's (rank 8, alpha 16, lr 5e-5, 4 x 4, ...)."""
+class TuneConfig(Runtime):
+    """Settings of `daar tune`; the defaults are the paper's (rank 8, alpha 16, lr 5e-5, 4 x 4, ...).
+    The runtime (daar.config.Runtime): device; dtype (auto: bf16 on GPUs, fp32 on CPUs); seed for
+    the adapter's init, the row order and dropout; cache_dir is not used."""
 
     model_config = ConfigDict(extra="forbid")
     # Go on training this adapter (a `daar tune` output of the same base) instead of a fresh one;
@@ -51,8 +55,6 @@ class TuneConfig(BaseModel):
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)
     max_rows: int | None = Field(None, ge=1)
-    seed: int = 42
-    device: Literal["auto", "cpu", "cuda"] = "auto"
     template: TemplateName = "auto"
     gradient_checkpointing: bool = False
     trust_remote_code: bool = False

@@ -44,6 +44,30 @@ from typing import Any
 import numpy as np
 
 
+def cache_root() -> Path:
+    """The user's daar folder: converted models, file digests and the shared cache live in it
+    ($DAAR_CACHE, else ~/.cache/daar)."""
+    return Path(os.environ.get("DAAR_CACHE", Path.home() / ".cache" / "daar"))
+
+
+def shared_cache() -> Path:
+    """Where every command caches features, fitted stages and token ids unless told otherwise
+    (`--cache-dir`, or $DAAR_CACHE_DIR): entries are keyed by content (rows, model, adapter,
+    settings, code), so any run that needs one reuses it, whatever its output folder. Entries lock
+    themselves while they are computed (daar.utils.lock), so runs may share it at the same time;
+    `daar cache clean` bounds its size."""
+    return Path(os.environ.get("DAAR_CACHE_DIR") or cache_root() / "cache")
+
+
+def touch(path: Path) -> None:
+    """Mark a cache entry as used now (`daar cache clean` removes the least recently used first);
+    a read-only cache only loses that ordering."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
 def stable_key(*parts: Any, length: int = 16) -> str:
     """A hex digest of JSON-serialisable parts (dict keys sorted), short enough for file names."""
     text = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
