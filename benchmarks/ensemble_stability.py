@@ -4,12 +4,13 @@
         [--variants 'default:,ensemble5:ensemble=5,ens-len:ensemble=5;reward_adjust=length'] [--seeds 42,43,44,45,46]
 
 Each variant is run once per seed through `run_select` on the whole pool (20%, the default
-`balanced` cut, SmolLM2's own seeds from configs/examples_smollm2_generated.yaml), all runs sharing
-one cache, so the prober's features are computed once and an ensemble's member 0 is the plain
-run's fit. Printed per variant, as each finishes: the overlap of every pair of seeds' selections
-(shared rows / selected rows; mean and min), the true-domain balance of the selections (the pool's
-`domain` field, read for this figure only; 1 = every domain equally represented), the mean text
-length of the selected rows, and the seconds of the runs after the first.
+`balanced` cut, SmolLM2's own examples from configs/examples_smollm2_generated.yaml), all runs
+sharing one cache (daar's shared user cache unless --cache-dir), so the prober's features are
+computed once and an ensemble's member 0 is the plain run's fit. Printed per variant, as each
+finishes: the overlap of every pair of seeds' selections (shared rows / selected rows; mean and
+min), the true-domain balance of the selections (the pool's `domain` field, read for this figure
+only; 1 = every domain equally represented), the mean text length of the selected rows, and the
+seconds of the runs after the first.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="42,43,44,45,46", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--variants", default="default:,ensemble5:ensemble=5,ens-len:ensemble=5;reward_adjust=length")
     parser.add_argument("--examples-file", type=Path, default=ROOT / "configs" / "examples_smollm2_generated.yaml")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="default: daar's shared user cache")
     args = parser.parse_args()
 
     pool = read_pool(args.pool)
@@ -61,7 +63,7 @@ def main() -> None:
         for seed in args.seeds:
             config = SelectConfig.model_validate({"examples_file": str(args.examples_file), "seed": seed, **settings})
             clock = time.perf_counter()
-            run = run_select(config, args.pool, args.out / f"{name}-{seed}", cache_dir=args.out / "cache", report=False)
+            run = run_select(config, args.pool, args.out / f"{name}-{seed}", cache_dir=args.cache_dir, report=False)
             seconds.append(time.perf_counter() - clock)
             picks.append(np.array(sorted(position[i] for i in run.selected_ids)))
         sets = [set(p.tolist()) for p in picks]

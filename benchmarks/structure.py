@@ -19,7 +19,7 @@ from pathlib import Path
 # evaluation, analysis and reports use selections; the whole-run commands and the CLI sit on top.
 LAYERS = [
     ("daar", "errors", "utils"),  # "daar": the package's face (its version), which imports nothing
-    ("config", "models", "read", "write"),
+    ("config", "options", "models", "read", "write"),
     ("embed", "probe", "reward"),
     ("select",),
     ("tune", "evaluate", "analyze", "report"),

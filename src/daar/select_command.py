@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from daar import options
 from daar.config import build_settings, old_option, prober_options
 from daar.errors import UserError, friendly
 from daar.utils.progress import console
@@ -39,19 +40,15 @@ def select_command(
     ] = 0.0,
     chunk_rows: Annotated[int | None, typer.Option(help="Rows per scored block (default 4096).")] = None,
     method: Annotated[str | None, typer.Option(help="Selector: daar (default) or a baseline, see --list.")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML/JSON file of settings (any SelectConfig field).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override any setting: key=value, dotted.")] = None,
-    model: Annotated[str | None, typer.Option(help="Local folder, cached hub id, or smollm2-135m-instruct.")] = None,
-    adapter: Annotated[
-        Path | None, typer.Option(help="LoRA adapter of --model (daar tune output): probe with the tuned model.")
-    ] = None,
-    domains: Annotated[Path | None, typer.Option(help="YAML/JSON list of domains, with optional examples.")] = None,
-    examples_file: Annotated[
-        Path | None, typer.Option(help="Example rows per domain instead of generating them.")
-    ] = None,
-    seeds_file: Annotated[Path | None, typer.Option(hidden=True, help="Old name of --examples-file.")] = None,
-    clip_layer: Annotated[int | None, typer.Option(help="Decoder layers the probe reads (default 3).")] = None,
-    probe_size: Annotated[int | None, typer.Option(help="Rows drawn for the probe set (default 5000).")] = None,
+    config: options.Config = None,
+    set_: options.Set = None,
+    model: options.Model = None,
+    adapter: options.Adapter = None,
+    domains: options.Domains = None,
+    examples_file: options.ExamplesFile = None,
+    seeds_file: options.SeedsFile = None,
+    clip_layer: options.ClipLayer = None,
+    probe_size: options.ProbeSize = None,
     ratio: Annotated[float | None, typer.Option(help="Fraction of rows to keep (default 0.2).")] = None,
     count: Annotated[int | None, typer.Option(help="Number of rows to keep (wins over --ratio).")] = None,
     budget_tokens: Annotated[
@@ -69,21 +66,15 @@ def select_command(
     target: Annotated[str | None, typer.Option(help="Target domain of the customized strategy.")] = None,
     target_fraction: Annotated[float | None, typer.Option(help="Customized: share of the target group.")] = None,
     other_fraction: Annotated[float | None, typer.Option(help="Customized: share of every other group.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed for sampling, clustering, heads.")] = None,
+    seed: options.Seed = None,
     sample: Annotated[int | None, typer.Option(help="Score only a seeded sample of this many rows.")] = None,
     batch_tokens: Annotated[int | None, typer.Option(help="Tokens per prober batch (default: by model size).")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Tokens read per row (default 512).")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    dtype: Annotated[
-        str | None, typer.Option(help="auto (bf16 on GPUs and bf16-capable CPUs), float32, bfloat16 or float16.")
-    ] = None,
-    field: Annotated[
-        list[str] | None, typer.Option(help="Field mapping, e.g. instruction=prompt (repeatable).")
-    ] = None,
-    trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code (off by default).")] = False,
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Feature/stage cache (default: the shared user cache).")
-    ] = None,
+    max_length: options.MaxLength = None,
+    device: options.Device = None,
+    dtype: options.Dtype = None,
+    field: options.Field = None,
+    trust_remote_code: options.TrustRemoteCode = False,
+    cache_dir: options.CacheDir = None,
     show_domain_field: Annotated[
         str | None, typer.Option(help="Row field with true domains, shown in the summary only.")
     ] = None,

@@ -27,16 +27,7 @@ def parquet_rows(path: Path) -> Iterator[RawRow]:
         table = pq.read_table(path)
     except pa.ArrowException as err:
         raise PoolError(f"{path}: cannot be read as parquet: {err}") from err
-    names = table.column_names
-    columns: list[list[Any]] = []
-    problems: dict[int, str] = {}
-    for name in names:
-        values, bad = column_values(nanosecond_times_as_text(table.column(name)), name)
-        columns.append(values)
-        for position, problem in bad.items():
-            problems.setdefault(position, problem)
-    for position, values in enumerate(zip(*columns, strict=True)):
-        yield RawRow(position, None, dict(zip(names, values, strict=True)), problems.get(position))
+    yield from _table_rows(table, 0, 0)
 
 
 def column_values(column: Any, name: str) -> tuple[list[Any], dict[int, str]]:

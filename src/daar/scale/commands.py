@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from daar import options
 from daar.config import build_settings, old_option, prober_options
 from daar.errors import friendly
 from daar.utils.progress import console
@@ -21,28 +22,22 @@ from daar.utils.progress import console
 def fit_command(
     pool: Annotated[str, typer.Argument(help="Pool: a data file, a folder or a glob of shards.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the fitted state.")],
-    config: Annotated[Path | None, typer.Option(help="YAML/JSON file of settings (any SelectConfig field).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override any setting: key=value, dotted.")] = None,
-    model: Annotated[str | None, typer.Option(help="Local folder, cached hub id, or smollm2-135m-instruct.")] = None,
-    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter of --model: probe with the tuned model.")] = None,
-    domains: Annotated[Path | None, typer.Option(help="YAML/JSON list of domains, with optional examples.")] = None,
-    examples_file: Annotated[
-        Path | None, typer.Option(help="Example rows per domain instead of generating them.")
-    ] = None,
-    seeds_file: Annotated[Path | None, typer.Option(hidden=True, help="Old name of --examples-file.")] = None,
-    clip_layer: Annotated[int | None, typer.Option(help="Decoder layers the probe reads (default 3).")] = None,
-    probe_size: Annotated[int | None, typer.Option(help="Rows drawn for the probe set (default 5000).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed for sampling, clustering, heads.")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Tokens read per row (default 512).")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    dtype: Annotated[
-        str | None, typer.Option(help="auto (bf16 on GPUs and bf16-capable CPUs), float32, bfloat16 or float16.")
-    ] = None,
-    field: Annotated[list[str] | None, typer.Option(help="Field mapping, e.g. instruction=prompt.")] = None,
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Feature/stage cache (default: the shared user cache).")
-    ] = None,
-    trust_remote_code: Annotated[bool, typer.Option(help="Allow the model's own code (off by default).")] = False,
+    config: options.Config = None,
+    set_: options.Set = None,
+    model: options.Model = None,
+    adapter: options.Adapter = None,
+    domains: options.Domains = None,
+    examples_file: options.ExamplesFile = None,
+    seeds_file: options.SeedsFile = None,
+    clip_layer: options.ClipLayer = None,
+    probe_size: options.ProbeSize = None,
+    seed: options.Seed = None,
+    max_length: options.MaxLength = None,
+    device: options.Device = None,
+    dtype: options.Dtype = None,
+    field: options.Field = None,
+    cache_dir: options.CacheDir = None,
+    trust_remote_code: options.TrustRemoteCode = False,
     executor: Annotated[str, typer.Option(help="local (this process) or ray (a Ray task, with --gpus).")] = "local",
     gpus: Annotated[float, typer.Option(help="GPUs of the Ray fit task (--executor ray; 0: fit here).")] = 0.0,
 ) -> None:
