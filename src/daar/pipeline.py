@@ -2,8 +2,9 @@
 
 RUN_DIR holds selected.jsonl (original rows, unchanged), rejected.jsonl, scores.parquet, examples/,
 fitted/, analysis.json, map.json, report.html and manifest.json. The manifest is written last, so
-its presence means the run finished. Expensive stages are cached under RUN_DIR/cache (or a shared
-cache folder), keyed by their inputs, so a rerun with another ratio only re-selects and rewrites.
+its presence means the run finished. Expensive stages are cached in the shared user cache (or
+--cache-dir), keyed by their inputs, so a rerun with another ratio, seed or output folder reads
+what an earlier run computed.
 
 Every input row ends in exactly one of: selected, not selected (scored below the cut, or left
 out by --sample), rejected (with a reason). The counts in the manifest are read back from the

@@ -6,8 +6,7 @@ which would add seconds to every `daar` command.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from daar.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "CoevolveConfig": "daar.coevolve.config",
@@ -17,8 +16,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'daar.coevolve' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,7 @@ would add seconds to every `daar` command even when nothing is tuned.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from daar.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "TuneConfig": "daar.tune.settings",
@@ -28,8 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'daar.tune' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
