@@ -212,6 +212,11 @@ class SelectConfig(Runtime):
     # "length": rank by the reward minus what log(row length) explains inside each pseudo-domain
     # (a line fitted on the probe set), since the reward favours short rows (docs/EVIDENCE.md).
     reward_adjust: Literal["none", "length"] = "none"
+    # `balanced` only: split each pseudo-domain into this many sub-clusters (k-means on e(x) of the
+    # fit's rows) and give each its share of the domain's budget, the reward ranking inside each, so
+    # a sub-population the probe is sure of (a templated source, whose entropy is near 0) keeps its
+    # share instead of losing every row to the hard top-k (docs/EVIDENCE.md, section 5). 0: off.
+    subclusters: int = Field(0, ge=0)
     # A budget in the learner's training tokens instead of rows (ratio/count): the method's rows
     # are taken in its own order while they fit. `match_tokens` takes the budget from another
     # run's selected.jsonl, counted the same way.
@@ -241,6 +246,8 @@ class SelectConfig(Runtime):
             raise ValueError(f"domain names must be unique, got {names}")
         if self.budget_tokens is not None and self.match_tokens is not None:
             raise ValueError("give either budget_tokens or match_tokens, not both")
+        if self.subclusters and self.strategy != "balanced":
+            raise ValueError("subclusters split the pseudo-domains of strategy 'balanced' only")
         if self.strategy == "customized":
             if self.target is None:
                 raise ValueError("strategy 'customized' needs a target domain (--target NAME)")

@@ -14,6 +14,7 @@ files written (daar.write.account), which also checks that they cover every inpu
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from daar.analyze.diversity import domain_mix, encode_labels, kept_per_domain, summarize
+from daar.analyze.fields import field_values, kept_by_value
 from daar.analyze.maps import embed_2d
 from daar.config import SelectConfig
 from daar.embed import load_cached
@@ -44,11 +46,13 @@ def run_select(
     cache_dir: Path | None = None,
     show_domain_field: str | None = None,
     report: bool = True,
+    show_fields: Sequence[str] = (),
 ) -> RunResult:
     """Read, fit, score, select and write one run; see the module docstring for what lands where.
 
     `report=False` also skips the 2-D map, which only the report shows (an experiment's cells save
-    its seconds)."""
+    its seconds). `show_fields`: row fields whose values' shares kept go to the manifest (display
+    only, daar.analyze.fields)."""
     out_dir = Path(out_dir)
     cache = Path(cache_dir or config.cache_dir or shared_cache())
     with RunWriter(out_dir, "select", config.method) as run:  # cache entries lock themselves: a cache is shared
@@ -91,6 +95,9 @@ def run_select(
         manifest |= artifacts.manifest
         if truth is not None:
             manifest["ground_truth"] = ground_truth(truth, mask, show_domain_field)
+        if show_fields:
+            raws = [r.raw for r in pool.records]
+            manifest["shown_fields"] = {f: kept_by_value(field_values(raws, f), mask) for f in show_fields}
         if budget:
             manifest["token_budget"] = budget
         manifest["warnings"] = warnings

@@ -78,6 +78,10 @@ def select_command(
     show_domain_field: Annotated[
         str | None, typer.Option(help="Row field with true domains, shown in the summary only.")
     ] = None,
+    show_field: Annotated[
+        list[str] | None,
+        typer.Option(help="Row field whose values' share kept is shown (repeatable); never read by a method."),
+    ] = None,
     report: Annotated[bool, typer.Option(help="Write report.html at the end.")] = True,
 ) -> None:
     """Select the rows of POOL that DaaR (or --method) rates highest; write them to --out."""
@@ -154,7 +158,13 @@ def select_command(
     from daar.pipeline import run_select
 
     result = run_select(
-        settings, Path(pool), out, cache_dir=cache_dir, show_domain_field=show_domain_field, report=report
+        settings,
+        Path(pool),
+        out,
+        cache_dir=cache_dir,
+        show_domain_field=show_domain_field,
+        report=report,
+        show_fields=show_field or (),
     )
     _print_summary(result.manifest, out)
 
@@ -209,6 +219,14 @@ def _print_summary(manifest: dict[str, Any], out: Path) -> None:
             mix.add_row(name, str(n), str(chosen), f"{share:.1f}")
         mix.add_row("entropy", f"{truth['pool']['entropy']:.3f}", f"{truth['selected']['entropy']:.3f}", "")
         console.print(mix)
+    for name, shown in manifest.get("shown_fields", {}).items():
+        table = Table(title=f"share kept of each value of the rows' '{name}' field (shown only, never used)")
+        for column in (name, "rows", "kept", "share kept %"):
+            table.add_column(column, justify="right" if column != name else "left")
+        for value, counts in shown["values"].items():
+            table.add_row(value, str(counts["rows"]), str(counts["kept"]), f"{100 * counts['share_kept']:.1f}")
+        table.add_row("[bold]all", str(shown["rows"]), str(shown["kept"]), f"{100 * shown['kept'] / shown['rows']:.1f}")
+        console.print(table)
     for warning in manifest.get("warnings", []):
         console.print(f"[bold yellow]warning:[/] {warning['message']}", highlight=False, soft_wrap=True)
     console.print(f"outputs in {out}/: selected.jsonl, scores.parquet, rejected.jsonl, manifest.json, report.html")

@@ -50,7 +50,8 @@ def test_coevolve_cells_take_the_same_budget_and_are_compared(tiny_model: Path, 
     assert per_round == [5, 5]
     assert not (select_dir / "round-01" / "eval").exists()  # the cell evaluates the final selection only
     compared = json.loads((out / "comparison.json").read_text())
-    assert [c["method"] for c in compared] == ["coevolve2"]
+    assert [c["method"] for c in compared["bootstrap"]] == ["coevolve2"]
+    assert [m["method"] for m in compared["benchmarks"][0]["methods"]] == ["coevolve2"]
     assert "coevolve2" in (out / "results.md").read_text()
 
 

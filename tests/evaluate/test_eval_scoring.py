@@ -114,3 +114,27 @@ def test_count_continuation_tokens_moves_trailing_space(tokenizer) -> None:
     assert harness.count_continuation_tokens(tokenizer, "Answer: ", "Paris") == harness.count_continuation_tokens(
         tokenizer, "Answer:", " Paris"
     )
+
+
+def test_mmlu_in_nll_mode_scores_the_full_answer_text(tokenizer) -> None:
+    """A single letter's NLL is never an outcome: in nll mode MMLU is its cloze form."""
+    from daar.evaluate import prompts
+
+    if not (BENCH / "nq_open.jsonl.gz").exists():
+        pytest.skip(f"benchmark files not found at {BENCH}")
+    spec = prompts.in_mode(get_task("mmlu"), "nll")
+    assert spec.kind == "mmlu_cloze" and spec.choice
+    assert prompts.in_mode(get_task("mmlu"), "generate").kind == "mmlu"
+    rows = load_task_rows(get_task("mmlu"), BENCH, limit=3)
+    docs = harness.build_docs(spec, rows, [], 0, tokenizer, "nll")
+    task = harness.build_task(spec, rows, docs, "nll")
+    for doc, row in zip(docs, rows, strict=True):
+        answer = row["choices"]["ABCD".index(row["answer"])]
+        assert doc["_reference"] == " " + answer
+        assert doc["_prompt"].endswith(f"Question: {row['question'].strip()}\nAnswer:")
+        assert "\nA. " not in doc["_prompt"]  # the options are not listed: the model writes the answer itself
+        assert doc["_ntok"] == len(tokenizer(" " + answer, add_special_tokens=False)["input_ids"])
+        assert task.doc_to_choice(doc) == list(row["choices"])
+        gold = doc["_gold"]
+        right = [(-1.0 if i == gold else -9.0, False) for i in range(4)]
+        assert task.process_results(doc, right) == {"acc": 1.0, "acc_norm": 1.0, "nll": (-1.0, doc["_ntok"])}

@@ -80,12 +80,13 @@ def test_csv_has_one_row_per_cell_base_first(cells: list[dict]) -> None:
     rows = list(csv.DictReader(io.StringIO(to_csv(cells, TASKS))))
     assert len(rows) == len(cells)
     assert list(rows[0]) == [
-        "method", "ratio", "seed", "selected_rows", "train_tokens", "nq", "gsm8k", "average",
-        "select_seconds", "tune_seconds", "eval_seconds",
+        "method", "ratio", "seed", "draw", "selected_rows", "train_tokens", "heldout_macro", "nq", "gsm8k", "average",
+        "select_seconds", "tune_seconds", "eval_seconds", "heldout_seconds",
     ]  # fmt: skip
     assert (rows[0]["method"], rows[0]["ratio"], rows[0]["seed"], rows[0]["tune_seconds"]) == ("base", "", "", "")
     assert (rows[1]["method"], rows[1]["seed"], rows[1]["nq"], rows[1]["average"]) == ("daar", "1", "2", "1.5")
     assert rows[1]["selected_rows"] == "20" and rows[1]["tune_seconds"] == "30"
+    assert (rows[0]["draw"], rows[1]["draw"], rows[1]["heldout_macro"]) == ("", "1", "")
 
 
 def test_write_tables_makes_all_three_files(cells: list[dict], tmp_path: Path) -> None:

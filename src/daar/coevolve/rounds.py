@@ -39,7 +39,8 @@ from daar.probe.examples import ExampleError, ExampleWriter, domain_examples
 from daar.read import Pool, file_sha256, read_pool
 from daar.select.base import Context, choose, make_selector
 from daar.tune import tune
-from daar.utils.cache import atomic_path, code_version, read_json, shared_cache, stable_key, write_json, write_jsonl
+from daar.utils.cache import atomic_path, read_json, shared_cache, stable_key, write_json, write_jsonl
+from daar.utils.code import code_closure
 from daar.utils.progress import console
 from daar.write import MANIFEST
 from daar.write.run import RunResult, RunWriter
@@ -47,7 +48,8 @@ from daar.write.run import RunResult, RunWriter
 ROUND_FILE = "round.json"
 PICKS_FILE = "picks.json"
 EXAMPLES_FILE = "examples.json"
-CODE = ("daar.coevolve.rounds", "daar.coevolve.summary", "daar.select.daar", "daar.select.strategies", "daar.tune.lora")
+# The code behind the rounds: everything this module reaches, and the selectors (found by name).
+CODE = ("daar.coevolve.rounds", "daar.select")
 
 
 @dataclass
@@ -119,7 +121,7 @@ class Coevolution:
             cfg.eval is None,
             fingerprint(resolve_model(cfg.select.model)),
             file_sha256(Path(examples)) if examples and Path(examples).is_file() else None,
-            code_version(*CODE),
+            code_closure(CODE),
         )
 
     # ------------------------------------------------------------------------------- one round

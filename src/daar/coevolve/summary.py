@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 
 from daar.coevolve.config import CoevolveConfig
-from daar.evaluate.settings import SCORING_CODE, headline_metrics
+from daar.evaluate.settings import SCORING_ENTRY, headline_metrics
 from daar.models.adapter import adapter_fingerprint
 from daar.pipeline import ground_truth, truth_labels
 from daar.read import Pool
 from daar.report import write_report_safely
-from daar.utils.cache import code_version, read_json, stable_key, write_json, write_text
+from daar.utils.cache import read_json, stable_key, write_json, write_text
+from daar.utils.code import code_closure
 from daar.write.run import RunWriter
 
 EVAL_FILE = "round_eval.json"
@@ -48,7 +49,7 @@ def evaluate_round(cfg: CoevolveConfig, adapter: Path | None, out: Path) -> Roun
         cfg.select.model,
         adapter_fingerprint(adapter) if adapter else None,
         cfg.device,
-        code_version(*SCORING_CODE),
+        code_closure(SCORING_ENTRY),
     )
     saved = Path(out) / EVAL_FILE
     if saved.is_file():

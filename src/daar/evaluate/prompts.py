@@ -13,6 +13,11 @@ of the reference and the `generate` score of a free answer look at the same ques
 - hellaswag: "<activity>: <context>" continued by each of the 4 endings.
 - mmlu: the MMLU header for the subject, `k` dev questions of the same subject with their
   letters, then the question; the choices are the letters " A".." D".
+- mmlu_cloze (MMLU in `nll` mode): the header, then "Question: <q>\nAnswer:"; the choices are the
+  answer texts themselves, so the NLL reported is that of the full right answer. A single letter's
+  NLL says how the model spreads its mass over four letters, not whether it knows the answer: at
+  135M MMLU accuracy is at chance, and in the first study that letter's NLL moved the benchmark
+  average most (docs/EVIDENCE.md, section 5).
 """
 
 from __future__ import annotations
@@ -68,14 +73,30 @@ def build_prompt(spec: TaskSpec, row: dict[str, Any], shots: list[dict[str, Any]
         header = f"The following are multiple choice questions (with answers) about {subject}.\n\n"
         examples = "".join(f"{_mmlu_block(s)} {s['answer']}\n\n" for s in shots)
         return header + examples + _mmlu_block(row)
+    if kind == "mmlu_cloze":
+        subject = row["subject"].replace("_", " ")
+        header = f"The following are questions (with answers) about {subject}.\n\n"
+        examples = "".join(f"{_cloze_block(s)} {s['choices'][LETTERS.index(s['answer'])]}\n\n" for s in shots)
+        return header + examples + _cloze_block(row)
     raise ValueError(f"no prompt for task kind {kind!r}")
+
+
+def _cloze_block(row: dict[str, Any]) -> str:
+    return f"Question: {row['question'].strip()}\nAnswer:"
+
+
+def in_mode(spec: TaskSpec, mode: str) -> TaskSpec:
+    """The task as scored in `mode`: MMLU in `nll` mode is its cloze form (see the module docstring)."""
+    from dataclasses import replace
+
+    return replace(spec, kind="mmlu_cloze") if mode == "nll" and spec.kind == "mmlu" else spec
 
 
 def pick_shots(spec: TaskSpec, row: dict[str, Any], pool: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
     """The first `k` few-shot rows for `row` (MMLU: of the same subject), never the row itself."""
     if k <= 0:
         return []
-    if spec.kind == "mmlu":
+    if spec.kind in ("mmlu", "mmlu_cloze"):
         pool = [s for s in pool if s["subject"] == row["subject"]]
     return [s for s in pool if s is not row][:k]
 
@@ -97,11 +118,15 @@ def reference(spec: TaskSpec, row: dict[str, Any]) -> str:
         return " " + row["endings"][int(row["label"])]
     if kind == "mmlu":
         return " " + row["answer"]
+    if kind == "mmlu_cloze":
+        return " " + row["choices"][LETTERS.index(row["answer"])]
     raise ValueError(f"no reference for task kind {kind!r}")
 
 
 def choices(spec: TaskSpec, row: dict[str, Any]) -> list[str]:
     """Options of a choice task (the harness puts a space between context and option)."""
+    if spec.kind == "mmlu_cloze":
+        return list(row["choices"])
     return list(row["endings"]) if spec.kind == "hellaswag" else list(LETTERS)
 
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from daar.errors import UserError
 
-Kind = Literal["qa", "gsm8k", "math", "mbpp", "humaneval", "hellaswag", "mmlu"]
+Kind = Literal["qa", "gsm8k", "math", "mbpp", "humaneval", "hellaswag", "mmlu", "mmlu_cloze"]
 
 ENV_BENCH_DIR = "DAAR_BENCH_DIR"
 
@@ -51,7 +51,7 @@ class TaskSpec:
     @property
     def choice(self) -> bool:
         """Scored by log-likelihood choice among options (same in both modes)."""
-        return self.kind in ("hellaswag", "mmlu")
+        return self.kind in ("hellaswag", "mmlu", "mmlu_cloze")
 
 
 TASKS: dict[str, TaskSpec] = {

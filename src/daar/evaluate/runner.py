@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from daar.evaluate import harness
+from daar.evaluate import harness, prompts
 from daar.evaluate.metrics import CodeCheck
 from daar.evaluate.registry import EvalError, load_fewshot_rows, load_task_rows, parse_tasks, resolve_data_dir
 from daar.evaluate.sandbox import run_python
@@ -90,8 +90,9 @@ def evaluate(
         if shots and not pool:
             raise EvalError(f"task {spec.name!r} has no few-shot examples; use num_fewshot 0")
         t0 = time.perf_counter()
-        docs = harness.build_docs(spec, rows, pool, shots, tokenizer, mode)
-        task = harness.build_task(spec, rows, docs, mode, run_code, max_gen_toks)
+        scored = prompts.in_mode(spec, mode)
+        docs = harness.build_docs(scored, rows, pool, shots, tokenizer, mode)
+        task = harness.build_task(scored, rows, docs, mode, run_code, max_gen_toks)
         metrics, samples = harness.run_task(wrapper, task, seed)
         results[spec.name] = {
             "metrics": metrics,

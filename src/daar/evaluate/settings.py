@@ -1,6 +1,6 @@
 """How a model is scored, as settings: what an experiment, a co-evolution and `daar eval` share.
 
-The settings, the code whose source keys a cached score (SCORING_CODE), and the one headline metric
+The settings, the entry of the code whose source keys a cached score (SCORING_ENTRY), and the one headline metric
 per task live here, below every command that evaluates, so none of them imports another for it.
 """
 
@@ -15,16 +15,10 @@ from daar.config import renamed
 from daar.evaluate.prompts import generation_metric
 from daar.evaluate.registry import get_task
 
-# The code behind a score: a cached score made by other code is computed again.
-SCORING_CODE = (
-    "daar.evaluate.harness",
-    "daar.evaluate.prompts",
-    "daar.evaluate.metrics",
-    "daar.evaluate.sandbox",
-    "daar.evaluate._sandbox_launcher",
-    "daar.evaluate._sandbox_program",
-    "daar.evaluate._sandbox_guard",
-)
+# The code behind a score is everything the evaluation package reaches (daar.utils.code.code_closure;
+# the sandbox's launcher and program run as scripts, so the whole package is named): a cached score
+# made by other code is computed again.
+SCORING_ENTRY = ("daar.evaluate",)
 
 
 class EvalSettings(BaseModel):

@@ -18,12 +18,15 @@ from typing import Any
 from daar.coevolve.config import CoevolveConfig
 from daar.coevolve.rounds import Coevolution
 from daar.config import runtime_of
-from daar.evaluate.settings import SCORING_CODE, headline_metrics
+from daar.evaluate.settings import SCORING_ENTRY, headline_metrics
 from daar.experiment.config import COEVOLVE, ExperimentConfig
+from daar.experiment.heldout import SAMPLES_FILE as HELDOUT_SAMPLES
+from daar.experiment.heldout import score_heldout
 from daar.pipeline import run_select
 from daar.read import file_sha256
 from daar.tune import tune
-from daar.utils.cache import code_version, read_json, stable_key, write_json
+from daar.utils.cache import read_json, stable_key, write_json
+from daar.utils.code import code_closure
 
 BASE = "base"
 CELL_FILE = "cell.json"
@@ -31,11 +34,13 @@ CELL_FILE = "cell.json"
 
 @dataclass(frozen=True)
 class Cell:
-    """A method at a ratio with a seed; the base model is the cell with method `base` and neither."""
+    """A method at a ratio with a tuning seed (and, for a method drawn several times per seed, its
+    draw); the base model is the cell with method `base` and none of them."""
 
     method: str
     ratio: float | None = None
     seed: int | None = None
+    draw: int = 1
 
     @property
     def is_base(self) -> bool:
@@ -43,14 +48,30 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return BASE if self.is_base else f"{self.method}-r{self.ratio:g}-s{self.seed}"
+        if self.is_base:
+            return BASE
+        return f"{self.method}-r{self.ratio:g}-s{self.seed}" + (f"-d{self.draw}" if self.draw > 1 else "")
+
+    @property
+    def selection_seed(self) -> int:
+        assert self.seed is not None
+        return selection_seed(self.seed, self.draw)
+
+
+def selection_seed(seed: int, draw: int) -> int:
+    """The seed of a cell's selection: the tuning seed for the first draw (so a one-draw method is
+    selected as before draws existed), 10,000 x draw + seed for the others."""
+    return seed if draw == 1 else 10_000 * draw + seed
 
 
 def plan(config: ExperimentConfig) -> list[Cell]:
-    """Every cell: the base model first, then seed by seed every method at every ratio, so that an
-    experiment stopped half-way already holds comparable cells of every method."""
+    """Every cell: the base model first, then seed by seed every method at every ratio (each draw),
+    so that an experiment stopped half-way already holds comparable cells of every method."""
     cells = [Cell(BASE)]
-    cells += [Cell(m, r, s) for s in config.seeds for m in config.method_names for r in config.ratios]
+    for s in config.seeds:
+        for m in config.method_names:
+            draws = config.method_spec(m).draws
+            cells += [Cell(m, r, s, d) for r in config.ratios for d in range(1, draws + 1)]
     return cells
 
 
@@ -62,28 +83,24 @@ def matched_cell(config: ExperimentConfig, cell: Cell) -> Cell | None:
     return Cell(other, cell.ratio, cell.seed) if other else None
 
 
-# The code behind a cell's numbers: a finished cell made by other code is computed again.
-CELL_CODE = (
-    "daar.pipeline",
-    "daar.select.strategies",
-    "daar.select.daar",
-    "daar.select.baselines",
-    "daar.select.members",
-    "daar.select.stratified",
-    "daar.select.budget",
-    "daar.tune.lora",
-    "daar.tune.data",
-    "daar.coevolve.rounds",
-    "daar.coevolve.config",
-)
+# The code behind a cell's numbers is everything this module imports, directly or not (selectors are
+# found by name, so their package is named too): a finished cell made by other code is computed again.
+CELL_ENTRY = ("daar.experiment.cells", "daar.select")
+HELDOUT_ENTRY = ("daar.experiment.heldout",)
 
 
 def cell_key(
-    config: ExperimentConfig, cell: Cell, pool_sha256: str, model_fingerprint: str, matched_key: str | None = None
+    config: ExperimentConfig,
+    cell: Cell,
+    pool_sha256: str,
+    model_fingerprint: str,
+    matched_key: str | None = None,
+    heldout_sha256: str | None = None,
 ) -> str:
     """Hash of everything the cell's numbers depend on (the base model's: only the model and scoring):
-    settings, the pool's and the seeds file's content, the model's content, the code's source, and
-    the key of the cell whose selection sets its token budget."""
+    settings, the pool's, held-out rows' and examples file's content, the model's content, the code
+    it runs (the import closure of its entry module, daar.utils.code), and the key of the cell
+    whose selection sets its token budget."""
     scoring = (
         "model",
         config.model,
@@ -91,12 +108,13 @@ def cell_key(
         "eval",
         config.eval.model_dump(mode="json"),
         config.device,
-        code_version(*SCORING_CODE),
+        code_closure(SCORING_ENTRY),
+        *_heldout_key(config, heldout_sha256),
     )
     if cell.is_base:
         return stable_key(*scoring)
     assert cell.ratio is not None and cell.seed is not None
-    select = config.select_config(cell.method, cell.ratio, cell.seed)
+    select = config.select_config(cell.method, cell.ratio, cell.selection_seed)
     examples = select.examples_file
     examples_sha = file_sha256(examples) if examples and Path(examples).is_file() else None
     # where the cache lies changes no number
@@ -113,9 +131,16 @@ def cell_key(
         rounds,
         "tune",
         tune,
-        code_version(*CELL_CODE),
+        code_closure(CELL_ENTRY),
+        *(("draw", cell.draw) if cell.draw > 1 else ()),
         *(("matched", matched_key) if matched_key else ()),
     )
+
+
+def _heldout_key(config: ExperimentConfig, heldout_sha256: str | None) -> tuple[Any, ...]:
+    if config.heldout is None or heldout_sha256 is None:
+        return ()
+    return ("heldout", heldout_sha256, config.heldout.model_dump(mode="json"), code_closure(HELDOUT_ENTRY))
 
 
 def load_cell(folder: Path, key: str | None = None) -> dict[str, Any] | None:
@@ -133,13 +158,21 @@ def load_cell(folder: Path, key: str | None = None) -> dict[str, Any] | None:
 
 
 def run_cell(
-    config: ExperimentConfig, cell: Cell, pool_path: Path, folder: Path, cache_dir: Path, key: str
+    config: ExperimentConfig,
+    cell: Cell,
+    pool_path: Path,
+    folder: Path,
+    cache_dir: Path,
+    key: str,
+    heldout: Path | None = None,
 ) -> dict[str, Any]:
-    """Compute one cell (select, tune, evaluate; the base cell only evaluates) and write its cell.json."""
+    """Compute one cell (select, tune, evaluate; the base cell only evaluates) and write its cell.json;
+    with `heldout` (the experiment's held-out rows), their NLL too."""
     folder.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     cached: dict[str, bool] = {}
     result: dict[str, Any] = {"cell": cell.name, "method": cell.method, "ratio": cell.ratio, "seed": cell.seed}
+    result["draw"] = cell.draw
     adapter: Path | None = None
     if not cell.is_base:
         assert cell.ratio is not None and cell.seed is not None
@@ -160,6 +193,13 @@ def run_cell(
     start = time.perf_counter()
     report = _evaluate(config, adapter, folder / "eval")
     seconds["eval"] = round(time.perf_counter() - start, 3)
+    if config.heldout is not None and heldout is not None:
+        start = time.perf_counter()
+        template = config.tune_config(cell.seed or 0).template
+        result["heldout"] = score_heldout(
+            config.model, adapter, heldout, folder / "eval", device=config.device, template=template
+        ) | {"samples": str(folder / "eval" / HELDOUT_SAMPLES)}
+        seconds["heldout"] = round(time.perf_counter() - start, 3)
 
     metrics = headline_metrics(list(report["tasks"]), config.eval.mode)
     scores = {task: float(report["tasks"][task]["metrics"][name]) for task, name in metrics.items()}
@@ -185,7 +225,7 @@ def _select(
 ) -> dict[str, Any]:
 
     assert cell.ratio is not None and cell.seed is not None
-    settings = config.select_config(cell.method, cell.ratio, cell.seed, matched)
+    settings = config.select_config(cell.method, cell.ratio, cell.selection_seed, matched)
     spec = config.method_spec(cell.method)
     if spec.method == COEVOLVE:
         run = _coevolve(config, settings, spec.coevolve, cell.seed, pool_path, out, cache_dir)

@@ -124,6 +124,8 @@ def comparisons(
     (on `metrics` instead of the headline metrics when given)."""
     items: dict[tuple[str, float], dict[int, dict[str, ItemScores]]] = {}
     for cell in cells:
+        if cell.get("draw", 1) > 1:
+            continue  # a method's further draws are the noise floor's (daar.experiment.paired), not paired here
         scores = load_items(cell, metrics) if cell.get("ratio") is not None else None
         if scores is not None:
             items.setdefault((cell["method"], cell["ratio"]), {})[int(cell["seed"])] = scores

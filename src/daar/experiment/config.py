@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from daar.config import DEFAULT_MODEL, Runtime, SelectConfig, load_yaml_file, runtime_of
 from daar.errors import UserError
 from daar.evaluate.settings import EvalSettings
+from daar.experiment.heldout import HeldoutSettings
 from daar.probe.examples import load_examples_file
 from daar.select.base import available_selectors
 from daar.tune.settings import TuneConfig
@@ -51,6 +52,10 @@ class MethodSpec(BaseModel):
     # Another method of the experiment: each cell of this one takes as its token budget the training
     # tokens of that method's selection at the same ratio and seed (random at DaaR's token count).
     match_tokens: str | None = None
+    # Selections per tuning seed, each drawn with a selection seed of its own (daar.experiment.cells.
+    # selection_seed): `random` with draws 2 is two random draws tuned with the same seed, whose
+    # difference is the study's noise floor (docs/EVIDENCE.md).
+    draws: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _coevolve_settings(self) -> MethodSpec:
@@ -89,7 +94,16 @@ class ExperimentConfig(Runtime):
     select: dict[str, Any] = Field(default_factory=dict)
     tune: dict[str, Any] = Field(default_factory=dict)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    # Rows of the pool outside `sample` scored by their response NLL, grouped by a field no selector
+    # reads (daar.experiment.heldout); with it, held-out macro NLL is the study's primary measure.
+    heldout: HeldoutSettings | None = None
     out: Path | None = None
+
+    @model_validator(mode="after")
+    def _heldout_needs_sample(self) -> ExperimentConfig:
+        if self.heldout is not None and self.sample is None:
+            raise ValueError("heldout: rows are held out from the rows outside `sample`; set sample too")
+        return self
 
     @field_validator("methods")
     @classmethod
@@ -174,8 +188,9 @@ class ExperimentConfig(Runtime):
         return values
 
     def select_config(self, method: str, ratio: float, seed: int, matched: Path | None = None) -> SelectConfig:
-        """The SelectConfig of one cell: the `select:` overrides plus the cell's method, ratio and seed
-        (and, for a method that matches tokens, the run folder whose selection sets its budget)."""
+        """The SelectConfig of one cell: the `select:` overrides plus the cell's method, ratio and
+        selection seed (and, for a method that matches tokens, the run folder whose selection sets
+        its budget)."""
         spec = self.method_spec(method)
         data = {**runtime_of(self), **merge(self.select, spec.select)}
         data |= {"method": "daar" if spec.method == COEVOLVE else spec.method, "model": self.model, "ratio": ratio}

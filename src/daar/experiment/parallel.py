@@ -145,11 +145,12 @@ def _start(config: ExperimentConfig, cell: Cell, key: str, paths: dict[str, Path
     folder.mkdir(parents=True, exist_ok=True)
     job = {
         "config": config.result_dict(),
-        "cell": {"method": cell.method, "ratio": cell.ratio, "seed": cell.seed},
+        "cell": {"method": cell.method, "ratio": cell.ratio, "seed": cell.seed, "draw": cell.draw},
         "pool_path": str(Path(paths["pool_path"]).resolve()),
         "folder": str(folder.resolve()),
         "cache_dir": str(Path(paths["cache_dir"]).resolve()),
         "key": key,
+        "heldout": str(Path(paths["heldout"]).resolve()) if paths.get("heldout") else None,
     }
     write_json(folder / JOB_FILE, job)
     env = dict(os.environ)

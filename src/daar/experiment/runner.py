@@ -22,9 +22,20 @@ from daar.experiment.cells import BASE, Cell, cell_key, load_cell, matched_cell,
 from daar.experiment.compare import comparison_markdown, comparisons
 from daar.experiment.config import ConfigError, ExperimentConfig
 from daar.experiment.evidence import evidence_markdown
+from daar.experiment.heldout import HELDOUT_FILE, draw_heldout, write_heldout
+from daar.experiment.paired import benchmark_values, compare_seeds, heldout_values, seeds_markdown
 from daar.experiment.parallel import auto_parallel, run_cells
 from daar.experiment.plot import plot_results
-from daar.experiment.table import AVERAGE, PARTS, aggregate, column_title, mix_markdown, to_csv, to_markdown
+from daar.experiment.table import (
+    AVERAGE,
+    PARTS,
+    aggregate,
+    column_title,
+    heldout_markdown,
+    mix_markdown,
+    to_csv,
+    to_markdown,
+)
 from daar.models import fingerprint, resolve_model
 from daar.read import file_sha256, read_pool
 from daar.utils.cache import read_json, shared_cache, write_json, write_jsonl, write_text
@@ -76,9 +87,11 @@ def make_plan(config: ExperimentConfig, out_dir: Path, write: bool = True) -> Pl
     pool_path, pool_info = prepare_pool(config, out_dir, write=write)
     cells = plan(config)
     keys: dict[str, str] = {}
+    heldout_sha = pool_info.get("heldout", {}).get("sha256")
     for cell in sorted(cells, key=lambda c: matched_cell(config, c) is not None):  # sources first
         source = matched_cell(config, cell)
-        keys[cell.name] = cell_key(config, cell, pool_info["sha256"], model_fp, keys[source.name] if source else None)
+        matched_key = keys[source.name] if source else None
+        keys[cell.name] = cell_key(config, cell, pool_info["sha256"], model_fp, matched_key, heldout_sha)
     results = {c.name: load_cell(out_dir / "cells" / c.name, keys[c.name]) for c in cells}
     return Plan(config, out_dir, tasks, pool_path, pool_info, model_fp, cells, keys, results)
 
@@ -119,6 +132,9 @@ def _run(p: Plan, started: str, clock: float) -> ExperimentResult:
         console.print(f"[{index}/{len(p.cells)}] {cell.name}: {_summary(result)}")
 
     paths = {"pool_path": p.pool_path, "out_dir": p.out_dir, "cache_dir": Path(p.config.cache_dir or shared_cache())}
+    heldout = p.out_dir / HELDOUT_FILE if p.config.heldout is not None else None
+    if heldout is not None:
+        paths["heldout"] = heldout
     if workers > 1:
         computed = run_cells(p.config, p.cells, p.results, p.keys, paths, workers, report)
     else:
@@ -128,7 +144,7 @@ def _run(p: Plan, started: str, clock: float) -> ExperimentResult:
                 continue
             console.print(f"[{index}/{len(p.cells)}] {cell.name}: [bold]running[/]")
             folder = p.out_dir / "cells" / cell.name
-            result = run_cell(p.config, cell, p.pool_path, folder, paths["cache_dir"], p.keys[cell.name])
+            result = run_cell(p.config, cell, p.pool_path, folder, paths["cache_dir"], p.keys[cell.name], heldout)
             p.results[cell.name] = result
             computed.append(cell.name)
             report(index, cell, result)
@@ -151,14 +167,30 @@ def _run(p: Plan, started: str, clock: float) -> ExperimentResult:
 
 
 def write_tables(cells: list[dict[str, Any]], tasks: list[str], mode: str, out_dir: Path, notes: list[str]) -> None:
-    """results.csv, results.md, comparison.json and results.png from the cells' results."""
+    """results.csv, results.md, comparison.json and results.png from the cells' results.
+
+    With held-out rows, the held-out NLL per group comes first and is the primary comparison."""
     metrics = headline_metrics(tasks, mode)
     rows = aggregate(cells, tasks)
     found = comparisons(cells, tasks)
-    write_json(out_dir / "comparison.json", found)
-    write_text(out_dir / "results.csv", to_csv(cells, tasks))
     titles = {t: column_title(t) for t in [*tasks, AVERAGE]}
-    text = to_markdown(rows, tasks, metrics, mode, notes) + comparison_markdown(found, tasks, mode, titles)
+    ratios = sorted({c["ratio"] for c in cells if c.get("ratio") is not None})
+    lower = mode == "nll"
+    heldout = [compare_seeds(cells, heldout_values, r) for r in ratios]
+    bench = [compare_seeds(cells, benchmark_values, r, lower_is_better=lower) for r in ratios]
+    write_json(out_dir / "comparison.json", {"heldout": heldout, "benchmarks": bench, "bootstrap": found})
+    write_text(out_dir / "results.csv", to_csv(cells, tasks))
+    text = ""
+    held_cells = [
+        c | {"scores": c["heldout"]["groups"], "average": c["heldout"]["macro"]} for c in cells if c.get("heldout")
+    ]
+    if held_cells:
+        groups = sorted(held_cells[0]["heldout"]["groups"])
+        text += heldout_markdown(aggregate(held_cells, groups), groups)
+        text += "".join(seeds_markdown(h, "Primary: held-out NLL (macro over groups)") for h in heldout)
+    text += to_markdown(rows, tasks, metrics, mode, notes)
+    text += "".join(seeds_markdown(b, "Benchmarks (secondary)", titles) for b in bench)
+    text += comparison_markdown(found, tasks, mode, titles)
     write_text(out_dir / "results.md", text + mix_markdown(cells) + evidence_markdown(cells, tasks, titles))
     plot_results(rows, tasks, mode, out_dir / "results.png")
 
@@ -188,10 +220,13 @@ def prepare_pool(config: ExperimentConfig, out_dir: Path, write: bool = True) ->
     info["seed"] = config.seed
     if config.sample is None:
         return config.pool, info | {"rows": len(read_pool(config.pool, fields)), "sha256": source_sha}
+    if config.heldout is not None:
+        info["heldout"] = {"settings": config.heldout.model_dump(mode="json")}
     target, meta_path = out_dir / "pool.jsonl", out_dir / "pool.json"
     if target.is_file() and meta_path.is_file():
         meta = read_json(meta_path)
-        if all(meta.get(k) == info[k] for k in ("source_sha256", "sample", "seed")):
+        same_heldout = meta.get("heldout", {}).get("settings") == info.get("heldout", {}).get("settings")
+        if all(meta.get(k) == info[k] for k in ("source_sha256", "sample", "seed")) and same_heldout:
             return target, meta
     pool = read_pool(config.pool, fields)
     if config.sample > len(pool):
@@ -201,6 +236,14 @@ def prepare_pool(config: ExperimentConfig, out_dir: Path, write: bool = True) ->
         return target, info | {"rows": config.sample, "source_rows": len(pool), "sha256": "(not drawn yet)"}
     write_jsonl(target, (pool.records[i].raw for i in chosen))
     info |= {"rows": len(chosen), "source_rows": len(pool), "sha256": file_sha256(target), "path": str(target)}
+    if config.heldout is not None:
+        outside = sorted(set(range(len(pool))) - set(chosen))
+        rows = draw_heldout(pool, outside, config.heldout, config.pool)
+        path = write_heldout(rows, out_dir)
+        groups = {}
+        for row in rows:
+            groups[row["group"]] = groups.get(row["group"], 0) + 1
+        info["heldout"] |= {"rows": len(rows), "groups": groups, "sha256": file_sha256(path), "path": str(path)}
     write_json(meta_path, info)
     return target, info
 

@@ -15,7 +15,7 @@ from statistics import fmean, stdev
 from typing import Any
 
 AVERAGE = "average"
-PARTS = ("select", "tune", "eval")
+PARTS = ("select", "tune", "eval", "heldout")
 METRIC_TEXT = {
     "nll": "mean negative log-likelihood per token of the reference answer",
     "exact_match": "exact match",
@@ -58,8 +58,9 @@ def aggregate(cells: list[dict[str, Any]], tasks: list[str]) -> list[Row]:
     rows: dict[tuple[str, float | None], Row] = {}
     ordered = sorted(cells, key=lambda c: c.get("ratio") is not None)  # stable: base first, rest as given
     for cell in ordered:
-        key = (cell["method"], cell.get("ratio"))
-        row = rows.setdefault(key, Row(cell["method"], cell.get("ratio")))
+        method = cell["method"] + (f" (draw {cell['draw']})" if cell.get("draw", 1) > 1 else "")
+        key = (method, cell.get("ratio"))
+        row = rows.setdefault(key, Row(method, cell.get("ratio")))
         if cell.get("seed") is not None:
             row.seeds.append(int(cell["seed"]))
         for task in tasks:
@@ -73,7 +74,7 @@ def aggregate(cells: list[dict[str, Any]], tasks: list[str]) -> list[Row]:
 
 def to_csv(cells: list[dict[str, Any]], tasks: list[str]) -> str:
     """One row per cell: method, ratio, seed, each benchmark's headline metric, the average, seconds per part."""
-    columns = ["method", "ratio", "seed", "selected_rows", "train_tokens", *tasks, AVERAGE]
+    columns = ["method", "ratio", "seed", "draw", "selected_rows", "train_tokens", "heldout_macro", *tasks, AVERAGE]
     columns += [f"{p}_seconds" for p in PARTS]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
@@ -83,6 +84,8 @@ def to_csv(cells: list[dict[str, Any]], tasks: list[str]) -> str:
             "method": cell["method"],
             "ratio": "" if cell.get("ratio") is None else cell["ratio"],
             "seed": "" if cell.get("seed") is None else cell["seed"],
+            "draw": "" if cell.get("seed") is None else cell.get("draw", 1),
+            "heldout_macro": _number(cell["heldout"]["macro"]) if cell.get("heldout") else "",
             "selected_rows": cell.get("selection", {}).get("rows", ""),
             "train_tokens": cell.get("tune", {}).get("tokens") or "",
             AVERAGE: _number(cell["average"]),
@@ -97,7 +100,10 @@ def _method_major(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The base model first, then each method's cells by ratio and seed, methods in first-seen order."""
     first = {m: i for i, m in enumerate(dict.fromkeys(c["method"] for c in cells))}
     return sorted(
-        cells, key=lambda c: (c.get("ratio") is not None, first[c["method"]], c.get("ratio") or 0, c.get("seed") or 0)
+        cells,
+        key=lambda c: (
+            c.get("ratio") is not None, first[c["method"]], c.get("ratio") or 0, c.get("seed") or 0, c.get("draw", 1)
+        ),
     )
 
 
@@ -132,14 +138,34 @@ def to_markdown(rows: list[Row], tasks: list[str], metrics: dict[str, str], mode
         lines.append(f"| {row.label} | {ratio} | {seeds} | " + " | ".join(cells) + " |")
 
     lines += ["", "## Time per part (seconds, mean per cell)", ""]
-    lines += ["| Model | Ratio | " + " | ".join(PARTS) + " | total |", "|---|---:|" + "---:|" * (len(PARTS) + 1)]
+    shown = [p for p in PARTS if any(row.seconds.get(p) for row in rows)] or list(PARTS[:3])
+    lines += ["| Model | Ratio | " + " | ".join(shown) + " | total |", "|---|---:|" + "---:|" * (len(shown) + 1)]
     for row in rows:
-        parts = [row.mean_seconds(p) for p in PARTS]
+        parts = [row.mean_seconds(p) for p in shown]
         total = sum(p for p in parts if p is not None)
         ratio = "–" if row.ratio is None else f"{row.ratio:g}"
-        shown = ["–" if p is None else f"{p:.1f}" for p in parts]
-        lines.append(f"| {row.label} | {ratio} | " + " | ".join(shown) + f" | {total:.1f} |")
+        texts = ["–" if p is None else f"{p:.1f}" for p in parts]
+        lines.append(f"| {row.label} | {ratio} | " + " | ".join(texts) + f" | {total:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def heldout_markdown(rows: list[Row], groups: list[str]) -> str:
+    """Held-out NLL per group and its macro average, mean ± std over seeds (the base model once)."""
+    columns = [*groups, AVERAGE]
+    lines = ["# Held-out NLL per response token, by group (primary)", ""]
+    lines.append("Rows of the pool outside the sample, never selectable; macro: the mean over groups. Lower is better.")
+    lines += ["", "| Model | Ratio | Seeds | " + " | ".join(c if c != AVERAGE else "macro" for c in columns) + " |"]
+    lines.append("|---|---:|---:|" + "---:|" * len(columns))
+    for row in rows:
+        shown = []
+        for column in columns:
+            mean, std = row.mean(column), row.std(column)
+            text = "–" if mean is None else f"{mean:.4f}"
+            shown.append(text + (f" ± {std:.4f}" if std is not None else ""))
+        ratio = "–" if row.ratio is None else f"{row.ratio:g}"
+        seeds = "–" if row.ratio is None else str(len(row.seeds))
+        lines.append(f"| {row.label} | {ratio} | {seeds} | " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n\n"
 
 
 def mix_markdown(cells: list[dict[str, Any]]) -> str:

@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     cell = Cell(**job["cell"])
     try:
         with torch_threads(config.threads):
-            run_cell(config, cell, Path(job["pool_path"]), Path(job["folder"]), Path(job["cache_dir"]), job["key"])
+            heldout = Path(job["heldout"]) if job.get("heldout") else None
+            folder, cache = Path(job["folder"]), Path(job["cache_dir"])
+            run_cell(config, cell, Path(job["pool_path"]), folder, cache, job["key"], heldout)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return USER_ERROR_EXIT

@@ -125,6 +125,10 @@ def _run_view(run: RunData, prefix: str) -> tuple[dict[str, Any], list[PngFigure
         "mix": mix,
         "analysis_note": build.analysis_note(run),
         "warnings": list(manifest.get("warnings") or []),
+        "fields": [
+            (name, [(v, c["rows"], c["kept"], f"{100 * c['share_kept']:.1f}") for v, c in shown["values"].items()])
+            for name, shown in (manifest.get("shown_fields") or {}).items()
+        ],
         "rounds": rounds,
     }
     figures = histograms + ([map_png] if map_png else []) + [m["figure"] for m in mix]

@@ -36,6 +36,7 @@ from daar.read import Pool, Record, file_sha256
 from daar.select import strategies
 from daar.select.base import Artifacts, Context, Scores, Selector, register
 from daar.select.members import Member, fit_length_lines, fitted_files, mean_of, member_metrics, member_seeds
+from daar.select.subclusters import assign_subclusters, fit_scale, fit_subclusters, standardise
 from daar.utils.cache import (
     atomic_dir,
     atomic_path,
@@ -72,6 +73,8 @@ class DaarSelector(Selector):
         self.centroids: np.ndarray | None = None  # (K, d) centroids of the domain examples' e(x)
         self.members: list[Member] = []
         self.length_lines: np.ndarray | None = None  # (K, 2), with reward_adjust "length"
+        self.sub_centers: np.ndarray | None = None  # (K, S, d) sub-cluster centers in f(x), with subclusters S
+        self.sub_scale: np.ndarray | None = None  # (2, d) mean and scale that standardise f(x) for them
         self.info: dict = {}
         self.examples_folder: Path | None = None
         self.examples: dict[str, list[ExampleRow]] = {}  # the example rows of the last fit, per domain
@@ -115,6 +118,12 @@ class DaarSelector(Selector):
             found = self._member_scores(hid, ctx)
             lines = fit_length_lines(found["reward"], np.log1p(chars), self._groups(found), len(self.domains))
             self.length_lines = lines
+        self.sub_centers = self.sub_scale = None
+        if cfg.subclusters:
+            groups = self._groups(self._member_scores(hid, ctx))
+            self.sub_scale = fit_scale(hid)
+            x = standardise(hid, self.sub_scale)
+            self.sub_centers = fit_subclusters(x, groups, len(self.domains), cfg.subclusters, cfg.seed)
         return self
 
     def _fit_member(self, emb: np.ndarray, hid: np.ndarray, features_key: str, ctx: Context, seed: int) -> Member:
@@ -252,6 +261,9 @@ class DaarSelector(Selector):
         scores["pseudo_domain"] = np.array(self.domains, dtype=object)[probs.argmax(1)]
         for j, name in enumerate(self.domains):
             scores[f"prob_{name}"] = probs[:, j]
+        if self.sub_centers is not None and self.sub_scale is not None:
+            x = standardise(hid, self.sub_scale)
+            scores["subcluster"] = assign_subclusters(x, probs.argmax(1), self.sub_centers)
         return scores
 
     def cut(self, scores: Scores, n: int, cfg: SelectConfig) -> np.ndarray:
@@ -260,6 +272,11 @@ class DaarSelector(Selector):
         group = scores["pseudo_domain"]
         if cfg.strategy == "overall":
             return strategies.top_n(scores["score"], n)
+        if cfg.strategy == "balanced" and self.sub_centers is not None:
+            count = self.sub_centers.shape[1]
+            return strategies.nested_balanced(
+                scores["score"], group, scores["subcluster"], self.domains, count, n, cfg.shares
+            )
         if cfg.strategy == "balanced":
             return strategies.balanced(scores["score"], group, self.domains, n, cfg.shares)
         assert cfg.target is not None  # the config validator demands it for "customized"
@@ -299,6 +316,9 @@ class DaarSelector(Selector):
             arrays |= {f"clusters-{m}": member.cluster_centers for m, member in enumerate(self.members) if m}
             if self.length_lines is not None:
                 arrays["length_lines"] = self.length_lines
+            if self.sub_centers is not None and self.sub_scale is not None:
+                arrays["subclusters"] = self.sub_centers
+                arrays["subcluster_scale"] = self.sub_scale
             save_arrays(tmp / "centroids.safetensors", **arrays)
             files.append("centroids.safetensors")
             meta: dict = {"version": FITTED_VERSION, "domains": self.domains, "info": self.info}
@@ -329,6 +349,8 @@ class DaarSelector(Selector):
         arrays = load_arrays(folder / "centroids.safetensors")
         self.centroids = arrays["examples"] if "examples" in arrays else arrays["seeds"]  # fitted before 0.2
         self.length_lines = arrays.get("length_lines")
+        self.sub_centers = arrays.get("subclusters")
+        self.sub_scale = arrays.get("subcluster_scale")
         described = [
             {"seed": self.info.get("ensemble_seeds", [0])[0], **meta},
             *meta.get("members", []),

@@ -79,6 +79,30 @@ def balanced(
     return by_quota(score, group, names, allocate(sizes, weights, n))
 
 
+def nested_balanced(
+    score: np.ndarray,
+    group: np.ndarray,
+    sub: np.ndarray,
+    names: Sequence[str],
+    subclusters: int,
+    n: int,
+    shares: Shares = "equal",
+) -> np.ndarray:
+    """`balanced` one level down: each group's quota (as `balanced` gives it) split over its
+    sub-clusters in proportion to their sizes, the highest scores inside each sub-cluster. `sub`
+    holds each row's sub-cluster index (0 .. subclusters - 1) inside its group."""
+    sizes = group_sizes(group, names)
+    weights = np.ones(len(names)) if shares == "equal" else sizes.astype(np.float64)
+    chosen = []
+    for name, quota in zip(names, allocate(sizes, weights, n), strict=True):
+        members = np.flatnonzero(group == name)
+        cells = [str(s) for s in range(subclusters)]
+        local = np.asarray(sub[members]).astype(str)
+        inner = allocate(group_sizes(local, cells), group_sizes(local, cells).astype(np.float64), int(quota))
+        chosen.append(members[by_quota(score[members], local, cells, inner)])
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
 def customized(
     score: np.ndarray,
     group: np.ndarray,
