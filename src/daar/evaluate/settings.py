@@ -24,6 +24,8 @@ SCORING_CODE = (
     "daar.evaluate._sandbox_launcher",
     "daar.evaluate._sandbox_program",
     "daar.evaluate._sandbox_guard",
+    "daar.evaluate._sandbox_judge",
+    "daar.evaluate._sandbox_wire",
 )
 
 
