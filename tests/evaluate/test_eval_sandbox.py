@@ -123,6 +123,10 @@ def test_other_interpreters_run_with_their_standard_library() -> None:
     for python in dict.fromkeys(p for p in candidates if p and os.path.exists(p)):
         result = run_python("import heapq, decimal, json\nprint(heapq.nsmallest(1, [3, 1]))", python=python)
         assert result.passed and result.stdout == "[1]\n", (python, result.stderr[-300:])
+        # another interpreter imports the launcher's modules from their folder instead of our compiled code
+        judged = [run_python(f"def f(x):\n    return {answer}\n", tests="assert f(2) == 4\n", python=python)
+                  for answer in ("x * 2", "x")]
+        assert [r.status for r in judged] == ["passed", "failed"], (python, judged[0].stderr[-300:])
     with pytest.warns(RuntimeWarning, match="nonexistent"):
         missing = run_python("print(1)", python="/nonexistent/python3")
     assert missing.status == "error" and "nonexistent" in missing.stderr

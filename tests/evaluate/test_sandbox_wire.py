@@ -146,6 +146,8 @@ def test_the_judge_passes_and_fails_on_plain_answers() -> None:
     outcome, _ = _judged("try:\n    add(1, 2)\nexcept ValueError:\n    pass\n", [READY, ("raise", "ValueError", "")])
     assert outcome == ""  # the program's exception is the judge's own ValueError, which the tests expect
     assert _judged("assert add(1, 2) == 3\n", [READY, ("raise", "MemoryError", "")])[0] == judge.MEMORY
+    outcome, _ = _judged("assert all(map(add, [1], [2]))\n", [READY, ("raise", "StopIteration", "")])
+    assert outcome == judge.FAILED + "the tests failed (add() raised StopIteration) at line 1"  # not an empty map
     assert _judged("assert add(1, 2) == 3\n", [READY])[0] is None  # the program ended: its exit status decides
 
 

@@ -24,7 +24,9 @@ except ImportError:
 
 MEMORY = "\nMemoryError"  # written after the token: the program ended the tests with a MemoryError
 FAILED = "\nfailed "  # written after the token, then the reason: the judge saw the tests fail
-_NOT_RAISED = (SystemExit, KeyboardInterrupt, GeneratorExit)
+# Raised as ProgramError instead: a StopIteration out of a call would end a test's `map(add, ...)` early,
+# and `all()` of nothing is true.
+_NOT_RAISED = (SystemExit, KeyboardInterrupt, GeneratorExit, StopIteration, StopAsyncIteration)
 
 
 class Rejected(BaseException):

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import marshal
 import os
 import secrets
 import select
@@ -219,12 +220,33 @@ def _run(code: str, mode: str, limits: _Limits, python: str | None, tests: _Test
         shutil.rmtree(private, ignore_errors=True)
 
 
+# The launcher's modules in the order they are run; sandbox.py compiles them once per evaluator.
+_MODULES = ("_sandbox_wire", "_sandbox_program", "_sandbox_judge", "_sandbox_launcher")
+# Run by `python -c` in place of the launcher's file where the code comes compiled: argv[1] is the
+# launcher's path (so it shows in the process list), argv[2] the file with the code.
+_BOOT = (
+    "import marshal, sys\n"
+    "folder, codes = sys.argv[1].rpartition('/')[0], marshal.loads(open(sys.argv[2], 'rb').read())\n"
+    "for name, code in codes[:-1]:\n"
+    "    module = sys.modules[name] = type(sys)(name)\n"
+    "    module.__file__ = f'{folder}/{name}.py'\n"
+    "    exec(code, module.__dict__)\n"
+    "__file__ = sys.argv[1]\n"
+    "del sys.argv[1:3]\n"
+    "exec(codes[-1][1])\n"
+)
+
+
 @functools.cache
-def _cache_bytecode() -> None:
-    """The launcher imports these modules at every start and, run with -B, writes no bytecode:
-    imported here once, they get their bytecode written beside them (where the folder is writable),
-    which saves each launcher start compiling them (~5 ms)."""
-    from daar.evaluate import _sandbox_judge, _sandbox_program, _sandbox_wire  # noqa: F401
+def _compiled() -> bytes:
+    """The launcher and the modules it imports, compiled once per evaluator: the launcher starts a
+    fresh interpreter for every program, runs with -B, and would otherwise compile ~1,000 lines at
+    each start (~8 ms of CPU). Only for an interpreter of this very version (marshal's format)."""
+    codes = []
+    for name in _MODULES:
+        path = _LAUNCHER.with_name(f"{name}.py")
+        codes.append((name, compile(path.read_bytes(), str(path), "exec")))
+    return marshal.dumps(tuple(codes))
 
 
 def _launch_and_wait(
@@ -233,7 +255,6 @@ def _launch_and_wait(
     """Start the launcher with the token on a pipe and descriptors for the token it writes back and
     its report; return the report line once it ended (it enforces the time limit itself)."""
     interpreter, binds = _interpreter(python)
-    _cache_bytecode()
     (private / "program.py").write_text(code, encoding="utf-8")
     if tests is not None:  # read by the launcher only, never copied where the program runs
         (private / "tests.py").write_text(tests.source, encoding="utf-8")
@@ -249,6 +270,9 @@ def _launch_and_wait(
             fds[name + "_fd"] = os.open(private / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         args = _launch_args(private, mode, limits, binds, fds, tests)
         command = [interpreter, "-I", "-S", "-B", str(_LAUNCHER), *args]
+        if interpreter == os.path.realpath(sys.executable):  # the same version: it can load our compiled code
+            (private / "code").write_bytes(_compiled())
+            command[4:5] = ["-c", _BOOT, str(_LAUNCHER), str(private / "code")]
         with open(private / "stdout", "wb") as out, open(private / "stderr", "wb") as err:
             proc = subprocess.Popen(
                 command, cwd=private, env={"PATH": MINIMAL_PATH, "LANG": "C.UTF-8"}, stdin=subprocess.DEVNULL,
