@@ -13,7 +13,9 @@ and the workers take turns run by run, so old and new are timed under the same l
 uses only `run_python`, `mbpp_check` and `humaneval_check`, which older commits have as well.
 
 --references: every MBPP reference solution and HumanEval canonical solution must pass, and a wrong
-answer for each (the function returning None) must not; prints the counts and each exception.
+answer for each (the function returning None) must not; prints the counts and each exception. Runs
+get 30 s (`--timeout`), not the evaluator's 10: this checks verdicts, and a loaded machine running
+several at once can take longer than 10 s over MBPP/123's slow reference.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def time_runs(runs: int, sources: list[str], bench: Path) -> None:
             print(_summary(kind, timings[(source, kind)]))
 
 
-def check_references(bench: Path, workers: int) -> int:
+def check_references(bench: Path, workers: int, timeout: float) -> int:
     """Run every reference (must pass) and a wrong answer per item (must fail); 0 if all did."""
     from daar.evaluate.metrics import humaneval_check, mbpp_check
     from daar.evaluate.sandbox import run_python
@@ -140,8 +142,8 @@ def check_references(bench: Path, workers: int) -> int:
 
     def run(item: tuple) -> tuple[str, str, str]:
         name, right, wrong = item
-        good = run_python(right.code, tests=right.tests, shared=right.shared)
-        bad = run_python(wrong.code, tests=wrong.tests, shared=wrong.shared)
+        good = run_python(right.code, timeout, tests=right.tests, shared=right.shared)
+        bad = run_python(wrong.code, timeout, tests=wrong.tests, shared=wrong.shared)
         return name, f"{good.status} {good.detail}", bad.status
 
     start = time.perf_counter()
@@ -165,12 +167,14 @@ def main() -> None:
     parser.add_argument("--bench", type=Path, default=Path(os.environ.get("DAAR_BENCH_DIR", DEFAULT_BENCH)))
     parser.add_argument("--references", action="store_true", help="check every reference instead of timing")
     parser.add_argument("--workers", type=int, default=4, help="runs at once for --references")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds per run for --references (MBPP/123's reference takes ~3 s alone)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         _worker(args.bench)
     elif args.references:
-        raise SystemExit(check_references(args.bench, args.workers))
+        raise SystemExit(check_references(args.bench, args.workers, args.timeout))
     else:
         time_runs(args.runs, args.src, args.bench)
 
