@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument("--references", action="store_true", help="check every reference instead of timing")
     parser.add_argument("--workers", type=int, default=4, help="runs at once for --references")
     parser.add_argument("--timeout", type=float, default=30.0,
-                        help="seconds per run for --references (MBPP/123's reference takes ~3 s alone)")
+                        help="seconds per run for --references")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

@@ -43,7 +43,8 @@ class Timeout(BaseException):
 
 
 class ProgramError(Exception):
-    """An exception the program raised whose class is not a builtin one ("Type: message")."""
+    """An exception the program raised whose class is not a builtin one, or not one to raise as itself
+    here (see _NOT_RAISED): "Type: message"."""
 
 
 class Link:

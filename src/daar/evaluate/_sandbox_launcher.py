@@ -7,16 +7,17 @@ It imports only cheap standard modules (no json, re or enum: start-up time is pe
 
 Process tree in "namespace" mode (the default):
 
-    launcher (host)  unshare(user, mount, net, pid, ipc, uts); enforces the wall-clock limit
+    launcher (host)  unshare(user, mount, net, ipc, uts; pid for its children); enforces the
+      |              wall-clock limit; with tests, runs them (the judge, `_sandbox_judge`)
       init (pid 1)   builds the new root, reaps, relays the program's exit status; when it
         |            ends, the kernel kills whatever is left in the namespace
         program      limits, a new session keyring, every capability dropped, uid 65534, the
-                     system call filter, then the program (and its tests, in their own namespace)
+                     system call filter, then the program (and its answers to the tests' calls)
 
 The program process is a fork of the launcher that never execs, which saves a second interpreter
-start; its code is in `_sandbox_program.py`, imported from this folder. In "process" mode (DAAR_SANDBOX=process)
-the launcher forks the program directly and only the Python-level guard, the limits, the system
-call filter and an empty environment apply.
+start; its code is in `_sandbox_program.py`. In "process" mode (DAAR_SANDBOX=process) the launcher
+forks the program directly and only the Python-level guard, the limits, the system call filter and
+an empty environment apply.
 
 Verdict: the evaluator passes a token through a pipe. Without tests, the program process reads and
 closes it before the program starts (so it is in no file, argument or environment variable) and
@@ -51,7 +52,8 @@ INTS = ("memory", "cpu", "fsize", "nproc", "work_mb", "token_fd", "result_fd", "
 
 
 if __name__ == "__main__":  # run by sandbox.py, where `-I` keeps the package off sys.path: the
-    # siblings as top-level modules, imported (not run from source) to use their cached bytecode
+    # siblings as top-level modules, already loaded from sandbox.py's compiled code (see _BOOT there)
+    # or imported from this folder (another interpreter)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import _sandbox_judge as JUDGE
     import _sandbox_program as PROGRAM
