@@ -123,6 +123,10 @@ def test_other_interpreters_run_with_their_standard_library() -> None:
     for python in dict.fromkeys(p for p in candidates if p and os.path.exists(p)):
         result = run_python("import heapq, decimal, json\nprint(heapq.nsmallest(1, [3, 1]))", python=python)
         assert result.passed and result.stdout == "[1]\n", (python, result.stderr[-300:])
+        # another interpreter imports the launcher's modules from their folder instead of our compiled code
+        judged = [run_python(f"def f(x):\n    return {answer}\n", tests="assert f(2) == 4\n", python=python)
+                  for answer in ("x * 2", "x")]
+        assert [r.status for r in judged] == ["passed", "failed"], (python, judged[0].stderr[-300:])
     with pytest.warns(RuntimeWarning, match="nonexistent"):
         missing = run_python("print(1)", python="/nonexistent/python3")
     assert missing.status == "error" and "nonexistent" in missing.stderr
@@ -239,22 +243,37 @@ PATCHES_32 = {  # a wrong HumanEval/32 answer, and what it changes so that `chec
     "prompt helper": WRONG_32 + "\n\ndef poly(xs, x):\n    return 0.0\n",
     "sys.modules entry": WRONG_32 + "\n\nimport math, sys, types\nfake = types.ModuleType('math')\n"
     "fake.__dict__.update(vars(math), fabs=lambda x: 0.0)\nsys.modules['math'] = fake\n",
+    "every math module found by gc": WRONG_32 + "\n\nimport gc, sys, types\n"
+    "for found in gc.get_objects() + list(sys.modules.values()):\n"
+    "    if isinstance(found, types.ModuleType) and found.__name__ == 'math':\n        found.fabs = lambda x: 0.0\n",
 }
 
 
 @pytest.mark.parametrize("patch", PATCHES_32)
 def test_humaneval_32_wrong_answer_that_patches_what_check_uses_fails(patch: str) -> None:
     """Issue 19: `import math; math.fabs = lambda x: 0.0` made a wrong HumanEval/32 answer pass.
-    Scored as the evaluator scores it, the tests run on copies taken before the answer ran."""
+    Scored as the evaluator scores it, `check` runs in the launcher, on modules the answer never had."""
     (row,) = _rows("humaneval.jsonl.gz", ids=("HumanEval/32",))
     spec = get_task("humaneval")
     assert score_generation(spec, row, row["canonical_solution"], lambda check: _run(check).passed)["pass_at_1"] == 1
     assert score_generation(spec, row, PATCHES_32[patch], lambda check: _run(check).passed) == {"pass_at_1": 0.0}
 
 
+def test_humaneval_answer_equal_to_everything_fails() -> None:
+    """Issue 26: `check` compares with ==, which an answer's object could define to be always true;
+    the launcher's `check` only ever sees plain data rebuilt by the launcher."""
+    (row,) = _rows("humaneval.jsonl.gz", ids=("HumanEval/0",))
+    answer = "    class Anything:\n        def __eq__(self, other):\n            return True\n    return Anything()\n"
+    result = _run(humaneval_check(answer, row))
+    assert (result.status, result.detail) == ("failed", "has_close_elements() returned a 'Anything' object, which "
+                                              "is not plain data")
+
+
 def test_mbpp_reference_code_passes() -> None:
     rows = [r for r in _rows("mbpp.jsonl.gz", 14) if r["task_id"] >= 11]
-    rows += _rows("mbpp.jsonl.gz", ids=(126, 367, 596))  # a function named `sum`, setup code, `sys` from the code
+    # a function named `sum`, setup code building the code's own objects (`Node`), `sys` from the code, a type
+    # as an argument, a list of the code's objects (`Pair`), a Counter, a defaultdict and complex numbers returned
+    rows += _rows("mbpp.jsonl.gz", ids=(126, 367, 596, 533, 601, 40, 653, 590))
     for row in rows:
         assert _run(mbpp_check(row["code"], row)).passed, row["task_id"]
         assert not _run(mbpp_check("def nothing():\n    pass\n", row)).passed
@@ -299,6 +318,11 @@ def test_process_mode_is_an_explicit_weaker_option(monkeypatch: pytest.MonkeyPat
         "assert libc.syscall(425, 4, ctypes.create_string_buffer(120)) == -1 and ctypes.get_errno() == errno.EPERM\n"
     )
     assert run_python(refused).passed  # the same system call filter as the namespace mode
+    tests = "assert add(1, 2) == 3\n"  # the tests run in the launcher here too
+    assert run_python("def add(a, b):\n    return a + b\n", tests=tests).passed
+    equal = "class Anything:\n    def __eq__(self, other):\n        return True\n"
+    equal += "def add(a, b):\n    return Anything()\n"
+    assert "not plain data" in run_python(equal, tests=tests).detail
 
 
 def test_missing_namespaces_are_an_error_not_a_silent_downgrade() -> None:

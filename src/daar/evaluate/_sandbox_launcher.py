@@ -7,20 +7,24 @@ It imports only cheap standard modules (no json, re or enum: start-up time is pe
 
 Process tree in "namespace" mode (the default):
 
-    launcher (host)  unshare(user, mount, net, pid, ipc, uts); enforces the wall-clock limit
+    launcher (host)  unshare(user, mount, net, ipc, uts; pid for its children); enforces the
+      |              wall-clock limit; with tests, runs them (the judge, `_sandbox_judge`)
       init (pid 1)   builds the new root, reaps, relays the program's exit status; when it
         |            ends, the kernel kills whatever is left in the namespace
         program      limits, a new session keyring, every capability dropped, uid 65534, the
-                     system call filter, then the program (and its tests, in their own namespace)
+                     system call filter, then the program (and its answers to the tests' calls)
 
 The program process is a fork of the launcher that never execs, which saves a second interpreter
-start; its code is in `_sandbox_program.py`, loaded by path. In "process" mode (DAAR_SANDBOX=process)
-the launcher forks the program directly and only the Python-level guard, the limits, the system
-call filter and an empty environment apply.
+start; its code is in `_sandbox_program.py`. In "process" mode (DAAR_SANDBOX=process) the launcher
+forks the program directly and only the Python-level guard, the limits, the system call filter and
+an empty environment apply.
 
-Verdict: the evaluator passes a token through a pipe that the program process reads and closes
-before the program starts (so it is in no file, argument or environment variable); it is written
-to a dedicated descriptor only after the program's module body (and its tests) ran to the end.
+Verdict: the evaluator passes a token through a pipe. Without tests, the program process reads and
+closes it before the program starts (so it is in no file, argument or environment variable) and
+writes it to a dedicated descriptor only after the program's module body ran to the end. With tests,
+the program never holds it: this launcher reads the token and the tests only after forking, runs the
+tests itself (`_sandbox_judge`), asking the program process for each call they make over two pipes,
+and writes the token (and how the tests ended) itself.
 The report line (exit status or signal, CPU seconds, or a setup error) comes from processes the
 program cannot write to: init or the launcher, after the program process ended.
 """
@@ -33,6 +37,7 @@ import os
 import resource
 import select
 import sys
+import time
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x4000000, 0x8000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -46,17 +51,18 @@ DEVICES = ("null", "zero", "urandom", "random")
 INTS = ("memory", "cpu", "fsize", "nproc", "work_mb", "token_fd", "result_fd", "report_fd")
 
 
-def _load_program() -> dict:
-    """The program process's code, run from its file: `-I` keeps the package off sys.path."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_program.py")
-    space = {"__name__": "_sandbox_program", "__file__": path}
-    with open(path, encoding="utf-8") as handle:
-        exec(compile(handle.read(), path, "exec"), space)
-    return space
+if __name__ == "__main__":  # run by sandbox.py, where `-I` keeps the package off sys.path: the
+    # siblings as top-level modules, already loaded from sandbox.py's compiled code (see _BOOT there)
+    # or imported from this folder (another interpreter)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _sandbox_judge as JUDGE
+    import _sandbox_program as PROGRAM
 
-
-PROGRAM = _load_program()
-SetupError, _check, _prctl, _libc, WORK = (PROGRAM[k] for k in ("SetupError", "check", "prctl", "_libc", "WORK"))
+    del sys.path[0]
+else:  # imported from the package (code_version reads the scoring code)
+    from daar.evaluate import _sandbox_judge as JUDGE
+    from daar.evaluate import _sandbox_program as PROGRAM
+SetupError, _check, _prctl, _libc, WORK = PROGRAM.SetupError, PROGRAM.check, PROGRAM.prctl, PROGRAM._libc, PROGRAM.WORK
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -180,13 +186,11 @@ def _build_root(cfg: dict, uid: int) -> None:
     os.makedirs(root + WORK)
     options = f"size={cfg['work_mb']}m,nr_inodes=4096,mode=0700,uid={uid},gid={uid}"
     _mount("tmpfs", root + WORK, "tmpfs", MS_NOSUID | MS_NODEV, options)
-    for name in ("program", "tests"):
-        if name in cfg:
-            with open(cfg[name], "rb") as source, open(f"{root}{WORK}/{name}.py", "wb") as copy:
-                copy.write(source.read())
-            os.chown(f"{root}{WORK}/{name}.py", uid, uid)
+    with open(cfg["program"], "rb") as source, open(f"{root}{WORK}/program.py", "wb") as copy:
+        copy.write(source.read())  # the tests never enter: they run in the launcher
+    os.chown(f"{root}{WORK}/program.py", uid, uid)
     os.chdir(root)
-    _check(_libc.syscall(PROGRAM["syscalls"]()["pivot_root"], b".", b"."), "pivot_root")
+    _check(_libc.syscall(PROGRAM.syscalls()["pivot_root"], b".", b"."), "pivot_root")
     _check(_libc.umount2(b".", MNT_DETACH), "umount old root")
     os.chdir("/")
     _mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
@@ -217,17 +221,20 @@ def _describe(status: int) -> str:
     return f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.waitstatus_to_exitcode(status)}"
 
 
-def _start_program(cfg: dict, close: int, namespace: bool, uid: int = 0, last_cap: int = 0) -> tuple[int, int]:
+def _close(*fds: int) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def _start_program(cfg: dict, close: tuple, namespace: bool, uid: int = 0, last_cap: int = 0) -> tuple[int, int]:
     """Fork the program process; its pid and the read end of its setup channel (see
-    _sandbox_program). `close` is the descriptor of the parent's own report, which it must not hold."""
+    _sandbox_program). `close`: what the program must not hold (its parent's report, the judge's ends)."""
     setup_r, setup_w = os.pipe()
     child = _fork()
     if child == 0:
-        os.close(close)
-        os.close(setup_r)
-        PROGRAM["run_program"](cfg, setup_w, namespace, uid, last_cap)
-    for fd in (setup_w, cfg["token_fd"], cfg["result_fd"]):
-        os.close(fd)
+        _close(*close, setup_r)
+        PROGRAM.run_program(cfg, setup_w, namespace, uid, last_cap)
+    _close(setup_w, *cfg["program_fds"])
     return child, setup_r
 
 
@@ -253,7 +260,7 @@ def _init(cfg: dict, status_w: int) -> None:
     except (OSError, SetupError, ValueError, KeyError) as error:
         os.write(status_w, f"error {error}".encode())
         os._exit(0)
-    child, setup_r = _start_program(cfg, status_w, namespace=True, uid=uid, last_cap=last_cap)
+    child, setup_r = _start_program(cfg, (status_w,), namespace=True, uid=uid, last_cap=last_cap)
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)  # the only signal Python handles by default
     _prctl(PR_SET_DUMPABLE, 0)  # no ptrace or /proc/1/* access, even for the same uid
     while True:
@@ -270,14 +277,13 @@ def _namespaced(cfg: dict) -> str:
     except (OSError, SetupError) as error:
         return f"error user namespaces: {error}"  # the evaluator adds its hint on them
     status_r, status_w = os.pipe()
+    deadline = time.monotonic() + cfg["timeout"]
     init = _fork()
     if init == 0:
-        os.close(cfg["report_fd"])
-        os.close(status_r)
+        _close(cfg["report_fd"], status_r, *cfg["judge_fds"])
         _init(cfg, status_w)
-    for fd in (status_w, cfg["token_fd"], cfg["result_fd"]):
-        os.close(fd)
-    waited = _wait_with_deadline(init, cfg["timeout"])
+    _close(status_w, *cfg["program_fds"])
+    waited = _supervise(cfg, init, deadline)
     line = os.read(status_r, 4096).decode(errors="replace")
     if waited is None:
         return "timeout"
@@ -285,14 +291,84 @@ def _namespaced(cfg: dict) -> str:
 
 
 def _process(cfg: dict) -> str:
-    child, setup_r = _start_program(cfg, cfg["report_fd"], namespace=False)
-    waited = _wait_with_deadline(child, cfg["timeout"])
+    deadline = time.monotonic() + cfg["timeout"]
+    child, setup_r = _start_program(cfg, (cfg["report_fd"], *cfg["judge_fds"]), namespace=False)
+    waited = _supervise(cfg, child, deadline)
     return "timeout" if waited is None else _outcome(setup_r, *waited)
+
+
+def _supervise(cfg: dict, pid: int, deadline: float) -> tuple[int, resource.struct_rusage] | None:
+    """Judge the tests, if any, then wait for `pid` (init or the program): its wait status and
+    usage, or None once it was killed at the deadline."""
+    if "tests" in cfg and not _judge(cfg, deadline):
+        os.kill(pid, _signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return None
+    return _wait_with_deadline(pid, deadline - time.monotonic())
+
+
+# ---------------------------------------------------------------- the tests, run here
+
+
+def _prepare_judge(cfg: dict) -> None:
+    """Before any fork: the standard modules the tests use (the program process, a fork, finds them
+    loaded: one import serves both), the two pipes, the tests' file opened."""
+    modules = {}
+    for name in filter(None, cfg.get("modules", "").split(",")):
+        try:
+            __import__(name)
+            modules[name] = sys.modules[name]
+        except Exception:  # the tests meet the same error when they import it
+            pass
+    ask_r, ask_w = os.pipe()
+    answer_r, answer_w = os.pipe()
+    tests_fd = os.open(cfg["tests"], os.O_RDONLY)  # its path is gone from this root once init pivots
+    cfg.update(modules=modules, ask_fd=ask_r, answer_fd=answer_w, judge=(ask_w, answer_r, tests_fd))
+    cfg["program_fds"] = (ask_r, answer_w)
+    cfg["judge_fds"] = (cfg["token_fd"], cfg["result_fd"], ask_w, answer_r, tests_fd)
+
+
+def _judge(cfg: dict, deadline: float) -> bool:
+    """Run the tests (`_sandbox_judge`) and write the token and how they ended; False if the
+    deadline passed. The token and the tests' text are read only now, after the fork, so no process
+    of the program ever held them in its memory."""
+    _prctl(PR_SET_DUMPABLE, 0)
+    ask_w, answer_r, tests_fd = cfg["judge"]
+    token = os.read(cfg["token_fd"], 256)
+    with os.fdopen(tests_fd, encoding="utf-8") as handle:
+        source = handle.read()
+    if "random" in sys.modules:  # the program's fork has the same generator state: the tests' inputs
+        sys.modules["random"].seed()  # and expected answers must not be predictable from it
+    link = JUDGE.Link(ask_w, answer_r)
+
+    def alarm(signum: int, frame: object) -> None:
+        link.timed_out = True
+        raise JUDGE.Timeout
+
+    _signal.signal(_signal.SIGALRM, alarm)
+    try:
+        try:
+            _signal.setitimer(_signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
+            shared = tuple(filter(None, cfg.get("shared", "").split(",")))
+            outcome = JUDGE.judge(source, shared, cfg["modules"], link)
+        finally:
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
+    except JUDGE.Timeout:
+        return False
+    _close(cfg["token_fd"], ask_w, answer_r)  # the program reads the end of the calls and exits
+    if outcome is not None:  # None: the program ended first, and its exit status decides
+        os.write(cfg["result_fd"], token + outcome.encode())
+    os.close(cfg["result_fd"])
+    return True
 
 
 def main() -> None:
     cfg = _parse(sys.argv[1:])
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if "tests" in cfg:
+        _prepare_judge(cfg)
+    else:  # the program process alone reads the token and writes it back
+        cfg["program_fds"], cfg["judge_fds"] = (cfg["token_fd"], cfg["result_fd"]), ()
     line = _namespaced(cfg) if cfg["mode"] == "namespace" else _process(cfg)
     os.write(cfg["report_fd"], line.encode())
     os._exit(0)  # skip finalization: nothing left to flush

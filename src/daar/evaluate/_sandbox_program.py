@@ -1,16 +1,17 @@
-"""The program process of the sandbox: its last setup steps, then the program and its tests.
+"""The program process of the sandbox: its last setup steps, then the program (and its answers to the tests).
 
-`_sandbox_launcher.py` loads this file by path (it runs as `python -I -S`, without the package on
-its path) and forks the program process into `run_program`. See docs/SANDBOX.md for the design.
+`_sandbox_launcher.py` imports this file from its folder (it runs as `python -I -S`, without the
+package on its path) and forks the program process into `run_program`. See docs/SANDBOX.md for the design.
 
 Why a setup channel: a setup failure must be told apart from a program that prints what setup would
 print and exits with the same code. The process reports setup failures on a pipe that it closes
 before the program's first statement, so nothing the program does can write to it.
 
-Why the tests get their own namespace: a wrong answer could otherwise pass by changing what the tests
-call (`math.fabs = lambda x: 0.0`, a global `abs`, a prompt helper such as HumanEval's `poly`). The
-tests run after the program in a namespace of copies taken before it ran: the builtins, the
-namespaces of the standard modules they use, and only the names they take from the program.
+Why the tests are not run here: whatever shares an interpreter with the program can be reached by
+it (a token in a frame, modules found through `gc`, an `__eq__` that is always true). With tests, the
+launcher runs them (`_sandbox_judge`) and this process only runs the program and answers each call the
+tests make with plain data (`_sandbox_wire`); it never holds the token or the tests' text. Without
+tests, the program passes by running to its end, which the token shows.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ import resource
 import struct
 import sys
 import types
+
+try:  # in the launcher, which has this folder on its path and not the package
+    import _sandbox_wire as wire
+except ImportError:
+    from daar.evaluate import _sandbox_wire as wire
 
 WORK = "/sandbox"
 PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 4, 24, 28, 38
@@ -164,7 +170,8 @@ def _read(path: str | None) -> str | None:
 
 def run_program(cfg: dict, setup_fd: int, namespace: bool, uid: int = 0, last_cap: int = 0) -> None:
     """The program process; it ends with os._exit (or SystemExit from the program) and never returns.
-    Setup failures go to `setup_fd`, which is closed before the program's first statement."""
+    Setup failures go to `setup_fd`, which is closed before the program's first statement. With tests
+    (`ask_fd` in cfg) it answers the judge's calls and never sees the token or the tests."""
     try:
         numbers = syscalls()
         _set_limits(cfg, processes=namespace)
@@ -174,13 +181,15 @@ def run_program(cfg: dict, setup_fd: int, namespace: bool, uid: int = 0, last_ca
             _drop_privileges(uid, last_cap)
         else:
             prctl(PR_SET_NO_NEW_PRIVS, 1)
-        token = os.read(cfg["token_fd"], 256)
-        os.close(cfg["token_fd"])
-        os.set_inheritable(cfg["result_fd"], False)
+        token = b""
+        if "ask_fd" not in cfg:
+            token = os.read(cfg["token_fd"], 256)
+            os.close(cfg["token_fd"])
+            os.set_inheritable(cfg["result_fd"], False)
         home = os.getcwd()
         os.environ.clear()
         os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8"})
-        code, tests = _read("program.py"), _read("tests.py" if "tests" in cfg else None)
+        code = _read("program.py")
         import site
 
         site.setquit()  # exit() and quit() exist as in a normal interpreter (-S skipped site)
@@ -195,75 +204,132 @@ def run_program(cfg: dict, setup_fd: int, namespace: bool, uid: int = 0, last_ca
         os.write(setup_fd, message.encode(errors="replace"))
         os._exit(0)
     os.close(setup_fd)
-    names = (tuple(cfg.get("modules", "").split(",")), tuple(cfg.get("shared", "").split(",")))
-    _run(code or "", tests, names, os.path.join(home, "program.py"), cfg["result_fd"], token)
+    path = os.path.join(home, "program.py")
+    if "ask_fd" in cfg:
+        _serve(code or "", tuple(filter(None, cfg.get("shared", "").split(","))), path, cfg["ask_fd"], cfg["answer_fd"])
+    _run(code or "", path, cfg["result_fd"], token)
 
 
-# ---------------------------------------------------------------- the program and its tests
+# ---------------------------------------------------------------- the program, alone or for the judge
 
 
-class Pristine:
-    """Copies, taken before the program runs, of what its tests read: the builtins and the module
-    namespaces of the standard modules they use. The program can still change the objects inside
-    (a class's methods, a module's internal state): see docs/SANDBOX.md."""
-
-    def __init__(self, modules: tuple[str, ...]) -> None:
-        self.modules: dict[str, types.ModuleType] = {}
-        for name in filter(None, modules):
-            try:
-                real = __import__(name)
-            except Exception:  # the tests meet the same error when they import it
-                continue
-            copy = types.ModuleType(name, real.__doc__)
-            copy.__dict__.update(real.__dict__)
-            self.modules[name] = copy
-        self.real_import = builtins.__import__
-        self.builtins = dict(builtins.__dict__, __import__=self.import_)
-
-    def import_(self, name: str, globals: object = None, locals: object = None, fromlist: object = (), level: int = 0):
-        if level == 0 and name in self.modules:
-            return self.modules[name]
-        return self.real_import(name, globals, locals, fromlist, level)
-
-    def namespace(self, program: dict, shared: tuple[str, ...]) -> dict:
-        """The program's values of `shared` (where one is a module, the copy of the module of that
-        name instead), and the copied builtins, whose __import__ hands out the copies."""
-        space = {name: program[name] for name in shared if name in program}
-        for name, module in self.modules.items():
-            if _isinstance(space.get(name), _ModuleType):
-                space[name] = module
-        space.update(__name__="__main__", __builtins__=self.builtins)
-        return space
-
-
-def _run(code: str, tests: str | None, names: tuple, path: str, result_fd: int, token: bytes) -> None:
-    """Run the program as __main__, then its tests if any. Everything used after the program's first
-    statement is bound before it, so rebinding builtins or module attributes cannot reach it."""
-    write, exit_, getpid, system_exit, memory_error = os.write, os._exit, os.getpid, SystemExit, MemoryError
-    compile_, exec_, isinstance_, excepthook, me = compile, exec, isinstance, sys.excepthook, os.getpid()
-    pristine = Pristine(names[0]) if tests is not None else None
-    module = types.ModuleType("__main__")
+def _main(code: str, path: str, memory: object) -> types.ModuleType:
+    """Run the program as __main__. If it raises, print the error as Python would (without this
+    frame) and exit 1, after calling `memory()` for a MemoryError of this process (not of a fork)."""
+    _ME[0] = _getpid()
+    module = _ModuleType("__main__")
     module.__file__ = path
     sys.modules["__main__"], sys.argv = module, ["program.py"]
     try:
-        exec_(compile_(code, "program.py", "exec"), module.__dict__)
-        if pristine is not None:
-            exec_(compile_(tests, "tests.py", "exec"), pristine.namespace(module.__dict__, names[1]))
-    except system_exit:
-        raise  # the interpreter exits with its code; no token was written
-    except _BaseException as error:  # print it as Python would, without this frame
+        _exec(_compile(code, "program.py", "exec"), module.__dict__)
+    except _SystemExit:
+        raise  # the interpreter exits with its code; nothing was reported
+    except _BaseException as error:
         try:
-            if isinstance_(error, memory_error) and getpid() == me:  # a fork's error is not the verdict
-                write(result_fd, token + MEMORY_MARK)
-            error = error.with_traceback(error.__traceback__.tb_next if error.__traceback__ else None)
-            excepthook(error.__class__, error, error.__traceback__)
-            sys.stderr.flush()
-            sys.stdout.flush()
+            if _isinstance(error, _MemoryError) and _getpid() == _ME[0]:
+                memory()  # type: ignore[operator]
+            _print_error(error)
         finally:
-            exit_(1)
-    if getpid() == me:
-        write(result_fd, token)
-    exit_(_shutdown())
+            _exit(1)
+    return module
+
+
+def _print_error(error: BaseException) -> None:
+    """Print an error as Python would, less the harness frame it passed through."""
+    try:
+        trace = error.__traceback__.tb_next if error.__traceback__ is not None else None
+        _excepthook(error.__class__, error.with_traceback(trace), trace)
+        sys.stderr.flush()
+        sys.stdout.flush()
+    except _BaseException:  # stdout or stderr closed, deleted or None: nothing to print to
+        pass
+
+
+def _run(code: str, path: str, result_fd: int, token: bytes) -> None:
+    """A program without tests: passed if it runs to its last statement, when the token is written.
+    Everything used after its first statement is bound before it (below), so rebinding builtins or
+    module attributes cannot reach it."""
+    _main(code, path, lambda: _write(result_fd, token + MEMORY_MARK))
+    if _getpid() == _ME[0]:
+        _write(result_fd, token)
+    _exit(_shutdown())
+
+
+def _serve(code: str, shared: tuple[str, ...], path: str, ask_fd: int, answer_fd: int) -> None:
+    """A program judged by tests that run elsewhere (`_sandbox_judge`): run it, describe what it
+    defined among the names the tests read, then answer each call until the judge closes its end.
+    Answers are plain data; objects of the program stay here as numbered handles."""
+
+    def tell(message: tuple) -> None:
+        _send(answer_fd, _encode(message))
+
+    module = _main(code, path, lambda: tell(("raise", "MemoryError", "")))
+    objects: list = []
+    described = {}
+    for name in shared:
+        if name in module.__dict__:
+            described[name] = _describe(module.__dict__[name], objects)
+    tell(("ready", described))
+    while True:
+        request = _receive(ask_fd)
+        if request is None:
+            break
+        answer = _answer(request, objects)
+        if _getpid() != _ME[0]:  # a child forked during the call returned here: it has no say
+            _exit(0)
+        _send(answer_fd, answer)
+    _exit(_shutdown())
+
+
+def _describe(value: object, objects: list) -> tuple:
+    """A name the tests read: a plain value, a module (the judge may have its own) or a handle."""
+    if _isinstance(value, _ModuleType):
+        objects.append(value)
+        return ("module", str(_getattr(value, "__name__", "")), len(objects) - 1)
+    try:
+        _encode(value)
+        return ("value", value)
+    except _WireError:
+        objects.append(value)
+        return ("object", len(objects) - 1, _type(value).__name__, _isinstance(value, _type))
+
+
+def _answer(request: bytes, objects: list) -> bytes:
+    """One call, attribute read or write asked by the judge; the program's exceptions are answers."""
+
+    def resolve(kind: str, key: object) -> object:
+        return objects[key] if kind == "h" else _getattr(_builtins, key)  # type: ignore[call-overload]
+
+    creates = False
+    try:
+        operation, number, *rest = _decode(request, resolve)  # type: ignore[misc]
+        target = objects[number]
+        if operation == "call":
+            value, creates = target(*rest[0], **rest[1]), _isinstance(target, _type)
+        elif operation == "get":
+            value, creates = _getattr(target, rest[0]), True
+        else:
+            _setattr(target, rest[0], rest[1])
+            value = None
+        try:
+            return _encode(("ok", value))
+        except _WireError as error:
+            if not creates:
+                return _encode(("bad", f"returned {error}"))
+            objects.append(value)
+            return _encode(("handle", len(objects) - 1, _type(value).__name__))
+    except _SystemExit:
+        raise  # the interpreter exits with its code, as it would have in the call
+    except _BaseException as error:
+        _print_error(error)
+        return _encode(("raise", _type(error).__name__, _text(error)))
+
+
+def _text(error: BaseException) -> str:
+    try:
+        return str(error)[:1000]
+    except _BaseException:
+        return ""
 
 
 def _shutdown() -> int:
@@ -295,4 +361,8 @@ def _shutdown() -> int:
 
 # Bound here, before any program runs: a program can rebind the builtins and module attributes.
 _getattr, _isinstance, _BaseException, _run_exitfuncs = getattr, isinstance, BaseException, atexit._run_exitfuncs
-_ModuleType = types.ModuleType
+_ModuleType, _SystemExit, _MemoryError, _setattr, _type = types.ModuleType, SystemExit, MemoryError, setattr, type
+_exec, _compile, _getpid, _write, _exit, _excepthook = exec, compile, os.getpid, os.write, os._exit, sys.excepthook
+_builtins, _encode, _decode, _send, _receive = builtins, wire.encode, wire.decode, wire.send, wire.receive
+_WireError = wire.WireError
+_ME = [0]  # the program process's pid, once known: a fork of it does not report

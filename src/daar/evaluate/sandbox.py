@@ -17,14 +17,17 @@ mount, network, pid, ipc and uts namespaces built by `_sandbox_launcher.py` with
 - when it ends or times out, the namespace's init ends and the kernel kills everything it started.
 
 Why a token: exit status 0 does not mean the tests ran (`sys.exit(0)` before the asserts). A pass
-needs exit 0 and a per-run token, handed over a pipe that is read and closed before the program
-starts, written to a dedicated descriptor only after the program's last statement. What this does
-not stop (a program that searches its own memory for the token, among others) is listed in
-docs/SANDBOX.md.
+needs exit 0 and a per-run token, written to a descriptor only the writer of the verdict holds.
 
-Why separate tests: benchmark tests given as `tests` run after the program in a namespace of their
-own, with copies of the builtins and of the standard modules they use taken before the program ran,
-so a wrong answer cannot pass by patching `math.fabs` or redefining what the tests call.
+Why the tests run in the launcher: whatever shares an interpreter with the program can be reached by
+it (the token in a frame, the tests' modules through `gc`, an object whose `__eq__` is always true).
+Benchmark tests given as `tests` run in the launcher, outside the program's pid namespace (the
+program cannot see it) and never running its code; each name they take from the program is a
+handle, and each call they make is answered by the program process with plain data only (numbers,
+strings, lists, tuples, dicts, sets, None, bools), rebuilt by the launcher from its own types. Only
+the launcher holds the token and the tests' text. A program run alone (no `tests`) passes by running
+to its end, which the program process reports with the token: that verdict a program written
+against this harness can forge (docs/SANDBOX.md).
 
 Why each verdict can be trusted: it is derived from what the program cannot forge (docs/SANDBOX.md):
 exit status and signal as the kernel reports them to a process outside the program, the CPU time the
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import marshal
 import os
 import secrets
 import select
@@ -58,7 +62,8 @@ Status = Literal["passed", "failed", "timeout", "memory", "error"]
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
 _OUTPUT_BYTES = 64 * 1024
 _LAUNCHER = Path(__file__).with_name("_sandbox_launcher.py")
-_MEMORY_MARK = "\nMemoryError"  # what the program process appends to the token after a MemoryError
+_MEMORY_MARK = "\nMemoryError"  # appended to the token: the program (or the tests) ended with a MemoryError
+_FAILED_MARK = "\nfailed "  # appended to the token by the launcher's judge, then why the tests failed
 # The kernel sends SIGXCPU by its scheduler clock; the CPU time wait4 reports was 0.03-0.09 s lower
 # at that moment on the development VM (limits of 1-3 s), hence the margin.
 _CPU_SHARE = 0.8
@@ -143,9 +148,9 @@ def run_python(
     could not be built; stderr says why). `memory_mb` is per process and `max_processes` counts
     processes and threads (namespace mode).
 
-    `tests`, if given, runs after `code` in its own namespace: copies of the builtins and of the
-    standard modules it uses, taken before `code` ran, and the names in `shared` taken from the
-    namespace `code` left (default: every name `tests` reads).
+    `tests`, if given, runs in the launcher, never in the program's process: the names in `shared`
+    (default: every name `tests` reads) that `code` defined are handles there, and every call of one
+    is answered by the program with plain data ("failed", with the reason in `detail`, otherwise).
     """
     try:
         mode = sandbox_mode()
@@ -159,8 +164,8 @@ def run_python(
 @dataclass(frozen=True)
 class _TestPart:
     source: str
-    modules: tuple[str, ...]  # standard modules the tests import, or name as `module.attribute`
-    shared: tuple[str, ...]  # names the tests take from the program's namespace
+    modules: tuple[str, ...]  # standard modules the tests import, or name as `module.attribute`: the judge's own
+    shared: tuple[str, ...]  # names the tests take from the program's namespace, as handles
 
     @classmethod
     def of(cls, source: str, shared: tuple[str, ...] | None) -> _TestPart:
@@ -206,8 +211,7 @@ def _run(code: str, mode: str, limits: _Limits, python: str | None, tests: _Test
         token = secrets.token_hex(16)
         report = _launch_and_wait(private, code, tests, mode, limits, python, token)
         seconds = round(time.perf_counter() - start, 3)
-        result = _read_head(private / "result")
-        ended = "done" if result == token else "MemoryError" if result == token + _MEMORY_MARK else ""
+        ended = _ending(_read_head(private / "result"), token)
         stdout, stderr = _read_head(private / "stdout"), _read_head(private / "stderr")
         return _verdict(report, ended, stdout, stderr, seconds, mode, limits)
     except OSError as error:
@@ -216,18 +220,47 @@ def _run(code: str, mode: str, limits: _Limits, python: str | None, tests: _Test
         shutil.rmtree(private, ignore_errors=True)
 
 
+# The launcher's modules in the order they are run; sandbox.py compiles them once per evaluator.
+_MODULES = ("_sandbox_wire", "_sandbox_program", "_sandbox_judge", "_sandbox_launcher")
+# Run by `python -c` in place of the launcher's file where the code comes compiled: argv[1] is the
+# launcher's path (so it shows in the process list), argv[2] the file with the code.
+_BOOT = (
+    "import marshal, sys\n"
+    "folder, codes = sys.argv[1].rpartition('/')[0], marshal.loads(open(sys.argv[2], 'rb').read())\n"
+    "for name, code in codes[:-1]:\n"
+    "    module = sys.modules[name] = type(sys)(name)\n"
+    "    module.__file__ = f'{folder}/{name}.py'\n"
+    "    exec(code, module.__dict__)\n"
+    "__file__ = sys.argv[1]\n"
+    "del sys.argv[1:3]\n"
+    "exec(codes[-1][1])\n"
+)
+
+
+@functools.cache
+def _compiled() -> bytes:
+    """The launcher and the modules it imports, compiled once per evaluator: the launcher starts a
+    fresh interpreter for every program, runs with -B, and would otherwise compile ~1,000 lines at
+    each start (~8 ms of CPU). Only for an interpreter of this very version (marshal's format)."""
+    codes = []
+    for name in _MODULES:
+        path = _LAUNCHER.with_name(f"{name}.py")
+        codes.append((name, compile(path.read_bytes(), str(path), "exec")))
+    return marshal.dumps(tuple(codes))
+
+
 def _launch_and_wait(
     private: Path, code: str, tests: _TestPart | None, mode: str, limits: _Limits, python: str | None, token: str
 ) -> str:
     """Start the launcher with the token on a pipe and descriptors for the token it writes back and
     its report; return the report line once it ended (it enforces the time limit itself)."""
     interpreter, binds = _interpreter(python)
-    files = {"program": code} if tests is None else {"program": code, "tests": tests.source}
-    for name, text in files.items():
-        (private / f"{name}.py").write_text(text, encoding="utf-8")
-        if mode == "process":
-            (private / "work").mkdir(exist_ok=True)
-            shutil.copy(private / f"{name}.py", private / "work" / f"{name}.py")
+    (private / "program.py").write_text(code, encoding="utf-8")
+    if tests is not None:  # read by the launcher only, never copied where the program runs
+        (private / "tests.py").write_text(tests.source, encoding="utf-8")
+    if mode == "process":
+        (private / "work").mkdir(exist_ok=True)
+        shutil.copy(private / "program.py", private / "work" / "program.py")
     token_r, token_w = os.pipe()
     os.write(token_w, token.encode())
     os.close(token_w)
@@ -237,6 +270,9 @@ def _launch_and_wait(
             fds[name + "_fd"] = os.open(private / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         args = _launch_args(private, mode, limits, binds, fds, tests)
         command = [interpreter, "-I", "-S", "-B", str(_LAUNCHER), *args]
+        if interpreter == os.path.realpath(sys.executable):  # the same version: it can load our compiled code
+            (private / "code").write_bytes(_compiled())
+            command[4:5] = ["-c", _BOOT, str(_LAUNCHER), str(private / "code")]
         with open(private / "stdout", "wb") as out, open(private / "stderr", "wb") as err:
             proc = subprocess.Popen(
                 command, cwd=private, env={"PATH": MINIMAL_PATH, "LANG": "C.UTF-8"}, stdin=subprocess.DEVNULL,
@@ -265,6 +301,18 @@ def _launch_args(
     return [f"{key}={value}" for key, value in values.items()] + [f"bind={folder}" for folder in binds]
 
 
+def _ending(result: str, token: str) -> str:
+    """How the writer of the token says the program ended: "done" (its last statement ran, or the
+    tests passed), "MemoryError", "failed <why>" (the judge saw the tests fail), "" (nothing said)."""
+    if result == token:
+        return "done"
+    if result == token + _MEMORY_MARK:
+        return "MemoryError"
+    if result.startswith(token + _FAILED_MARK):
+        return "failed " + result[len(token + _FAILED_MARK) :].strip()
+    return ""
+
+
 def _error(
     message: str, returncode: int | None, stdout: str, seconds: float, mode: str, hint: bool = True
 ) -> SandboxResult:
@@ -279,7 +327,8 @@ def _verdict(
 ) -> SandboxResult:
     """Status and detail from the launcher's report line ("exit N cpu S", "signal N cpu S",
     "timeout", "error ...") and how the program process says it ended ("done" after its last
-    statement, "MemoryError", or "" when it did not say): see docs/SANDBOX.md for why each is so."""
+    statement or after the tests passed, "MemoryError", "failed <why>" from the launcher's judge, or ""
+    when nothing was said): see docs/SANDBOX.md for why each is so."""
     kind, _, value = report.partition(" ")
     if kind == "error":  # the hint blames user namespaces only where they failed
         return _error(value, None, stdout, seconds, mode, hint=value.startswith("user namespaces:"))
@@ -301,6 +350,8 @@ def _verdict(
         status, detail = "timeout", f"CPU limit of {limits.cpu_seconds} s (used {cpu:.2f} s)"
     elif ended == "MemoryError":
         status, detail = "memory", f"MemoryError (limit {limits.memory_mb} MiB per process)"
+    elif ended.startswith("failed "):
+        detail = ended[len("failed ") :]
     elif kind == "signal":
         name = _signal_name(code)
         detail = f"crashed ({name})" if code in _CRASHES else f"killed by signal {name}"
