@@ -45,6 +45,29 @@ def test_select_runs_and_prints_a_summary(tmp_path, tiny_model, real_rows):
     assert len((tmp_path / "run" / "selected.jsonl").read_text().splitlines()) == 7
 
 
+def test_show_field_counts_the_share_kept_of_every_value(tmp_path, real_rows):
+    rows = real_rows[:50]
+    del rows[3]["source"]  # a row without the field is counted, as "(missing)"
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    args = ["select", str(pool), "--out", str(tmp_path / "run"), "--method", "output_length", "--count", "10"]
+    result = CliRunner().invoke(app, args + ["--show-field", "source", "--show-field", "domain"])
+    assert result.exit_code == 0, result.output
+    assert "share kept of each value of the rows' 'source' field" in result.output
+    report = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert "share kept of each value of &#39;source&#39;" in report or "share kept of each value of 'source'" in report
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    kept_ids = {json.loads(line)["id"] for line in (tmp_path / "run" / "selected.jsonl").read_text().splitlines()}
+    for field in ("source", "domain"):
+        shown = manifest["shown_fields"][field]
+        assert (shown["rows"], shown["kept"]) == (50, 10)
+        for value, counts in shown["values"].items():
+            members = [r for r in rows if str(r.get(field, "(missing)")) == value]
+            assert counts["rows"] == len(members)
+            assert counts["kept"] == sum(r["id"] in kept_ids for r in members)
+            assert counts["share_kept"] == counts["kept"] / counts["rows"]
+    assert manifest["shown_fields"]["source"]["values"]["(missing)"]["rows"] == 1
+
+
 def test_baseline_by_name_and_field_mapping(tmp_path, real_rows):
     rows = [{"prompt": r["instruction"], "response": r["output"]} for r in real_rows[:30]]
     pool = write_jsonl(tmp_path / "renamed.jsonl", rows)

@@ -115,3 +115,21 @@ def test_subcluster_quotas_are_in_the_scores_and_fitted_state(study: dict) -> No
 
     fitted = load_selector(out / "fitted")
     assert fitted.sub_centers is not None and fitted.sub_centers.shape[:2] == (2, 2)
+
+
+def test_packed_cells_rebuild_the_same_comparisons(study: dict, tmp_path: Path) -> None:
+    """What docs/experiment_*/ keeps is enough to recompute every number of the run's tables."""
+    from daar.experiment import archive
+    from daar.experiment.runner import write_tables
+
+    packed = tmp_path / "packed"
+    names = archive.pack(study["out"], packed)
+    assert "random-r0.25-s2-d2" in names and "base" in names
+    assert all(not p.name.endswith(".jsonl") for p in (packed / "items").rglob("*"))  # only compressed items
+    cells = archive.load(packed, tmp_path / "scratch")
+    write_tables(cells, ["nq"], "nll", tmp_path / "rebuilt", [])
+    again = json.loads((tmp_path / "rebuilt" / "comparison.json").read_text())
+    original = json.loads((study["out"] / "comparison.json").read_text())
+    assert again == original
+    fields = archive.sample_fields(packed)
+    assert len(fields) == 40 and {"domain", "source"} <= set(next(iter(fields.values())))
