@@ -58,7 +58,7 @@ def test_an_edit_to_code_that_only_presents_results_keeps_the_key(package: Path,
 
 def test_scoring_and_rounds_are_keyed_by_their_closures(package: Path) -> None:
     scoring = set(closure(SCORING_ENTRY, package))
-    assert {"daar.evaluate.harness", "daar.evaluate.prompts", "daar.evaluate._sandbox_program"} <= scoring
+    assert {"daar.evaluate.harness", "daar.evaluate.kinds", "daar.evaluate._sandbox_program"} <= scoring
     assert "daar.select.daar" not in scoring  # a score does not depend on how rows were selected
     rounds = set(closure(ROUND_ENTRY, package))
     assert {"daar.probe.heads", "daar.tune.lora", "daar.select.daar", "daar.evaluate.runner"} <= rounds

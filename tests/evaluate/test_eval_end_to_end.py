@@ -52,14 +52,14 @@ def test_nll_mode_all_tasks(tiny_model: Path, bench_dir: Path, tmp_path: Path) -
 
 def test_nll_matches_a_direct_forward_pass(tiny_model: Path, bench_dir: Path, tmp_path: Path) -> None:
     """lm-eval's log-likelihood and our token count give the same NLL as scoring by hand."""
-    from daar.evaluate import prompts
     from daar.evaluate.registry import get_task, load_task_rows
     from daar.models import load_causal_lm, load_tokenizer
 
     report = evaluate(str(tiny_model), tasks=["nq"], mode="nll", limit=1, data_dir=bench_dir, device="cpu")
     spec = get_task("nq")
     row = load_task_rows(spec, bench_dir, limit=1)[0]
-    context, answer = prompts.build_prompt(spec, row, []), prompts.reference(spec, row)
+    kind = spec.scored_as("nll")
+    context, answer = kind.prompt(row, []), kind.reference(row)
     tokenizer, model = load_tokenizer(tiny_model), load_causal_lm(tiny_model)
     head = tokenizer(context, add_special_tokens=False)["input_ids"]
     whole = tokenizer(context + answer, add_special_tokens=False)["input_ids"]

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from daar.evaluate.kinds import get_kind
 from daar.evaluate.metrics import CodeCheck, humaneval_check, mbpp_check
-from daar.evaluate.prompts import score_generation
 from daar.evaluate.registry import get_task
 from daar.evaluate.sandbox import SandboxResult, barrier_available, run_python
 
@@ -255,8 +255,8 @@ def test_humaneval_32_wrong_answer_that_patches_what_check_uses_fails(patch: str
     Scored as the evaluator scores it, `check` runs in the launcher, on modules the answer never had."""
     (row,) = _rows("humaneval.jsonl.gz", ids=("HumanEval/32",))
     spec = get_task("humaneval")
-    assert score_generation(spec, row, row["canonical_solution"], lambda check: _run(check).passed)["pass_at_1"] == 1
-    assert score_generation(spec, row, PATCHES_32[patch], lambda check: _run(check).passed) == {"pass_at_1": 0.0}
+    assert get_kind(spec.kind).score(row, row["canonical_solution"], lambda check: _run(check).passed)["pass_at_1"] == 1
+    assert get_kind(spec.kind).score(row, PATCHES_32[patch], lambda check: _run(check).passed) == {"pass_at_1": 0.0}
 
 
 def test_humaneval_answer_equal_to_everything_fails() -> None:

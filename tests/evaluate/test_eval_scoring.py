@@ -118,14 +118,12 @@ def test_count_continuation_tokens_moves_trailing_space(tokenizer) -> None:
 
 def test_mmlu_in_nll_mode_scores_the_full_answer_text(tokenizer) -> None:
     """A single letter's NLL is never an outcome: in nll mode MMLU is its cloze form."""
-    from daar.evaluate import prompts
-
     if not (BENCH / "nq_open.jsonl.gz").exists():
         pytest.skip(f"benchmark files not found at {BENCH}")
-    spec = prompts.in_mode(get_task("mmlu"), "nll")
-    assert spec.kind == "mmlu_cloze" and spec.choice
-    assert prompts.in_mode(get_task("mmlu"), "generate").kind == "mmlu"
-    rows = load_task_rows(get_task("mmlu"), BENCH, limit=3)
+    spec = get_task("mmlu")
+    assert spec.scored_as("nll").name == "mmlu_cloze" and spec.scored_as("nll").choice
+    assert spec.scored_as("generate").name == "mmlu"
+    rows = load_task_rows(spec, BENCH, limit=3)
     docs = harness.build_docs(spec, rows, [], 0, tokenizer, "nll")
     task = harness.build_task(spec, rows, docs, "nll")
     for doc, row in zip(docs, rows, strict=True):

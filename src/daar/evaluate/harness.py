@@ -8,7 +8,7 @@ hands lm-eval an in-memory `datasets.Dataset`, so `datasets.load_dataset` is nev
 What lm-eval does here: batching and length-sorting of requests, log-likelihoods (with its
 trailing-space and context-truncation rules), greedy generation with stop sequences, few-shot
 free contexts, per-item `process_results` and aggregation. Scoring rules are ours
-(`daar.evaluate.prompts` / `metrics`); code runs only in `daar.evaluate.sandbox`, never through
+(`daar.evaluate.kinds` / `metrics`); code runs only in `daar.evaluate.sandbox`, never through
 lm-eval's `code_eval`.
 
 Modes:
@@ -27,7 +27,6 @@ import random
 from collections.abc import Callable
 from typing import Any, Literal
 
-from daar.evaluate import prompts
 from daar.evaluate.metrics import CodeCheck
 from daar.evaluate.registry import TaskSpec
 
@@ -85,18 +84,19 @@ def build_docs(
 
     Only scalar fields go to lm-eval (an Arrow table); the full row stays in `rows`.
     """
+    kind = spec.scored_as(mode)
     docs = []
     for i, row in enumerate(rows):
-        prompt = prompts.build_prompt(spec, row, prompts.pick_shots(spec, row, shots_pool, num_fewshot))
-        ref = prompts.reference(spec, row)
-        needs_count = mode == "nll" or spec.choice
+        prompt = kind.prompt(row, kind.shots(row, shots_pool, num_fewshot))
+        ref = kind.reference(row)
+        needs_count = mode == "nll" or kind.choice
         docs.append(
             {
                 "_i": i,
                 "id": _item_id(spec, row),
                 "_prompt": prompt,
                 "_reference": ref,
-                "_gold": prompts.gold_index(spec, row) if spec.choice else -1,
+                "_gold": kind.gold(row) if kind.choice else -1,
                 "_ntok": count_continuation_tokens(tokenizer, prompt, ref) if needs_count else 0,
             }
         )
@@ -115,6 +115,7 @@ def build_task(
     import datasets
     from lm_eval.api.task import ConfigurableTask
 
+    kind = spec.scored_as(mode)
     dataset = datasets.Dataset.from_list(docs)
     base: dict[str, Any] = {
         "task": f"daar_{spec.name}",
@@ -124,8 +125,8 @@ def build_task(
         "num_fewshot": 0,  # few-shot examples are already inside `_prompt`
         "metadata": {"version": 1},
     }
-    if spec.choice:
-        option_lists = [prompts.choices(spec, row) for row in rows]
+    if kind.choice:
+        option_lists = [kind.options(row) for row in rows]
 
         def score_choice(doc: dict[str, Any], results: list[tuple[float, bool]]) -> dict[str, Any]:
             options = option_lists[doc["_i"]]
@@ -160,22 +161,22 @@ def build_task(
             "metric_list": [{"metric": "nll", "aggregation": token_mean_nll, "higher_is_better": False}],
         }
     else:
-        metric = prompts.generation_metric(spec)
+        metric = kind.metric
 
         def score_text(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
-            return prompts.score_generation(spec, rows[doc["_i"]], results[0], run_code)
+            return kind.score(rows[doc["_i"]], results[0], run_code)
 
         config = base | {
             "output_type": "generate_until",
             "doc_to_target": lambda doc: doc["_reference"],
             "generation_kwargs": {
-                "until": prompts.STOP_SEQUENCES[spec.kind],
+                "until": list(kind.stops),
                 "max_gen_toks": min(spec.max_gen_toks, max_gen_toks or spec.max_gen_toks),
                 "do_sample": False,
             },
             "process_results": score_text,
             "metric_list": [{"metric": metric, "aggregation": "mean", "higher_is_better": True}],
-            "unsafe_code": spec.kind in ("mbpp", "humaneval"),
+            "unsafe_code": kind.runs_code,
         }
     return ConfigurableTask(config=config)
 

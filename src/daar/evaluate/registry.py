@@ -3,7 +3,7 @@
 Each task is one `TaskSpec` row: which file under the benchmark folder it reads, how many items
 the paper scores (a seeded subsample), which rows form the test split, where few-shot examples
 come from, and which `kind` of prompt/metric applies. The prompt and metric code for each kind
-lives in `daar.evaluate.prompts`; nothing here imports lm-eval or torch, so listing tasks and
+lives in `daar.evaluate.kinds`; nothing here imports lm-eval or torch, so listing tasks and
 validating names is instant (the CLI calls this before loading any model).
 
 Subsampling: the test rows are shuffled with `random.Random(seed)` and the first `size` taken,
@@ -19,11 +19,10 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from daar.errors import UserError
-
-Kind = Literal["qa", "gsm8k", "math", "mbpp", "humaneval", "hellaswag", "mmlu", "mmlu_cloze"]
+from daar.evaluate.kinds import TaskKind, get_kind
 
 ENV_BENCH_DIR = "DAAR_BENCH_DIR"
 
@@ -38,7 +37,7 @@ class TaskSpec:
 
     name: str
     file: str
-    kind: Kind
+    kind: str  # a registered daar.evaluate.kinds.TaskKind
     size: int | None
     description: str
     fewshot_file: str | None = None
@@ -48,10 +47,17 @@ class TaskSpec:
     fewshot_ids: tuple[int, ...] = ()
     max_gen_toks: int = 256
 
+    def __post_init__(self) -> None:
+        get_kind(self.kind)  # an unknown kind fails where the task is declared
+
     @property
     def choice(self) -> bool:
         """Scored by log-likelihood choice among options (same in both modes)."""
-        return self.kind in ("hellaswag", "mmlu", "mmlu_cloze")
+        return get_kind(self.kind).choice
+
+    def scored_as(self, mode: str) -> TaskKind:
+        """The kind that scores this task in `mode` (MMLU: its cloze form in `nll` mode)."""
+        return get_kind(self.kind).in_mode(mode)
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -86,6 +92,12 @@ TASKS: dict[str, TaskSpec] = {
         ),
     )
 }
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Add a benchmark (a file under the benchmark folder and a registered kind) to the known tasks."""
+    TASKS[spec.name] = spec
+    return spec
 
 
 def get_task(name: str) -> TaskSpec:

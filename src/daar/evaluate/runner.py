@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from daar.evaluate import harness, prompts
+from daar.evaluate import harness
 from daar.evaluate.metrics import CodeCheck
 from daar.evaluate.registry import EvalError, load_fewshot_rows, load_task_rows, parse_tasks, resolve_data_dir
 from daar.evaluate.sandbox import run_python
@@ -56,7 +56,7 @@ def evaluate(
     if num_fewshot is not None and num_fewshot < 0:
         raise EvalError(f"num_fewshot must be >= 0, got {num_fewshot}")
     specs = parse_tasks(tasks)
-    if mode == "generate" and any(spec.kind in ("mbpp", "humaneval") for spec in specs):
+    if mode == "generate" and any(spec.scored_as(mode).runs_code for spec in specs):
         check_sandbox()  # an hour of generation is no help if no answer can be run
     bench = resolve_data_dir(data_dir)
     # Read every file first: a missing file should fail in a second, not after an hour of scoring.
@@ -90,9 +90,8 @@ def evaluate(
         if shots and not pool:
             raise EvalError(f"task {spec.name!r} has no few-shot examples; use num_fewshot 0")
         t0 = time.perf_counter()
-        scored = prompts.in_mode(spec, mode)
-        docs = harness.build_docs(scored, rows, pool, shots, tokenizer, mode)
-        task = harness.build_task(scored, rows, docs, mode, run_code, max_gen_toks)
+        docs = harness.build_docs(spec, rows, pool, shots, tokenizer, mode)
+        task = harness.build_task(spec, rows, docs, mode, run_code, max_gen_toks)
         metrics, samples = harness.run_task(wrapper, task, seed)
         results[spec.name] = {
             "metrics": metrics,

@@ -12,7 +12,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from daar.config import renamed
-from daar.evaluate.prompts import generation_metric
 from daar.evaluate.registry import get_task
 
 # The code behind a score is everything the evaluation package reaches (daar.utils.code.code_closure;
@@ -64,4 +63,4 @@ class EvalSettings(BaseModel):
 
 def headline_metrics(tasks: list[str], mode: str) -> dict[str, str]:
     """The one metric per task that the table shows: NLL per token in nll mode, else the task's score."""
-    return {t: "nll" if mode == "nll" else generation_metric(get_task(t)) for t in tasks}
+    return {t: "nll" if mode == "nll" else get_task(t).scored_as(mode).metric for t in tasks}
