@@ -2,9 +2,11 @@
 
 The training loop is the transformers Trainer with a peft adapter, because checkpointing, resume,
 gradient accumulation and mixed precision are easy to get subtly wrong by hand. What this module
-adds is the part the paper's numbers depend on: response-only loss, the paper's defaults, a
-content key so a finished run is reused instead of retrained, and a manifest written last so a
-folder without one is known to be unfinished.
+adds is the part the paper's numbers depend on: loss on the assistant's turns only (daar.tune.data),
+the paper's defaults, a content key so a finished run is reused instead of retrained, and a
+manifest written last so a folder without one is known to be unfinished.
+Not TRL's SFTTrainer: its assistant-only loss needs {% generation %} markers, which SmolLM2's
+template lacks (tests/tune/test_chat.py), and it took 20-30% more CPU per step (benchmarks/tune_trl.py).
 """
 
 from __future__ import annotations
