@@ -48,6 +48,11 @@ def test_alpaca_rows(tmp_path):
     ]
     assert pool.records[1].text == "Instruction: Translate\nInput: bonjour\nOutput: hello"
     assert pool.records[1].prompt == "Translate\n\nbonjour"
+    assert pool.records[1].turns == ()  # one user turn (the prompt) and one assistant turn when tuned
+    assert pool.records[1].messages == [
+        {"role": "user", "content": "Translate\n\nbonjour"},
+        {"role": "assistant", "content": "hello"},
+    ]
     assert pool.records[0].prompt == "Add 2 and 3."
 
 
@@ -73,6 +78,15 @@ def test_messages_chat_rows_last_assistant_turn_is_the_output(tmp_path):
     assert (second.instruction, second.output) == ("user: Hi", "Hello")
     assert first.text == f"Instruction: {first.instruction}\nOutput: 12"
     assert "last assistant turn is the output" in CHAT_TEMPLATE_DOC
+    # tuning keeps the real turns; the prober's text above is the flattened one
+    assert first.turns == (
+        ("system", "You are terse."),
+        ("user", "What is 2+2?"),
+        ("assistant", "4"),
+        ("user", "And times 3?"),
+        ("assistant", "12"),
+    )
+    assert second.messages == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
 
 
 def test_turns_after_the_last_assistant_answer_are_not_part_of_the_row(tmp_path):
@@ -85,6 +99,7 @@ def test_turns_after_the_last_assistant_answer_are_not_part_of_the_row(tmp_path)
     }
     pool = read_pool(write_jsonl(tmp_path / "chat.jsonl", [row]))
     assert _fields(pool) == [(0, "#0", "user: Q", "", "A")]
+    assert pool.records[0].turns == (("user", "Q"), ("assistant", "A"))
     assert pool.records[0].notes == ("field 'messages[2]' after the last assistant answer is not part of the text",)
 
 
@@ -122,11 +137,25 @@ def test_sharegpt_conversations_rows(tmp_path):
             ]
         },
         {"id": 9, "conversations": [{"from": "Human", "value": "Q?"}, {"from": "GPT", "value": "A."}]},
+        {
+            "conversations": [
+                {"from": "human", "value": "Hi"},
+                {"from": "bot", "value": "Hello."},
+                {"from": "human", "value": " "},
+                {"from": "model", "value": "Still there?"},
+            ]
+        },
     ]
     pool = read_pool(write_jsonl(tmp_path / "sharegpt.jsonl", rows))
     assert _fields(pool) == [
         (0, "#0", "system: Be kind.\nuser: Tell me a fact.", "", "Water is wet."),
         (1, "9", "user: Q?", "", "A."),
+        (2, "#2", "user: Hi\nassistant: Hello.", "", "Still there?"),
+    ]
+    assert [r.turns for r in pool.records] == [  # roles as chat templates name them; empty turns left out
+        (("system", "Be kind."), ("user", "Tell me a fact."), ("assistant", "Water is wet.")),
+        (("user", "Q?"), ("assistant", "A.")),
+        (("user", "Hi"), ("assistant", "Hello."), ("assistant", "Still there?")),
     ]
 
 

@@ -11,18 +11,29 @@ from conftest import write_jsonl
 from daar.models import load_tokenizer
 from daar.read import read_pool
 from daar.tune import TuneConfig, tune
-from daar.tune.data import IGNORE_INDEX, PackCollator, PadCollator, build_examples, choose_template
+from daar.tune.data import IGNORE_INDEX, PadCollator, build_examples, choose_template, pack_collator
+
+CHAT = {
+    "messages": [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "And of Italy?"},
+        {"role": "assistant", "content": "Rome, since 1871."},
+    ]
+}
 
 
 @pytest.fixture(scope="module")
 def examples(tiny_model: Path, real_rows: list[dict], tmp_path_factory) -> list[dict]:
-    path = write_jsonl(tmp_path_factory.mktemp("pack") / "rows.jsonl", real_rows[:6])
+    """Instruction rows and a chat row, whose labels come in two pieces (one per assistant turn)."""
+    path = write_jsonl(tmp_path_factory.mktemp("pack") / "rows.jsonl", real_rows[:3] + [CHAT] + real_rows[3:6])
     tokenizer = load_tokenizer(tiny_model)
     return build_examples(read_pool(path).records, tokenizer, choose_template(tokenizer), 256).items
 
 
 def test_pack_collator_joins_rows_and_restarts_positions(examples: list[dict]) -> None:
-    batch = PackCollator()(examples[:3])
+    batch = pack_collator()(examples[:3])
     lengths = [len(e["input_ids"]) for e in examples[:3]]
     assert batch["input_ids"].shape == (1, sum(lengths))
     starts = [0, lengths[0], lengths[0] + lengths[1]]
@@ -47,7 +58,7 @@ def test_packed_and_padded_passes_have_the_same_loss_and_gradients(tiny_model: P
             torch.nn.init.normal_(module.lora_B["default"].weight, std=0.02)
     tokenizer = load_tokenizer(tiny_model)
     found = []
-    for batch in (PadCollator(int(tokenizer.pad_token_id))(examples), PackCollator()(examples)):
+    for batch in (PadCollator(int(tokenizer.pad_token_id))(examples), pack_collator()(examples)):
         model.zero_grad()
         loss = model(**batch).loss
         loss.backward()
@@ -60,7 +71,7 @@ def test_packed_and_padded_passes_have_the_same_loss_and_gradients(tiny_model: P
 
 
 def test_tune_with_packing_trains_the_same_adapter(tiny_model: Path, real_rows: list[dict], tmp_path: Path) -> None:
-    selection = write_jsonl(tmp_path / "sel.jsonl", real_rows[:32])
+    selection = write_jsonl(tmp_path / "sel.jsonl", real_rows[:28] + [CHAT] * 4)
     # dropout off: its masks are drawn per position, so the two layouts would draw different ones
     common = dict(device="cpu", max_steps=3, batch_size=8, grad_accum=1, max_length=256, compile=False, dropout=0.0)
     padded = tune(selection, str(tiny_model), tmp_path / "padded", TuneConfig(**common, packing=False))

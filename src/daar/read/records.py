@@ -26,13 +26,14 @@ from typing import Any
 from daar.config import FieldMap
 
 CHAT_TEMPLATE_DOC = (
-    "Chat rows (`messages` with role/content, or ShareGPT `conversations` with from/value): the last "
-    "assistant turn is the output; every earlier turn is written as '<role>: <content>' on its own line "
-    "and the lines together form the instruction; input is empty. Turns after the last assistant turn, "
-    "and instruction/input/output fields next to the chat field, are not part of the text; the row's "
-    "record says so in its notes."
+    "Chat rows (`messages` with role/content, or ShareGPT `conversations` with from/value; ShareGPT's "
+    "human is user, gpt/bot/model are assistant): the last assistant turn is the output; every earlier "
+    "turn is written as '<role>: <content>' on its own line and the lines together form the instruction; "
+    "input is empty. That is the text the prober reads; `daar tune` trains on the turns themselves, "
+    "through the learner's chat template, with the loss on every assistant turn. Turns after the last "
+    "assistant turn, and instruction/input/output fields next to the chat field, are not part of the "
+    "text; the row's record says so in its notes. Turns with empty content are left out of both."
 )
-_ASSISTANT = {"assistant", "gpt", "bot", "model"}
 _ROLE_NAMES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
 
 
@@ -48,6 +49,7 @@ class Record:
     raw: dict[str, Any] = field(repr=False, compare=False)
     explicit_id: bool = True  # False: the row had no id and `id` is positional ("#<position>")
     notes: tuple[str, ...] = ()  # what of the row is not part of its text, and why
+    turns: tuple[tuple[str, str], ...] = ()  # a chat row's (role, content) turns, up to its last answer
 
     @property
     def text(self) -> str:
@@ -62,6 +64,13 @@ class Record:
     def prompt(self) -> str:
         """Instruction and input joined, the side a learner is conditioned on."""
         return f"{self.instruction}\n\n{self.input}" if self.input else self.instruction
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """The dialogue a learner is tuned on: a chat row's own turns, or one user turn (`prompt`) and
+        one assistant turn (`output`) for an instruction row."""
+        turns = self.turns or (("user", self.prompt), ("assistant", self.output))
+        return [{"role": role, "content": content} for role, content in turns]
 
 
 @dataclass(frozen=True)
@@ -86,11 +95,11 @@ def to_record(raw: Any, position: int, fields: FieldMap) -> Record:
     # A chat key holding null counts as absent: a Parquet or CSV file has every column in every row.
     key = next((k for k in (fields.messages, fields.conversations) if raw.get(k) is not None), None)
     if key is not None:
-        instruction, output, notes = _from_chat(raw[key], key)
+        instruction, output, notes, turns = _from_chat(raw[key], key)
         for name in (fields.conversations, fields.instruction, fields.input, fields.output):
             if _given(raw, key, name):
                 notes.append(f"field '{name}' is not used: the text comes from '{key}'")
-        return Record(position, row_id, instruction, "", output, raw, explicit, tuple(notes))
+        return Record(position, row_id, instruction, "", output, raw, explicit, tuple(notes), turns)
     instruction = _text_field(raw, fields.instruction, required=True)
     input_text = _text_field(raw, fields.input, required=False)
     output = _text_field(raw, fields.output, required=True)
@@ -160,8 +169,8 @@ def _text_field(raw: dict[str, Any], name: str, *, required: bool) -> str:
     return text
 
 
-def _from_chat(turns: Any, key: str) -> tuple[str, str, list[str]]:
-    """Instruction, output and notes of a chat row (see CHAT_TEMPLATE_DOC)."""
+def _from_chat(turns: Any, key: str) -> tuple[str, str, list[str], tuple[tuple[str, str], ...]]:
+    """Instruction, output, notes and (role, content) turns of a chat row (see CHAT_TEMPLATE_DOC)."""
     if not isinstance(turns, list) or not turns:
         got = "an empty list" if isinstance(turns, list) else type(turns).__name__
         raise RowError(f"field '{key}' must be a non-empty list of turns, got {got}")
@@ -179,7 +188,7 @@ def _from_chat(turns: Any, key: str) -> tuple[str, str, list[str]]:
         _check_unicode(content, f"{key}[{i}]")
         role = role.strip().lower()
         rendered.append((_ROLE_NAMES.get(role, role), content.strip()))
-    last = max((i for i, (role, _) in enumerate(rendered) if role in _ASSISTANT), default=None)
+    last = max((i for i, (role, _) in enumerate(rendered) if role == "assistant"), default=None)
     if last is None:
         raise RowError(f"field '{key}' has no assistant turn to use as output")
     output = rendered[last][1]
@@ -192,7 +201,8 @@ def _from_chat(turns: Any, key: str) -> tuple[str, str, list[str]]:
     if last < len(rendered) - 1:
         after = f"'{key}[{last + 1}]'" + (f" to '{key}[{len(rendered) - 1}]'" if last < len(rendered) - 2 else "")
         notes.append(f"field {after} after the last assistant answer is not part of the text")
-    return instruction, output, notes
+    kept = tuple((role, content) for role, content in rendered[: last + 1] if content)
+    return instruction, output, notes, kept
 
 
 def duplicate_id_problem(id_field: str, row_id: str, first_seen: str) -> str:

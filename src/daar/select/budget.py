@@ -6,11 +6,11 @@ equal rows is also a comparison at unequal training compute. A token budget keep
 own order and takes its rows while they fit.
 
 Tokens are counted as `daar tune` trains on them (daar.tune.tokens.TokenCounter): the learner's
-tokenizer (the run's `model`), its template and the tuning default max_length, prompt and
-response together. "Exact to the
-row": the selection holds at most the budget, and the method's selection of one more row would
-pass it (found by bisection over the row count, so a method whose selection of n + 1 rows is not
-its selection of n plus one, such as the balanced quotas, still gets the largest count that fits).
+tokenizer (the run's `model`), its template and the tuning default max_length, the whole dialogue
+(prompt and response, or a chat row's every turn) together. "Exact to the row": the selection
+holds at most the budget, and the method's selection of one more row would pass it (found by
+bisection over the row count, so a method whose selection of n + 1 rows is not its selection of n
+plus one, such as the balanced quotas, still gets the largest count that fits).
 """
 
 from __future__ import annotations

@@ -1,8 +1,17 @@
-"""Turning selected records into supervised examples whose loss falls on the response only.
+"""Turning selected records into supervised examples whose loss falls on the assistant's turns only.
 
-The prompt and the response are tokenised separately and concatenated, so the boundary between
-"what the model is given" and "what it must learn to write" is exact whatever the tokenizer does
-at the seam; generation later starts from the same prompt ids (see `encode_prompt`).
+With a chat template, a record is its dialogue (`Record.messages`: a chat row's own turns, or one
+user and one assistant turn for an instruction row) rendered by the learner's own template, so the
+learner trains on what it sees at use. The rendering is cut into pieces at each assistant turn:
+what comes before the turn (earlier turns, then the template's generation prompt) is context and
+gets no label; the turn itself, up to where the template ends it (its end-of-turn token included),
+is learned. Each piece is tokenised on its own and the ids joined, so the boundary between "what the
+model is given" and "what it must learn to write" is exact whatever the tokenizer does at the seam;
+generation later starts from the same prompt ids (see `encode_prompt`). An instruction row is
+therefore encoded as it was before chat rows kept their turns (tests/tune/test_chat.py).
+
+The plain template (tokenizers without a chat template, or `template: plain`) is single-turn: the
+record's prompt (a chat row's earlier turns as "role: content" lines) and its last answer.
 """
 
 from __future__ import annotations
@@ -122,11 +131,49 @@ def build_examples(
 def encode_example(
     record: Record, tokenizer: Any, template: Literal["chat", "plain"], max_length: int
 ) -> tuple[list[int], list[int], bool]:
-    """Input ids and labels of one record as training sees them, and whether they were cut."""
-    prompt_ids = encode_prompt(tokenizer, record.prompt, template)
-    response_ids = encode_response(tokenizer, record.prompt, record.output, template)
-    input_ids, labels = mask_prompt(prompt_ids, response_ids, max_length)
-    return input_ids, labels, len(prompt_ids) + len(response_ids) > max_length
+    """Input ids and labels of one record as training sees them, and whether they were cut.
+
+    Cutting keeps the start, as `mask_prompt` does: an answer without the turns it answers teaches nothing.
+    """
+    if template == "plain":
+        prompt_ids = encode_prompt(tokenizer, record.prompt, template)
+        response_ids = encode_response(tokenizer, record.prompt, record.output, template)
+        input_ids, labels = mask_prompt(prompt_ids, response_ids, max_length)
+        return input_ids, labels, len(prompt_ids) + len(response_ids) > max_length
+    try:
+        texts = chat_pieces(tokenizer, record.messages)
+    except Exception as err:  # jinja raises its own error types for dialogues a template rejects
+        raise TuneError(
+            f"row '{record.id}' (position {record.position}): the chat template cannot render its turns "
+            f"for training ({err}); --template plain trains on it as one turn"
+        ) from err
+    pieces = [(list(tokenizer(text, add_special_tokens=False)["input_ids"]), learned) for text, learned in texts]
+    input_ids = [i for ids, _ in pieces for i in ids]
+    labels = [i if learned else IGNORE_INDEX for ids, learned in pieces for i in ids]
+    return input_ids[:max_length], labels[:max_length], len(input_ids) > max_length
+
+
+def chat_pieces(tokenizer: Any, messages: list[dict[str, str]]) -> list[tuple[str, bool]]:
+    """The template's rendering of a dialogue cut into (text, learned) pieces; the texts join to the
+    rendering of the whole dialogue.
+
+    A learned piece is one assistant turn: the rendering of the dialogue up to and including it,
+    less the rendering up to it with the generation prompt. An assistant turn before any other turn
+    has nothing to answer and stays context. The template must render each turn the same whatever
+    follows it (most do; the error says when one does not).
+    """
+    pieces: list[tuple[str, bool]] = []
+    done = ""
+    for end, message in enumerate(messages):
+        if message["role"] != "assistant" or end == 0:
+            continue
+        head = tokenizer.apply_chat_template(messages[:end], tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(messages[: end + 1], tokenize=False)
+        if not head.startswith(done) or not full.startswith(head):
+            raise ValueError(f"turn {end} changes how the template renders the turns before it")
+        pieces += [(head[len(done) :], False), (full[len(head) :], True)]
+        done = full
+    return [(text, learned) for text, learned in pieces if text]
 
 
 def example_tokens(
@@ -177,25 +224,14 @@ class PadCollator:
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
-@dataclass
-class PackCollator:
-    """A batch's examples joined into one row without padding: position ids restart at 0 for each
-    example, so the model keeps attention inside each one (transformers builds the block-diagonal
-    mask from the position ids), and each example's first label is IGNORE_INDEX, so no token is
-    predicted from the end of the example before it. The loss over the step's response tokens is
-    then the padded layout's; only the padding's compute is gone. transformers looks for packed rows
+def pack_collator() -> Any:
+    """A batch's examples joined into one row without padding (transformers' DataCollatorWithFlattening,
+    which is what TRL's padding-free collator does too): position ids restart at 0 for each example,
+    so the model keeps attention inside each one (transformers builds the block-diagonal mask from the
+    position ids), and each example's first label is IGNORE_INDEX, so no token is predicted from the
+    end of the example before it. The loss over the step's learned tokens is then the padded layout's;
+    only the padding's compute is gone (tests/tune/test_packing.py). transformers looks for packed rows
     only when the model runs without a KV cache, as tuning does (`use_cache` off), not otherwise."""
+    from transformers import DataCollatorWithFlattening  # here: importing transformers costs seconds
 
-    def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        input_ids: list[int] = []
-        labels: list[int] = []
-        positions: list[int] = []
-        for item in batch:
-            input_ids += item["input_ids"]
-            labels += [IGNORE_INDEX, *item["labels"][1:]]
-            positions += range(len(item["input_ids"]))
-        return {
-            "input_ids": torch.tensor([input_ids], dtype=torch.long),
-            "labels": torch.tensor([labels], dtype=torch.long),
-            "position_ids": torch.tensor([positions], dtype=torch.long),
-        }
+    return DataCollatorWithFlattening(separator_id=IGNORE_INDEX)

@@ -2,9 +2,11 @@
 
 The training loop is the transformers Trainer with a peft adapter, because checkpointing, resume,
 gradient accumulation and mixed precision are easy to get subtly wrong by hand. What this module
-adds is the part the paper's numbers depend on: response-only loss, the paper's defaults, a
-content key so a finished run is reused instead of retrained, and a manifest written last so a
-folder without one is known to be unfinished.
+adds is the part the paper's numbers depend on: loss on the assistant's turns only (daar.tune.data),
+the paper's defaults, a content key so a finished run is reused instead of retrained, and a
+manifest written last so a folder without one is known to be unfinished.
+Not TRL's SFTTrainer: its assistant-only loss needs {% generation %} markers, which SmolLM2's
+template lacks (tests/tune/test_chat.py), and it took 20-30% more CPU per step (benchmarks/tune_trl.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from daar.models import resolve_model as _resolve_model
 from daar.models.adapter import TUNE_MANIFEST, adapter_fingerprint, check_adapter, load_tuned
 from daar.read import read_pool
 from daar.tune.callbacks import TrainLogCallback
-from daar.tune.data import ExampleDataset, PackCollator, PadCollator, TuneError, build_examples, choose_template
+from daar.tune.data import ExampleDataset, PadCollator, TuneError, build_examples, choose_template, pack_collator
 from daar.tune.settings import TuneConfig
 from daar.utils.cache import read_json, stable_key, write_json
 from daar.utils.lock import folder_lock
@@ -109,6 +111,8 @@ def _tune(selection: Path, model: str, out_dir: Path, settings: TuneConfig | Non
         del keyed["sampling"]  # trained as before the setting existed: same key, the old adapter is reused
     packing, compiled = uses_packing(settings, device), settings.compile
     keyed |= {"packing": packing, "compile": compiled}
+    if template == "chat" and any(record.turns for record in records):
+        keyed["chat_turns"] = True  # chat rows once trained as one flattened turn: not the adapter of before
     for name in ("packing", "compile"):
         if not keyed[name]:
             del keyed[name]  # off: trained as before these settings existed, the old adapter is reused
@@ -327,7 +331,7 @@ def _trainer(model, tokenizer, items, checkpoints: Path, out_dir: Path, settings
     trainer = TuneTrainer(
         model=model,
         args=args,
-        data_collator=PackCollator() if uses_packing(settings, device) else PadCollator(int(tokenizer.pad_token_id)),
+        data_collator=pack_collator() if uses_packing(settings, device) else PadCollator(int(tokenizer.pad_token_id)),
         train_dataset=ExampleDataset(items),
         processing_class=tokenizer,
         callbacks=[log],

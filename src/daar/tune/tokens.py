@@ -1,9 +1,11 @@
-"""How many tokens each row trains on, counted as `daar tune` counts them: what a token budget
-(daar.select.budget) spends. A pool's counts are cached by the rows' content, the tokenizer's
-model, the template and the code."""
+"""How many tokens each row trains on, counted as `daar tune` counts them (a chat row's whole
+dialogue through the learner's template, daar.tune.data): what a token budget (daar.select.budget)
+spends. A pool's counts are cached by the rows' dialogues, the tokenizer's model, the template and
+the code."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ class TokenCounter:
         """Every row's tokens, cached under `cache` by the rows' content, the model and the code."""
         if self.cache is None:
             return self(pool.records)
-        texts = [f"{r.prompt}\x00{r.output}" for r in pool.records]
+        texts = [json.dumps(r.messages, ensure_ascii=False) for r in pool.records]
         key = stable_key(model_key, self.template, self.max_length, texts_key(texts), code_version("daar.tune.data"))
         path = self.cache / "token_counts" / f"{key}.json"
         if path.is_file():
