@@ -155,11 +155,18 @@ def _to_parquet(stream: Path, target: Path) -> None:
 def _to_dataset(stream: Path, target: Path) -> None:
     """`Dataset.save_to_disk` of the stream (memory-mapped by `datasets`, not read into memory)."""
     import datasets
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     dataset = datasets.Dataset.from_file(str(stream))
-    with atomic_dir(target) as tmp:
-        shutil.rmtree(tmp, ignore_errors=True)  # save_to_disk makes its own folder
-        dataset.save_to_disk(str(tmp))
+    quiet = are_progress_bars_disabled()
+    disable_progress_bars()  # a bar per write of a few rows is noise in daar's own output
+    try:
+        with atomic_dir(target) as tmp:
+            shutil.rmtree(tmp, ignore_errors=True)  # save_to_disk makes its own folder
+            dataset.save_to_disk(str(tmp))
+    finally:
+        if not quiet:
+            enable_progress_bars()
     del dataset
 
 
