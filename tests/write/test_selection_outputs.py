@@ -219,3 +219,17 @@ def test_block_by_block_selection_writes_the_same_outputs(tmp_path, monkeypatch)
     assert len(table) == 10 and _entry(out)["formatting"] == "alpaca"
     bad = CliRunner().invoke(app, [*args, "--output-format", "csv"])
     assert bad.exit_code == 2 and "--output-format must be one of jsonl, parquet, hf" in bad.output
+
+
+def test_an_empty_chat_cell_of_a_csv_row_is_no_chat(tmp_path):
+    """CSV rows are written back with their cells as they were: an empty `messages` cell is "",
+    and such rows are Alpaca rows, as the reader read them."""
+    pool = tmp_path / "pool.csv"
+    lines = ["id,instruction,input,output,messages"] + [f"r{i},Question {i}?,,Answer {i}.," for i in range(10)]
+    pool.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run_select(_config(), pool, tmp_path / "run", report=False)
+    assert _entry(tmp_path / "run") == {
+        "file_name": "selected.jsonl",
+        "formatting": "alpaca",
+        "columns": {"prompt": "instruction", "response": "output"},
+    }

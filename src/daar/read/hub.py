@@ -63,7 +63,9 @@ def open_pool(spec: Any, split: str | None = None, subset: str | None = None) ->
     if is_dataset(spec):
         if split or subset:
             raise PoolError("a datasets.Dataset has no splits or subsets: give the Dataset itself")
-        return DatasetPool(spec, str(spec.split or "dataset"), {"dataset": "(a datasets.Dataset)"})
+        split = str(spec.split) if spec.split else None
+        source = {"dataset": "(a datasets.Dataset)", "split": split}
+        return DatasetPool(spec, f"dataset[{split}]" if split else "dataset", source)
     if is_dataset(spec, "DatasetDict"):
         if subset:
             raise PoolError("a DatasetDict has splits, not subsets: give split=NAME")

@@ -51,10 +51,12 @@ class RowKinds:
         if not isinstance(row, dict):
             return
         self.columns.update(k for k, v in row.items() if v not in (None, ""))
-        chat = next((k for k in (self.fields.messages, self.fields.conversations) if row.get(k) is not None), None)
+        # the reader's rule (daar.read.records): a chat field holds a list of turns; a CSV row's empty
+        # chat cell is written back as "" and is no chat
+        chats = (self.fields.messages, self.fields.conversations)
+        chat = next((k for k in chats if isinstance(row.get(k), list)), None)
         self.kinds[chat or "alpaca"] += 1
-        turns = row.get(chat) if chat else None
-        for turn in turns if isinstance(turns, list) else []:
+        for turn in row[chat] if chat else []:
             if isinstance(turn, dict):
                 role_key = "role" if "role" in turn else "from"
                 self.keys[(role_key, "content" if "content" in turn else "value")] += 1
@@ -80,7 +82,9 @@ class RowKinds:
         columns |= {name: name for name in ("system", "history") if name in self.columns}
         return {"file_name": file_name, "formatting": "alpaca", "columns": columns}
 
-    def _sharegpt(self, file_name: str, kind: str) -> tuple[dict[str, Any], list[str]]:
+    def _sharegpt(self, file_name: str, kind: str) -> tuple[dict[str, Any] | None, list[str]]:
+        if not self.keys:
+            return None, [f"the '{kind}' turns hold no role/content or from/value keys"]
         (role_key, content_key), _ = self.keys.most_common(1)[0]
         notes = []
         if len(self.keys) > 1:
