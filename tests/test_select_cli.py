@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
 from conftest import write_jsonl
@@ -111,3 +112,40 @@ def test_help_explains_every_option():
         assert option in result.output
     for option in ("--strategy", "--target", "--seed", "--batch-tokens", "--device", "--dtype", "--field"):
         assert option in result.output
+
+
+def test_a_dataset_folder_by_split_runs_in_memory(tmp_path, real_rows, monkeypatch):
+    """`daar select FOLDER --split train` reads the folder through datasets.load_dataset."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "train.jsonl", real_rows[:40])
+    write_jsonl(tmp_path / "data" / "test.jsonl", real_rows[40:50])
+    args = ["select", str(tmp_path / "data"), "--split", "train", "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args + ["--method", "output_length", "--count", "4", "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert "40 rows in, 4 selected, 36 not selected" in result.output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["command"] == "select" and manifest["input"]["split"] == "train"
+    longest = sorted(real_rows[:40], key=lambda r: -len(r["output"]))[:4]
+    selected = [json.loads(line)["id"] for line in (tmp_path / "run" / "selected.jsonl").read_text().splitlines()]
+    assert sorted(selected) == sorted(r["id"] for r in longest)
+
+
+def test_version_and_offline_flags(tmp_path, real_rows, monkeypatch):
+    from daar import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"daar {__version__}"
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert f'version = "{__version__}"' in pyproject
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # online by the environment; --offline wins
+    pool = write_jsonl(tmp_path / "pool.jsonl", real_rows[:20])
+    args = ["--offline", "select", str(pool), "--out", str(tmp_path / "run"), "--method", "ifd"]
+    result = CliRunner().invoke(app, args + ["--model", "daar-test-nobody/not-cached"])
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert "model 'daar-test-nobody/not-cached' is not in the Hugging Face cache" in message
+    assert "HF_HUB_OFFLINE=1" in message

@@ -14,7 +14,10 @@ import typer
 
 Config = Annotated[Path | None, typer.Option(help="YAML/JSON file of settings (any SelectConfig field).")]
 Set = Annotated[list[str] | None, typer.Option("--set", help="Override any setting: key=value, dotted.")]
-Model = Annotated[str | None, typer.Option(help="Local folder, cached hub id, or smollm2-135m-instruct.")]
+Model = Annotated[
+    str | None,
+    typer.Option(help="Local folder, hub id (downloaded to the HF cache unless offline), or smollm2-135m-instruct."),
+]
 Adapter = Annotated[
     Path | None, typer.Option(help="LoRA adapter of --model (daar tune output): probe with the tuned model.")
 ]
@@ -32,3 +35,10 @@ Dtype = Annotated[
 Field = Annotated[list[str] | None, typer.Option(help="Field mapping, e.g. instruction=prompt (repeatable).")]
 CacheDir = Annotated[Path | None, typer.Option(help="Feature/stage cache (default: the shared user cache).")]
 TrustRemoteCode = Annotated[bool, typer.Option(help="Allow the model's own code (off by default).")]
+Split = Annotated[
+    str | None, typer.Option(help="Split of a dataset id, dataset folder or saved DatasetDict (e.g. train).")
+]
+Subset = Annotated[str | None, typer.Option(help="Subset (configuration name) of a dataset id or dataset folder.")]
+OutputFormat = Annotated[
+    str, typer.Option(help="Also write the selection as parquet (selected.parquet) or hf (selected/, save_to_disk).")
+]

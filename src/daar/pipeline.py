@@ -40,28 +40,33 @@ MISSING_LABEL = "(missing)"
 
 def run_select(
     config: SelectConfig,
-    pool_path: Path,
+    pool_path: Any,
     out_dir: Path,
     *,
     cache_dir: Path | None = None,
     show_domain_field: str | None = None,
     report: bool = True,
+    split: str | None = None,
+    subset: str | None = None,
+    output_format: str = "jsonl",
     show_fields: Sequence[str] = (),
 ) -> RunResult:
     """Read, fit, score, select and write one run; see the module docstring for what lands where.
 
-    `report=False` also skips the 2-D map, which only the report shows (an experiment's cells save
-    its seconds). `show_fields`: row fields whose values' shares kept go to the manifest (display
-    only, daar.analyze.fields)."""
+    `pool_path`: a data file, a `datasets` folder, a hub dataset id (with `split` and `subset`) or
+    a `datasets.Dataset` (daar.read.hub). `output_format` "parquet" or "hf" also writes the
+    selection as selected.parquet or selected/ (daar.write.formats). `report=False` also skips the
+    2-D map, which only the report shows (an experiment's cells save its seconds). `show_fields`:
+    row fields whose values' shares kept go to the manifest (display only, daar.analyze.fields)."""
     out_dir = Path(out_dir)
     cache = Path(cache_dir or config.cache_dir or shared_cache())
-    with RunWriter(out_dir, "select", config.method) as run:  # cache entries lock themselves: a cache is shared
+    with RunWriter(out_dir, "select", config.method, output_format) as run:  # cache entries lock themselves
         ctx = Context(config, cache)
         timer = ctx.timer
         selector = make_selector(config.method)
 
         with timer.stage("read"):
-            full = read_pool(pool_path, config.fields)
+            full = read_pool(pool_path, config.fields, split=split, subset=subset)
         pool, sampled_out = sample_pool(full, config.sample, config.seed)
         selector.fit(pool, ctx)
         with timer.stage("score"):
@@ -79,6 +84,8 @@ def run_select(
                 _scores_frame(pool, scores, mask, full.subset(sampled_out)),
                 full.rows_in,
                 config.fields.id,
+                schema=full.schema,
+                fields=config.fields,
             )
             if selector.save(out_dir / "fitted"):  # with its settings, for `daar score --fitted`
                 write_json(out_dir / "fitted" / FITTED_SETTINGS, config.model_dump(mode="json"))
@@ -90,8 +97,7 @@ def run_select(
         warnings = selection_warnings(scores, mask, chars, config.strategy, config.shares)
         with timer.stage("analysis"):
             _write_analysis(out_dir, ctx, pool, scores, mask, truth, show_domain_field, with_map=report)
-        source = {"path": str(Path(pool_path).resolve()), "sha256": full.sha256}
-        manifest = run.header(config.result_dict(), source, [d.name for d in config.domains])
+        manifest = run.header(config.result_dict(), full.source, [d.name for d in config.domains])
         manifest |= artifacts.manifest
         if truth is not None:
             manifest["ground_truth"] = ground_truth(truth, mask, show_domain_field)
@@ -105,7 +111,8 @@ def run_select(
             with timer.stage("report"):
                 write_report_safely(out_dir, {**manifest, "stages": timer.summary()})
         manifest = run.finish({**manifest, "stages": timer.summary()})
-    return RunResult(out_dir, manifest, [pool.records[i].id for i in np.flatnonzero(mask)])
+    chosen_rows = [pool.records[i] for i in np.flatnonzero(mask)]
+    return RunResult(out_dir, manifest, [r.id for r in chosen_rows], [r.position for r in chosen_rows])
 
 
 def _cut(selector: Selector, pool: Pool, ctx: Context, scores: Scores) -> tuple[np.ndarray, dict[str, Any]]:

@@ -25,8 +25,14 @@ def select_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for selected.jsonl, scores, report.")],
     pool: Annotated[
         str | None,
-        typer.Argument(help="Pool: a .jsonl(.gz), .json(.gz), .parquet or .csv file, a folder or a glob of shards."),
+        typer.Argument(
+            help="Pool: a .jsonl(.gz), .json(.gz), .parquet, .arrow or .csv file, a folder or a glob of shards, "
+            "a datasets folder, or a hub dataset id (with --split / --subset)."
+        ),
     ] = None,
+    split: options.Split = None,
+    subset: options.Subset = None,
+    output_format: options.OutputFormat = "jsonl",
     scores: Annotated[
         Path | None, typer.Option(help="Cut the scores of `daar score` instead of reading a pool.")
     ] = None,
@@ -94,12 +100,15 @@ def select_command(
         "target_fraction": target_fraction,
         "other_fraction": other_fraction,
     }
+    from daar.write.formats import check_format
+
     if scores is not None:
         if pool is not None:
             raise UserError("give either a POOL or --scores, not both")
         from daar.scale.cut import select_from_scores
 
-        manifest = select_from_scores(scores, out, {k: v for k, v in cut.items() if v is not None})
+        overrides = {k: v for k, v in cut.items() if v is not None}
+        manifest = select_from_scores(scores, out, overrides, output_format=check_format(output_format))
         _print_counts(manifest, out)
         return
     if pool is None:
@@ -127,10 +136,15 @@ def select_command(
         "batch_tokens": batch_tokens,
     }
     settings = build_settings(config, set_, field, domains, named)
+    check_format(output_format)
+    from daar.read import DatasetPool, open_pool, pool_files
     from daar.select.base import make_selector, streams
 
     make_selector(settings.method)  # unknown names fail here, before any work
-    shards = not Path(pool).is_file() and (Path(pool).is_dir() or any(c in pool for c in "*?["))
+    source = open_pool(pool, split, subset)
+    # a loaded dataset is read in memory, as a file is; a folder or glob of shards block by block
+    shards = not isinstance(source, DatasetPool) and not Path(source).is_file()
+    shards = shards and (Path(source).is_dir() or any(c in str(source) for c in "*?["))
     if executor is not None or shards:
         reason = streams(settings.method)
         if reason is not None:
@@ -144,7 +158,7 @@ def select_command(
 
         manifest = run_streaming(
             settings,
-            pool,
+            pool_files(source),
             out,
             executor=executor or "local",
             workers=workers,
@@ -152,6 +166,7 @@ def select_command(
             gpus_per_worker=gpus_per_worker,
             chunk_rows=chunk_rows,
             cache_dir=cache_dir,
+            output_format=output_format,
         )
         _print_counts(manifest, out)
         return
@@ -159,11 +174,12 @@ def select_command(
 
     result = run_select(
         settings,
-        Path(pool),
+        source,
         out,
         cache_dir=cache_dir,
         show_domain_field=show_domain_field,
         report=report,
+        output_format=output_format,
         show_fields=show_field or (),
     )
     _print_summary(result.manifest, out)
@@ -176,7 +192,16 @@ def _print_counts(manifest: dict[str, Any], out: Path) -> None:
         f"{counts['not_selected']} not selected, {counts['rejected']} rejected "
         f"({manifest['wall_seconds']:.1f} s for the cut)"
     )
-    console.print(f"outputs in {out}/: selected.jsonl, scores.parquet, rejected.jsonl, manifest.json")
+    console.print(_outputs(manifest, out, ["scores.parquet", "rejected.jsonl", "manifest.json"]))
+
+
+def _outputs(manifest: dict[str, Any], out: Path, rest: list[str]) -> str:
+    """The outputs line: the selection's files (and dataset_info.json when written), then `rest`."""
+    outputs = manifest.get("outputs") or {}
+    files = list((outputs.get("rows") or {"selected.jsonl": 0}).keys())
+    if (outputs.get("llamafactory") or {}).get("dataset_info"):
+        files.append(outputs["llamafactory"]["dataset_info"])
+    return f"outputs in {out}/: {', '.join(files + rest)}"
 
 
 def _print_summary(manifest: dict[str, Any], out: Path) -> None:
@@ -229,7 +254,7 @@ def _print_summary(manifest: dict[str, Any], out: Path) -> None:
         console.print(table)
     for warning in manifest.get("warnings", []):
         console.print(f"[bold yellow]warning:[/] {warning['message']}", highlight=False, soft_wrap=True)
-    console.print(f"outputs in {out}/: selected.jsonl, scores.parquet, rejected.jsonl, manifest.json, report.html")
+    console.print(_outputs(manifest, out, ["scores.parquet", "rejected.jsonl", "manifest.json", "report.html"]))
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,26 @@ def test_example_cpu_config_is_valid() -> None:
     assert config.methods == ["daar", "random"] and config.ratios == [0.2] and config.seeds == [1, 2]
     assert config.sample == 800 and config.eval.mode == "nll" and config.eval.limit == 60
     assert config.pool.resolve() == (REPO.parent / "shared" / "data" / "pool" / "pool.jsonl.gz").resolve()
+
+
+def test_a_dataset_pool_by_split_is_written_once_for_every_cell(tmp_path: Path, monkeypatch) -> None:
+    """`pool:` a folder read by datasets.load_dataset (with `split:`), or a hub id, which stays as given."""
+    import datasets
+
+    from daar.experiment.runner import prepare_pool
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    (tmp_path / "mydata").mkdir()
+    rows = [{"id": f"r{i}", "instruction": f"Q{i}", "output": f"A{i}" if i != 3 else ""} for i in range(12)]
+    (tmp_path / "mydata" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = load_experiment(write_config(tmp_path, pool="mydata", split="train"))
+    assert config.pool == tmp_path / "mydata" and config.split == "train"
+    path, info = prepare_pool(config, tmp_path / "out")
+    assert path == tmp_path / "out" / "pool.jsonl"
+    written = [json.loads(line)["id"] for line in path.read_text().splitlines()]
+    assert written == [f"r{i}" for i in range(12) if i != 3]  # the usable rows, in order
+    assert info["rows"] == 11 and info["source_rows"] == 11 and info["split"] == "train"
+    assert prepare_pool(config, tmp_path / "out") == (path, info)  # kept while the source is the same
+    assert load_experiment(write_config(tmp_path, pool="someone/some-dataset", split="train")).pool == Path(
+        "someone/some-dataset"
+    )

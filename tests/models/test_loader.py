@@ -259,14 +259,48 @@ def test_resolve_a_file_instead_of_a_folder(tmp_path):
         resolve_model(str(path))
 
 
-def test_resolve_unknown_hub_id_does_not_download(tmp_path, monkeypatch):
+def test_resolve_unknown_hub_id_offline_is_one_clear_error(monkeypatch):
+    """Offline (the tests' HF_HUB_OFFLINE=1) and not cached: one error naming the id and the variable."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     name = "daar-test-nobody/definitely-not-a-cached-model"
     with pytest.raises(ModelError) as caught:
         resolve_model(name)
     message = str(caught.value)
-    assert name in message and "neither a local folder nor a hub id in the local cache" in message
+    assert f"model {name!r} is not in the Hugging Face cache" in message
+    assert "HF_HUB_OFFLINE=1" in message and "forbids downloading it" in message
     assert "smollm2-135m-instruct" in message  # points at the built-in
+
+
+def test_offline_argument_wins_over_an_online_environment(monkeypatch):
+    """`offline=True` (what `daar --offline` amounts to) never reaches the network, whatever the
+    environment says: with the variables unset the answer is still the offline error, at once."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    with pytest.raises(ModelError, match="forbids downloading it"):
+        resolve_model("daar-test-nobody/not-cached", offline=True)
+
+
+def test_a_path_that_is_no_hub_id_says_so(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="neither a local folder nor a valid hub id"):
+        resolve_model("./no/such//folder")
+
+
+def test_a_cached_hub_model_resolves_offline(tiny_model, tmp_path, monkeypatch):
+    """A hub id whose snapshot is in the Hugging Face cache (the layout huggingface_hub writes:
+    models--OWNER--NAME/refs/main naming snapshots/<commit>/) loads offline from there."""
+    import huggingface_hub.constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--daar-test--tiny"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(tiny_model, repo / "snapshots" / commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = resolve_model("daar-test/tiny")
+    assert folder == repo / "snapshots" / commit
+    assert load_truncated(folder, 1).config.num_hidden_layers == 1
 
 
 def test_resolve_the_builtin_alias(tiny_model):

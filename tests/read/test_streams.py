@@ -128,7 +128,7 @@ def test_a_datasets_folder_is_a_pool_of_its_arrow_files(tmp_path, real_rows):
     assert [r.reason for r in pool.rejected] == ["data-00000-of-00003.arrow row 5: field 'output' is missing"]
 
     datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "dict"))
-    with pytest.raises(ValueError, match=r"DatasetDict with splits train; give one split's folder"):
+    with pytest.raises(ValueError, match=r"DatasetDict with splits train; give --split NAME, or one split's folder"):
         shard_paths(tmp_path / "dict")
 
 

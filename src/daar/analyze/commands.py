@@ -29,7 +29,7 @@ from daar.write.run import RunWriter
 out_console = Console()
 err_console = Console(stderr=True)
 
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Model alias, folder or cached hub id.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model alias, folder or hub id.")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-tokens", help="Token budget per prober batch.")]
 MaxLenOpt = Annotated[int | None, typer.Option("--max-length", help="Tokens read per row.")]

@@ -28,7 +28,7 @@ def coevolve_command(
     rounds: Annotated[int | None, typer.Option(help="Rounds of probe -> select -> tune (default 3).")] = None,
     per_round: Annotated[int | None, typer.Option(help="Rows added per round.")] = None,
     ratio: Annotated[float | None, typer.Option(help="Total fraction kept, spread over the rounds (0.2).")] = None,
-    model: Annotated[str | None, typer.Option(help="Base model: alias, local folder or cached hub id.")] = None,
+    model: Annotated[str | None, typer.Option(help="Base model: alias, local folder or hub id.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML/JSON of settings: select, tune, eval, rounds, ...")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any setting: key=value, dotted.")] = None,
     examples_file: Annotated[

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     @friendly
     def eval_command(
-        model: Annotated[str, typer.Argument(help="Built-in alias, local model folder or cached hub id.")] = (
+        model: Annotated[str, typer.Argument(help="Built-in alias, local model folder or hub id.")] = (
             DEFAULT_MODEL
         ),
         adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder to merge in.")] = None,

@@ -22,6 +22,7 @@ from daar.errors import UserError
 from daar.evaluate.settings import EvalSettings
 from daar.experiment.heldout import HeldoutSettings
 from daar.probe.examples import load_examples_file
+from daar.read.hub import looks_like_hub_id
 from daar.select.base import available_selectors
 from daar.tune.settings import TuneConfig
 
@@ -77,7 +78,10 @@ class ExperimentConfig(Runtime):
     draws the benchmark items, the same for every model.)"""
 
     model_config = ConfigDict(extra="forbid")
+    # A data file or datasets folder (relative to this file), or a hub dataset id (daar.read.hub)
     pool: Path
+    split: str | None = None  # of a dataset id, a folder read by datasets.load_dataset, a DatasetDict
+    subset: str | None = None
     sample: int | None = Field(None, ge=1)
     model: str = DEFAULT_MODEL
     # A selector name, or {name, method, select} for a selector with settings of its own.
@@ -284,9 +288,12 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             return str(base / value)
         return value
 
-    for key in ("pool", "out"):
-        if key in data:
-            data[key] = fix(data[key])
+    if "pool" in data:  # a hub dataset id stays one; a path, even a missing one, is the file's folder's
+        pool = data["pool"]
+        hub_id = isinstance(pool, str) and looks_like_hub_id(pool) and not (base / pool).exists()
+        data["pool"] = pool if hub_id else fix(pool)
+    if "out" in data:
+        data["out"] = fix(data["out"])
     sections = [("select", data), ("eval", data)]
     sections += [("select", m) for m in data.get("methods") or [] if isinstance(m, dict)]
     for section, holder in sections:

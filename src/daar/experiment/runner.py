@@ -37,7 +37,7 @@ from daar.experiment.table import (
     to_markdown,
 )
 from daar.models import fingerprint, resolve_model
-from daar.read import file_sha256, read_pool
+from daar.read import DatasetPool, file_sha256, open_pool, read_pool
 from daar.utils.cache import read_json, shared_cache, write_json, write_jsonl, write_text
 from daar.utils.lock import folder_lock
 from daar.utils.machine import machine_info, package_versions, torch_threads
@@ -211,15 +211,23 @@ def check_eval(config: ExperimentConfig) -> list[str]:
 
 
 def prepare_pool(config: ExperimentConfig, out_dir: Path, write: bool = True) -> tuple[Path, dict[str, Any]]:
-    """The pool every cell selects from: the file itself, or `sample` rows drawn with the experiment
-    seed and written once to out/pool.jsonl (kept while the source, size and seed are unchanged)."""
+    """The pool every cell selects from: the file (or `datasets` folder) itself, or `sample` rows
+    drawn with the experiment seed and written once to out/pool.jsonl (kept while the source, size
+    and seed are unchanged). A dataset loaded by id (or from a folder through datasets.load_dataset)
+    is written there too, whole without a sample, so that every cell reads the same file."""
 
     fields = FieldMap.model_validate(config.select.get("fields", {}))
-    source_sha = file_sha256(config.pool) if config.pool.is_file() else ""
+    source = open_pool(config.pool, config.split, config.subset)
+    loaded = isinstance(source, DatasetPool)
+    pool = read_pool(source, fields) if loaded or not Path(source).is_file() else None
+    source_sha = pool.sha256 if pool is not None else file_sha256(Path(source))
     info: dict[str, Any] = {"source": str(config.pool), "source_sha256": source_sha, "sample": config.sample}
     info["seed"] = config.seed
-    if config.sample is None:
-        return config.pool, info | {"rows": len(read_pool(config.pool, fields)), "sha256": source_sha}
+    if loaded:
+        info |= {"split": config.split, "subset": config.subset}
+    if config.sample is None and not loaded:
+        rows = len(pool if pool is not None else read_pool(source, fields))
+        return Path(source), info | {"rows": rows, "sha256": source_sha}
     if config.heldout is not None:
         info["heldout"] = {"settings": config.heldout.model_dump(mode="json")}
     target, meta_path = out_dir / "pool.jsonl", out_dir / "pool.json"
@@ -228,14 +236,16 @@ def prepare_pool(config: ExperimentConfig, out_dir: Path, write: bool = True) ->
         same_heldout = meta.get("heldout", {}).get("settings") == info.get("heldout", {}).get("settings")
         if all(meta.get(k) == info[k] for k in ("source_sha256", "sample", "seed")) and same_heldout:
             return target, meta
-    pool = read_pool(config.pool, fields)
-    if config.sample > len(pool):
+    if pool is None:
+        pool = read_pool(source, fields)
+    size = len(pool) if config.sample is None else config.sample
+    if size > len(pool):
         raise ConfigError(f"sample: {config.sample} rows asked, but {config.pool} has {len(pool)} usable rows")
-    chosen = sorted(random.Random(config.seed).sample(range(len(pool)), config.sample))
+    chosen = sorted(random.Random(config.seed).sample(range(len(pool)), size)) if config.sample else range(size)
     if not write:
-        return target, info | {"rows": config.sample, "source_rows": len(pool), "sha256": "(not drawn yet)"}
+        return target, info | {"rows": size, "source_rows": len(pool), "sha256": "(not drawn yet)"}
     write_jsonl(target, (pool.records[i].raw for i in chosen))
-    info |= {"rows": len(chosen), "source_rows": len(pool), "sha256": file_sha256(target), "path": str(target)}
+    info |= {"rows": size, "source_rows": len(pool), "sha256": file_sha256(target), "path": str(target)}
     if config.heldout is not None:
         outside = sorted(set(range(len(pool))) - set(chosen))
         rows = draw_heldout(pool, outside, config.heldout, config.pool)

@@ -14,6 +14,7 @@ import torch
 
 from daar.models.builtin import BUILTIN_MODELS, converted_builtin
 from daar.models.files import Checkpoint, ModelError
+from daar.utils.hub import OFFLINE_VARIABLE, hub_offline, offline_reason
 
 
 class WeightDeltas(Protocol):
@@ -22,8 +23,10 @@ class WeightDeltas(Protocol):
     def deltas(self, weights: dict[str, str], clip_layer: int) -> dict[str, torch.Tensor]: ...
 
 
-def resolve_model(name: str) -> Path:
-    """A local folder for `name`: a built-in alias, a local folder, or a hub id already cached."""
+def resolve_model(name: str, offline: bool | None = None) -> Path:
+    """A local folder for `name`: a built-in alias, a local folder, or a hub id, resolved through the
+    Hugging Face cache as transformers does it (downloaded when missing, unless offline: `offline`,
+    or HF_HUB_OFFLINE=1 / `daar --offline` when it is None)."""
     if name in BUILTIN_MODELS:
         return converted_builtin(name)
     path = Path(name).expanduser()
@@ -33,16 +36,39 @@ def resolve_model(name: str) -> Path:
         return path
     if path.exists():
         raise ModelError(f"{path}: expected a model folder, got a file")
-    try:
-        from huggingface_hub import snapshot_download
+    return hub_model(name, hub_offline() if offline is None else offline)
 
-        return Path(snapshot_download(name, local_files_only=True))
-    except Exception as err:  # the hub client raises several unrelated types for "not cached"
-        aliases = ", ".join(BUILTIN_MODELS)
+
+# The files of a hub model that daar reads: config, safetensors weights and their index, tokenizer
+# and chat template files, and the model's own code (run only with --trust-remote-code). Pickled
+# .bin weights, GGUF, ONNX and the like, and every subfolder (original/, onnx/), are not fetched.
+HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja", "*.py"]
+
+
+def hub_model(name: str, offline: bool) -> Path:
+    """The Hugging Face cache's snapshot of hub model `name`, downloaded into the cache when it is
+    missing and `offline` is False."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+    aliases = ", ".join(BUILTIN_MODELS)
+    try:
+        folder = snapshot_download(name, allow_patterns=HUB_FILES, ignore_patterns=["*/*"], local_files_only=offline)
+        return Path(folder)
+    except HFValidationError:
         raise ModelError(
-            f"model {name!r} is neither a local folder nor a hub id in the local cache "
-            f"(nothing is downloaded at run time). Use a folder, pre-download it, or a built-in: {aliases}"
-        ) from err
+            f"model {name!r} is neither a local folder nor a valid hub id (owner/name); built-ins: {aliases}"
+        ) from None
+    except LocalEntryNotFoundError as err:
+        if offline:
+            raise ModelError(
+                f"model {name!r} is not in the Hugging Face cache, and {offline_reason()} forbids downloading it: "
+                f"download it once online (unset {OFFLINE_VARIABLE}), or use a local folder or a built-in: {aliases}"
+            ) from None
+        unreachable = f"not in the Hugging Face cache, and the hub cannot be reached ({err})"
+        raise ModelError(f"model {name!r}: {unreachable}") from None
+    except HfHubHTTPError as err:  # not found, gated, private without a token, ...
+        raise ModelError(f"model {name!r}: the Hugging Face hub refused it ({type(err).__name__}: {err})") from None
 
 
 def load_truncated(

@@ -27,7 +27,7 @@ def parquet_rows(path: Path) -> Iterator[RawRow]:
         table = pq.read_table(path)
     except pa.ArrowException as err:
         raise PoolError(f"{path}: cannot be read as parquet: {err}") from err
-    yield from _table_rows(table, 0, 0)
+    yield from table_rows(table, 0, 0)
 
 
 def column_values(column: Any, name: str) -> tuple[list[Any], dict[int, str]]:
@@ -102,7 +102,7 @@ def columnar_rows(path: Path, start: int = 0) -> Iterator[RawRow]:
                 first += piece
                 continue
             if first + piece.num_rows > start:
-                yield from _table_rows(pa.Table.from_batches([piece]), first, start)
+                yield from table_rows(pa.Table.from_batches([piece]), first, start)
             first += piece.num_rows
     except pa.ArrowException as err:
         kind = "parquet" if path.name.lower().endswith(".parquet") else "Arrow"
@@ -125,8 +125,8 @@ def _batches(path: Path, start: int) -> Iterator[Any]:
         yield from arrow_batches(path)
 
 
-def _table_rows(table: Any, first: int, start: int) -> Iterator[RawRow]:
-    """`parquet_rows`, for a piece of the file whose first row is `first`."""
+def table_rows(table: Any, first: int, start: int) -> Iterator[RawRow]:
+    """The rows of a piece of a file (or of a dataset) whose first row is `first`, from `start` on."""
     names = table.column_names
     columns: list[list[Any]] = []
     problems: dict[int, str] = {}
@@ -150,6 +150,24 @@ def parquet_file(path: Path) -> Any:
         raise PoolError(f"{path}: cannot be read as parquet: {err}") from err
     except OSError as err:
         raise PoolError(f"{path}: cannot be read: {err}") from err
+
+
+def file_schema(path: Path) -> Any:
+    """The Arrow schema of a Parquet or Arrow file (with a `datasets` file's features in its metadata)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.name.lower().endswith(".parquet"):
+        return pq.read_schema(path)
+    try:
+        with pa.memory_map(str(path)) as source:
+            try:
+                return pa.ipc.open_file(source).schema
+            except pa.ArrowInvalid:
+                source.seek(0)
+                return pa.ipc.open_stream(source).schema
+    except (OSError, pa.ArrowException) as err:
+        raise PoolError(f"{path}: cannot be read as Arrow: {err}") from err
 
 
 def arrow_batches(path: Path) -> Iterator[Any]:

@@ -11,6 +11,8 @@ from typing import Any
 
 from daar.errors import UserError
 
+SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".arrow", ".csv", ".csv.gz")
+
 # Bytes that are not UTF-8, decoded with errors="surrogateescape", become U+DC80..U+DCFF.
 ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 

@@ -91,20 +91,28 @@ def _jsonl_from(path: Path, position: int, offset: int, line: int) -> Iterator[R
 # --- Hugging Face `datasets` folders -------------------------------------------------------------
 
 
+def split_names(folder: Path) -> list[str] | None:
+    """The splits of a `DatasetDict.save_to_disk` folder (its dataset_dict.json), or None for another folder."""
+    splits = Path(folder) / "dataset_dict.json"
+    if not splits.is_file():
+        return None
+    try:
+        return [str(s) for s in json.loads(splits.read_text(encoding="utf-8"))["splits"]]
+    except (ValueError, KeyError, TypeError) as err:
+        raise PoolError(f"{splits}: not a datasets split list ({err})") from err
+
+
 def dataset_files(folder: Path) -> list[Path] | None:
     """The Arrow files of a `Dataset.save_to_disk` folder in row order, or None for another folder.
-    A `DatasetDict` folder (one subfolder per split) is refused with the splits named."""
+    A `DatasetDict` folder (one subfolder per split) is refused with the splits named: daar.read.hub
+    picks its split first."""
     folder = Path(folder)
-    splits = folder / "dataset_dict.json"
-    if splits.is_file():
-        try:
-            names = [str(s) for s in json.loads(splits.read_text(encoding="utf-8"))["splits"]]
-        except (ValueError, KeyError, TypeError) as err:
-            raise PoolError(f"{splits}: not a datasets split list ({err})") from err
+    names = split_names(folder)
+    if names is not None:
         example = folder / names[0] if names else folder / "SPLIT"
         raise PoolError(
             f"{folder}: a datasets DatasetDict with splits {', '.join(names) or '(none)'}; "
-            f"give one split's folder as the pool, e.g. {example}"
+            f"give --split NAME, or one split's folder, e.g. {example}"
         )
     state = folder / "state.json"
     if not (state.is_file() and (folder / "dataset_info.json").is_file()):

@@ -20,8 +20,10 @@ from daar.utils.progress import console
 
 @friendly
 def fit_command(
-    pool: Annotated[str, typer.Argument(help="Pool: a data file, a folder or a glob of shards.")],
+    pool: Annotated[str, typer.Argument(help="Pool: a data file, a folder, a glob of shards or a dataset id.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the fitted state.")],
+    split: options.Split = None,
+    subset: options.Subset = None,
     config: options.Config = None,
     set_: options.Set = None,
     model: options.Model = None,
@@ -42,6 +44,7 @@ def fit_command(
     gpus: Annotated[float, typer.Option(help="GPUs of the Ray fit task (--executor ray; 0: fit here).")] = 0.0,
 ) -> None:
     """Fit DaaR on a probe sample of POOL; `daar score` then scores any pool with it."""
+    from daar.read import open_pool, pool_files
     from daar.scale.executors import make_executor
 
     examples = old_option(examples_file, seeds_file, "--seeds-file", "--examples-file")
@@ -51,15 +54,17 @@ def fit_command(
     settings = build_settings(config, set_, field, domains, named)
     runner = make_executor(executor, gpus_per_worker=gpus)
     with runner.session():
-        summary = runner.fit(settings, pool, out, cache_dir)
+        summary = runner.fit(settings, pool_files(open_pool(pool, split, subset)), out, cache_dir)
     console.print(f"fitted on {summary['probe_rows']} probe rows in {summary['seconds']:.1f} s: {out}")
 
 
 @friendly
 def score_command(
-    pool: Annotated[str, typer.Argument(help="Pool: a data file, a folder or a glob of shards.")],
+    pool: Annotated[str, typer.Argument(help="Pool: a data file, a folder, a glob of shards or a dataset id.")],
     fitted: Annotated[Path, typer.Option(help="Folder written by `daar fit` (or RUN/fitted of `daar select`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Scores folder (resumed when rerun).")],
+    split: options.Split = None,
+    subset: options.Subset = None,
     executor: Annotated[str, typer.Option(help="local (one process) or ray (an actor pool).")] = "local",
     workers: Annotated[int, typer.Option(help="Ray actors scoring at once.")] = 1,
     threads: Annotated[int | None, typer.Option(help="Torch threads per worker (Ray default 1).")] = None,
@@ -70,10 +75,11 @@ def score_command(
     features: Annotated[bool, typer.Option(help="Also write e(x) and f(x) of every row.")] = True,
 ) -> None:
     """Features and predicted reward of every row of POOL, written block by block to --out."""
+    from daar.read import open_pool, pool_files
     from daar.scale.score import score_pool
 
     summary = score_pool(
-        pool,
+        pool_files(open_pool(pool, split, subset)),
         fitted,
         out,
         executor=executor,

@@ -21,6 +21,7 @@ import pandas as pd
 from daar.config import SelectConfig
 from daar.errors import UserError
 from daar.read import file_sha256
+from daar.read.columnar import COLUMNAR, file_schema
 from daar.read.records import duplicate_id_problem, free_positional_id
 from daar.scale.folder import ScoreFolder, fitted_settings
 from daar.scale.shards import Shard, raw_rows_at
@@ -65,11 +66,25 @@ def reject_duplicates(frame: pd.DataFrame, shards: list[Shard], id_field: str) -
     return frame
 
 
+def shards_schema(shards: list[Shard]) -> Any:
+    """The Arrow schema the shards share when they are all Parquet or Arrow files (the chosen rows
+    are then written back in it); None for text shards or schemas that differ."""
+    if not all(s.path.name.lower().endswith(COLUMNAR) for s in shards):
+        return None
+    schemas = [file_schema(s.path) for s in shards]
+    return schemas[0] if all(schema.equals(schemas[0]) for schema in schemas) else None
+
+
 def select_from_scores(
-    scores_dir: Path, out_dir: Path, overrides: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+    scores_dir: Path,
+    out_dir: Path,
+    overrides: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    output_format: str = "jsonl",
 ) -> dict[str, Any]:
     """Cut the scores in `scores_dir` and write a run folder; returns its manifest (plus `extra`).
-    `overrides` change the cut's settings (ratio, count, strategy, ...), never the fitted prober."""
+    `overrides` change the cut's settings (ratio, count, strategy, ...), never the fitted prober;
+    `output_format` as in `daar select` (daar.write.formats)."""
     folder = ScoreFolder(Path(scores_dir))
     plan = folder.plan()
     fitted = Path(plan["fitted_path"])
@@ -80,7 +95,7 @@ def select_from_scores(
     for shard in shards:
         if not shard.path.is_file() or file_sha256(shard.path) != shard.sha256:
             raise UserError(f"{shard.path}: changed or missing since it was scored into {scores_dir}; score it again")
-    with RunWriter(Path(out_dir), "select --scores", config.method) as run:
+    with RunWriter(Path(out_dir), "select --scores", config.method, output_format) as run:
         frame = reject_duplicates(gather(folder), shards, config.fields.id)
         rejected = frame[frame["reason"].notna()]
         scored = frame[frame["reason"].isna()].drop(columns=["reason"]).reset_index(drop=True)
@@ -102,6 +117,8 @@ def select_from_scores(
             ranked(scored.drop(columns=["explicit_id", "line"]), mask),
             sum(s.rows for s in shards),
             config.fields.id,
+            schema=shards_schema(shards),
+            fields=config.fields,
         )
         with atomic_dir(run.out_dir / "fitted") as tmp:
             for path in fitted.iterdir():

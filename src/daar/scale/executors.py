@@ -61,7 +61,9 @@ class Executor(ABC):
         """Resources held across a fit and a scoring pass (a Ray cluster); none by default."""
         yield
 
-    def fit(self, config: SelectConfig, pool: str | Path, out: Path, cache_dir: Path | None) -> dict[str, Any]:
+    def fit(
+        self, config: SelectConfig, pool: str | Path | list[Path], out: Path, cache_dir: Path | None
+    ) -> dict[str, Any]:
         """The fitted state of `pool` in `out`; here, in this process."""
         return fit_pool(config, pool, out, cache_dir)
 

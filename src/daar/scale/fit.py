@@ -50,7 +50,9 @@ def probe_sample(shards: list[Shard], config: SelectConfig) -> Pool:
     return Pool(shards[0].path, records, [], len(records), "")
 
 
-def fit_pool(config: SelectConfig, pool: str | Path, out: Path, cache_dir: Path | None = None) -> dict[str, Any]:
+def fit_pool(
+    config: SelectConfig, pool: str | Path | list[Path], out: Path, cache_dir: Path | None = None
+) -> dict[str, Any]:
     """Fit `config.method` on `pool`'s probe sample and save the state to `out` (plus the settings,
     select.json), for `daar score`; a method that cannot score block by block is refused."""
     reason = streams(config.method)

@@ -101,10 +101,11 @@ def block_from_item(item: dict[str, Any]) -> Block:
     )
 
 
-def _fit_task(config: dict, pool: str, out: str, cache_dir: str | None) -> dict[str, Any]:
+def _fit_task(config: dict, pool: str | list[str], out: str, cache_dir: str | None) -> dict[str, Any]:
     """`daar fit` inside a Ray task, on the GPU Ray gave it (the settings' device `auto` finds it)."""
     settings = SelectConfig.model_validate(config)
-    return fit_pool(settings, pool, Path(out), Path(cache_dir) if cache_dir else None)
+    shards = [Path(p) for p in pool] if isinstance(pool, list) else pool
+    return fit_pool(settings, shards, Path(out), Path(cache_dir) if cache_dir else None)
 
 
 def fit_actors(wanted: int, cluster_gpus: float, per_worker: float) -> tuple[int, str | None]:
@@ -175,7 +176,9 @@ class RayExecutor(Executor):
             console.print(f"[yellow]note:[/] {note}")
         return count
 
-    def fit(self, config: SelectConfig, pool: str | Path, out: Path, cache_dir: Path | None) -> dict[str, Any]:
+    def fit(
+        self, config: SelectConfig, pool: str | Path | list[Path], out: Path, cache_dir: Path | None
+    ) -> dict[str, Any]:
         if not self.gpus_per_worker:
             return super().fit(config, pool, out, cache_dir)
         ray = self.connect()
@@ -185,7 +188,8 @@ class RayExecutor(Executor):
             return ray.get(
                 task.remote(
                     config.model_dump(mode="json"),
-                    str(Path(pool).absolute()),  # a glob too: the task runs in another folder
+                    # absolute, a glob too: the task runs in another folder
+                    [str(Path(p).resolve()) for p in pool] if isinstance(pool, list) else str(Path(pool).absolute()),
                     str(Path(out).resolve()),
                     str(Path(cache_dir).resolve()) if cache_dir else None,
                 )

@@ -97,7 +97,7 @@ class BlockScorer:
 
 
 def score_pool(
-    pool: str | Path,
+    pool: str | Path | list[Path],
     fitted: Path,
     out: Path,
     *,

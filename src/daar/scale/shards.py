@@ -68,8 +68,14 @@ class BlockRows:
     lines: dict[int, int | None]  # position -> line where the row starts, for reasons found later
 
 
-def shard_paths(spec: str | Path) -> list[Path]:
-    """The data files a pool names: a file, a folder's data files, or a glob's matches."""
+def shard_paths(spec: str | Path | list[Path]) -> list[Path]:
+    """The data files a pool names: a file, a folder's data files, a glob's matches, or a list of
+    files (a dataset's Arrow files, daar.read.pool_files)."""
+    if isinstance(spec, list):
+        missing = [p for p in spec if not Path(p).is_file()]
+        if missing or not spec:
+            raise PoolError(f"{missing[0] if missing else 'an empty list of shards'}: no such file")
+        return [Path(p).resolve() for p in spec]
     text = str(spec)
     path = Path(text)
     if path.is_dir() and (files := dataset_files(path)) is not None:
@@ -92,7 +98,7 @@ def shard_paths(spec: str | Path) -> list[Path]:
     return [p.resolve() for p in found]
 
 
-def plan_shards(spec: str | Path, every: int | None = None) -> list[Shard]:
+def plan_shards(spec: str | Path | list[Path], every: int | None = None) -> list[Shard]:
     """Every shard with its row count and checksum, no row kept; with `every`, the byte offset of
     each block of `every` rows of a JSON lines shard, so that a block is read from there."""
     shards: list[Shard] = []

@@ -18,7 +18,7 @@ from daar.scale.score import DEFAULT_CHUNK_ROWS, score_pool
 
 def run_streaming(
     config: SelectConfig,
-    pool: str | Path,
+    pool: str | Path | list[Path],
     out_dir: Path,
     *,
     executor: str = "local",
@@ -27,6 +27,7 @@ def run_streaming(
     gpus_per_worker: float = 0.0,
     chunk_rows: int | None = None,
     cache_dir: Path | None = None,
+    output_format: str = "jsonl",
 ) -> dict[str, Any]:
     runner = make_executor(executor, workers=workers, threads=threads, gpus_per_worker=gpus_per_worker)
     work = Path(out_dir) / "work"  # this run's fitted state and block scores, resumable
@@ -34,4 +35,4 @@ def run_streaming(
     with runner.session():
         runner.fit(config, pool, fitted, cache_dir)
         summary = score_pool(pool, fitted, scores, executor=runner, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS)
-    return select_from_scores(scores, out_dir, extra={"scoring": summary})
+    return select_from_scores(scores, out_dir, extra={"scoring": summary}, output_format=output_format)

@@ -29,6 +29,8 @@ import pandas as pd
 
 from daar.utils.cache import atomic_path, write_json, write_jsonl
 from daar.utils.lock import folder_lock
+from daar.write.formats import HF_FOLDER, PARQUET
+from daar.write.trainers import DATASET_INFO
 
 MANIFEST = "manifest.json"
 SELECTED = "selected.jsonl"
@@ -37,7 +39,7 @@ SCORES = "scores.parquet"
 # Everything a selecting run may have written; the cache is not an output and stays.
 # ("seeds" is where runs before 0.2 kept the domains' examples: cleared too, so no stale folder stays.)
 OUTPUTS = (SELECTED, REJECTED, SCORES, "analysis.json", "map.json", "report.html", "figures", "examples", "seeds")
-OUTPUTS += ("fitted",)
+OUTPUTS += ("fitted", PARQUET, HF_FOLDER, DATASET_INFO)
 
 
 class AccountingError(RuntimeError):

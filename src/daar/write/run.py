@@ -28,9 +28,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from daar import __version__
+from daar.config import FieldMap
 from daar.utils.lock import folder_lock
 from daar.utils.machine import machine_info, package_versions
-from daar.write.folder import SELECTED, account, clear_outputs, finish, write_rows, write_scores
+from daar.write.folder import SELECTED, AccountingError, account, clear_outputs, finish, write_rows, write_scores
+from daar.write.formats import ArrowTee, check_format, count_rows, write_formats
+from daar.write.trainers import RowKinds, write_dataset_info
 
 MANIFEST_VERSION = 1
 Command = Literal["select", "select --scores", "coevolve", "pools"]
@@ -74,6 +77,7 @@ class RunResult:
     out_dir: Path
     manifest: dict[str, Any]
     selected_ids: list[str] = field(default_factory=list)
+    selected_positions: list[int] = field(default_factory=list)  # each row's place in the pool, from 0
 
     @property
     def selected_path(self) -> Path:
@@ -97,12 +101,14 @@ def ranked(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
 class RunWriter:
     """Writes one run folder; use as a context manager around the whole run (it holds the lock)."""
 
-    def __init__(self, out_dir: Path, command: Command, method: str) -> None:
+    def __init__(self, out_dir: Path, command: Command, method: str, output_format: str = "jsonl") -> None:
         self.out_dir = Path(out_dir)
         self.command: Command = command
         self.method = method
+        self.output_format = check_format(output_format)
         self.started = time.perf_counter()
         self.counts: dict[str, Any] | None = None
+        self.outputs: dict[str, Any] | None = None
         self._lock = folder_lock(self.out_dir, f"daar {command}")
 
     def __enter__(self) -> Self:
@@ -122,13 +128,31 @@ class RunWriter:
         scores: pd.DataFrame,
         rows_in: int,
         id_field: str,
+        *,
+        schema: Any = None,
+        fields: FieldMap | None = None,
     ) -> dict[str, Any]:
-        """The earlier run's outputs go only now, then the three row files; the counts are read back
-        from them (and checked to cover every input row once)."""
+        """The earlier run's outputs go only now, then the three row files (and selected.parquet or
+        selected/ for the run's output format, with the pool's Arrow `schema` when it has one); the
+        counts are read back from them (and checked to cover every input row once). With `fields`,
+        the rows' kind is seen on the way and dataset_info.json written for LLaMA-Factory."""
         clear_outputs(self.out_dir)
-        write_rows(self.out_dir, selected, rejected)
+        kinds = RowKinds(fields) if fields is not None else None
+        tee = ArrowTee(self.out_dir, schema) if self.output_format != "jsonl" else None
+        rows = kinds.rows(selected) if kinds is not None else selected
+        write_rows(self.out_dir, tee.rows(rows) if tee is not None else rows, rejected)
+        write_formats(self.out_dir, self.output_format, tee)
         write_scores(self.out_dir, scores)
         self.counts = account(self.out_dir, rows_in, id_field)
+        extra = count_rows(self.out_dir, self.output_format)
+        wrong = {name: n for name, n in extra.items() if n != self.counts["selected"]}
+        if wrong:
+            selected = self.counts["selected"]
+            problem = f"{wrong} rows written but {SELECTED} has {selected}"
+            raise AccountingError(f"{self.out_dir}: {problem}; please report this bug")
+        self.outputs = {"format": self.output_format, "rows": {SELECTED: self.counts["selected"], **extra}}
+        if kinds is not None:
+            self.outputs |= write_dataset_info(self.out_dir, kinds)
         return self.counts
 
     def header(self, config: dict[str, Any], source: dict[str, Any], domains: list[str]) -> dict[str, Any]:
@@ -147,7 +171,7 @@ class RunWriter:
             "domains": domains,
             "versions": package_versions(),
             "machine": machine_info(),
-        }
+        } | ({"outputs": self.outputs} if self.outputs is not None else {})
 
     def finish(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """The manifest (a `header` plus sections), with the run's wall time, checked and written last."""
