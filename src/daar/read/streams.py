@@ -26,6 +26,7 @@ from daar.read.columnar import COLUMNAR, arrow_batches, columnar_rows, parquet_f
 from daar.read.json_rows import jsonl_rows
 from daar.read.raw import PoolError, RawRow, open_bytes
 from daar.read.sources import raw_rows
+from daar.utils.inside import inside
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -119,9 +120,11 @@ def dataset_files(folder: Path) -> list[Path] | None:
         return None
     try:
         entries = json.loads(state.read_text(encoding="utf-8"))["_data_files"]
-        files = [folder / str(entry["filename"]) for entry in entries]
+        names = [entry["filename"] for entry in entries]
     except (ValueError, KeyError, TypeError) as err:
         raise PoolError(f"{state}: not a datasets state file ({type(err).__name__}: {err})") from err
+    # a data file is a name inside the folder: "../outside.arrow" or a link out would read rows never given
+    files = [inside(folder, name, f"{state}: _data_files[{i}].filename", PoolError) for i, name in enumerate(names)]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise PoolError(f"{folder}: datasets folder without its data file {missing[0]} (named in state.json)")

@@ -127,7 +127,7 @@ def score_pool(
         }
         _check_prober(fitted, config)
         folder.open(plan)
-        pending = [b for b in blocks_of(shards, chunk_rows) if not folder.block_file(b).exists()]
+        pending = [b for b in blocks_of(shards, chunk_rows) if not folder.finished(b, features)]
         if pending:
             with runner.session():
                 runner.score(ScoringJob(shards, pending, Path(fitted), config, folder, features))
