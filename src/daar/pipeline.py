@@ -24,7 +24,7 @@ from daar.analyze.diversity import domain_mix, encode_labels, kept_per_domain, s
 from daar.analyze.fields import field_values, kept_by_value
 from daar.analyze.maps import embed_2d
 from daar.config import SelectConfig
-from daar.read import Pool, read_pool
+from daar.read import Pool, check_pool, read_pool
 from daar.report import write_report_safely
 from daar.select.base import FITTED_SETTINGS, Context, Scores, Selector, choose, make_selector, target_count
 from daar.select.budget import budget_of, rows_within
@@ -58,13 +58,14 @@ def run_select(
     row fields whose values' shares kept go to the manifest (display only, daar.analyze.fields)."""
     out_dir = Path(out_dir)
     cache = Path(cache_dir or config.cache_dir or shared_cache())
+    source = check_pool(pool_path, split, subset)  # before the output folder is made
     with RunWriter(out_dir, "select", config.method, output_format) as run:  # cache entries lock themselves
         ctx = Context(config, cache)
         timer = ctx.timer
         selector = make_selector(config.method)
 
         with timer.stage("read"):
-            full = read_pool(pool_path, config.fields, split=split, subset=subset)
+            full = read_pool(source, config.fields)
         pool, sampled_out = sample_pool(full, config.sample, config.seed)
         selector.fit(pool, ctx)
         with timer.stage("score"):

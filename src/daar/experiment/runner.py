@@ -104,6 +104,8 @@ def run_experiment(config: ExperimentConfig, out_dir: Path, dry_run: bool = Fals
         found = make_plan(config, Path(out_dir), write=False)
         _announce(found)
         return ExperimentResult(found.out_dir, found.results)
+    if not config.pool.is_file():  # before the output folder is made
+        raise ConfigError(f"pool: {config.pool}: no such file")
     with folder_lock(Path(out_dir), "daar experiment"), torch_threads(config.threads):
         found = make_plan(config, Path(out_dir), write=True)
         _announce(found)
