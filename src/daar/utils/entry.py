@@ -17,9 +17,11 @@ bytes to the loader, so a file replaced or removed meanwhile cannot slip in unch
 file that is missing, short or changed, or a digest list that cannot be read, makes the entry a
 miss: one warning names it, its files are removed, and it is computed as into an empty cache.
 
-The hash is xxh3-128 (xxhash): about 9 GB/s on one core here, against 1 GB/s for sha256 and 0.8
-for blake2b (docs/RESULTS.md, issue 26). It guards against damage (a disk error, a truncated copy,
-a sync tool, a hand), not against someone who can write the cache, who could rewrite the digests.
+The hash is xxh3-128 (xxhash): about 9 GB/s of CPU time on one core of this project's machine,
+against 1.0 GB/s for sha256 and 0.8 for blake2b (measured on 64 MiB in memory); checking the 16k
+pool's features (2 x 37 MB) costs about 7 ms of CPU. It guards against damage (a disk error, a
+truncated copy, a sync tool, a hand), not against someone who can write the cache, who could
+rewrite the digests too.
 """
 
 from __future__ import annotations
