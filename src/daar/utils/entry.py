@@ -213,18 +213,19 @@ def cached(
     writes the files `names` (relative to entry.kind) and returns the value; the entry is then
     sealed. Readers wait for a process that is computing the entry and then read its result.
     `resume`: files of an unfinished entry stay for `make` to resume from (features)."""
-    with file_lock(entry.lock, f"reading {what}", shared=True, wait=True):
+    with file_lock(entry.lock, f"reading {what}", shared=True, wait=True, what=str(entry)):
         found = _load(entry, names, load, what, warn=False)
         if isinstance(found, tuple):
             return found[0], True
-    with file_lock(entry.lock, f"computing {what}", wait=True):
+    with file_lock(entry.lock, f"computing {what}", wait=True, what=str(entry)):
         found = _load(entry, names, load, what, warn=True)
         if isinstance(found, tuple):
             return found[0], True
         if not resume or found is False:  # a damaged entry starts afresh, never from its files
             entry.clear()
         value = make()
-        entry.seal(names)
+        if not entry.digests.exists():  # a writer may seal its entry itself (a features folder)
+            entry.seal(names)
         return value, False
 
 
