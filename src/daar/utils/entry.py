@@ -48,7 +48,7 @@ HASH = "xxh3_128"
 DIGESTS = ".digests.json"
 LOCK = ".lock"
 T = TypeVar("T")
-Contents = dict[str, Any]  # file name -> its checked bytes (a read-only map, or b"" for an empty file)
+Contents = dict[str, Any]  # file name -> its checked bytes (bytes, or a read-only map of a large file)
 
 
 class Damaged(Exception):
@@ -153,8 +153,8 @@ class CacheEntry:
             data = mapped(self.kind / _belongs(self.name, name))
         except FileNotFoundError:
             raise Damaged(f"{name} is missing") from None
-        except (IsADirectoryError, PermissionError) as err:
-            raise Damaged(f"{name} cannot be read ({err.strerror})") from None
+        except (OSError, ValueError) as err:  # a folder in its place, no permission, a disk error
+            raise Damaged(f"{name} cannot be read ({err})") from None
         if len(data) != expected["bytes"]:
             raise Damaged(f"{name} holds {len(data)} bytes, {expected['bytes']} were written")
         if digest(data) != expected["digest"]:
@@ -162,13 +162,19 @@ class CacheEntry:
         return data
 
 
+MAP_BYTES = 1 << 20  # files from this size on are mapped, not copied
+
+
 def mapped(path: Path) -> Any:
-    """A file's bytes as a read-only map (b"" when empty), valid for as long as it is referenced
-    (numpy arrays made with frombuffer keep it), even after the file is removed."""
+    """A file's bytes: a large file as a read-only map, valid for as long as it is referenced (numpy
+    arrays made with frombuffer keep it) even after the file is removed; a small one read whole."""
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
-        return mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else b""
+        if size >= MAP_BYTES:
+            return mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read()
     finally:
         os.close(fd)
 
