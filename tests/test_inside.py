@@ -51,6 +51,17 @@ def test_a_datasets_folder_names_only_its_own_files(tmp_path, name):
         shard_paths(folder)
 
 
+def test_a_dataset_dict_folder_names_only_its_own_splits(tmp_path):
+    from daar.read import open_pool
+
+    rows = [{"instruction": "OUTSIDE", "output": "y"}]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "dd"))
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "elsewhere"))
+    (tmp_path / "dd" / "dataset_dict.json").write_text(json.dumps({"splits": ["../elsewhere"]}))
+    with pytest.raises(PoolError, match=r"dataset_dict.json: splits\[0\]: '../elsewhere' is not a plain name"):
+        open_pool(tmp_path / "dd", split="../elsewhere")
+
+
 def test_the_issue_repro_selects_nothing_from_outside(tiny_model, tmp_path):
     folder = outside_dataset(tmp_path, "../outside.arrow")
     result = CliRunner().invoke(

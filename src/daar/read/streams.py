@@ -98,9 +98,13 @@ def split_names(folder: Path) -> list[str] | None:
     if not splits.is_file():
         return None
     try:
-        return [str(s) for s in json.loads(splits.read_text(encoding="utf-8"))["splits"]]
+        names = json.loads(splits.read_text(encoding="utf-8"))["splits"]
+        iter(names)
     except (ValueError, KeyError, TypeError) as err:
         raise PoolError(f"{splits}: not a datasets split list ({err})") from err
+    for i, name in enumerate(names):  # each split is a folder inside this one, never a way out of it
+        inside(folder, name, f"{splits}: splits[{i}]", PoolError)
+    return [str(s) for s in names]
 
 
 def dataset_files(folder: Path) -> list[Path] | None:
