@@ -65,16 +65,16 @@ def test_token_ids_are_keyed_by_texts_and_tokenizer(tiny_model, tmp_path) -> Non
     texts = ["Instruction: add 2 and 3\nOutput: 5", "Instruction: name a colour\nOutput: red"]
     base = Context(make_config(tiny_model, tmp_path / "x.yaml"), cache)
     ids = base.token_ids(texts, base.extractor())
-    assert len(list((cache / "token_ids").iterdir())) == 1
+    assert len(list((cache / "token_ids").glob("*.safetensors"))) == 1
     other = Context(make_config(twin, tmp_path / "x.yaml"), cache)
     assert other.token_ids(texts, base.extractor()) == ids
-    assert len(list((cache / "token_ids").iterdir())) == 1
+    assert len(list((cache / "token_ids").glob("*.safetensors"))) == 1
     base.token_ids(texts[:1], base.extractor())  # other texts: another entry
     config = json.loads((twin / "tokenizer_config.json").read_text())
     config["model_max_length"] = 77  # another tokenizer file: another entry
     (twin / "tokenizer_config.json").write_text(json.dumps(config))
     other.token_ids(texts, base.extractor())
-    assert len(list((cache / "token_ids").iterdir())) == 3
+    assert len(list((cache / "token_ids").glob("*.safetensors"))) == 3
 
 
 def test_cache_clean_removes_the_least_recently_used_first(tmp_path) -> None:

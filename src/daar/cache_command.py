@@ -11,7 +11,7 @@ from rich.table import Table
 
 from daar.errors import friendly
 from daar.utils.cache import shared_cache
-from daar.utils.cache_size import clean, entries, parse_size
+from daar.utils.cache_size import clean, entries, parse_size, verify
 from daar.utils.progress import console
 
 
@@ -25,9 +25,17 @@ def register(app: typer.Typer) -> None:
         ] = None,
         cache_dir: Annotated[Path | None, typer.Option(help="The cache (default: the shared user cache).")] = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what --max-size would remove.")] = False,
+        verify: Annotated[
+            bool, typer.Option("--verify", help="Check every entry against its digests; remove the damaged ones.")
+        ] = False,
     ) -> None:
-        """Show the cache's size by kind of entry; with --max-size, shrink it to that size."""
+        """Show the cache's size by kind of entry; with --max-size, shrink it to that size; with
+        --verify, check every entry and remove the damaged ones."""
         root = Path(cache_dir or shared_cache())
+        if verify:
+            _verify(root)
+            if max_size is None:
+                return
         if max_size is not None:
             removed, kept = clean(root, parse_size(max_size), dry_run=dry_run)
             verb = "would remove" if dry_run else "removed"
@@ -45,6 +53,19 @@ def register(app: typer.Typer) -> None:
             last = time.strftime("%Y-%m-%d %H:%M", time.localtime(max(e.last_use for e in mine)))
             table.add_row(kind, str(len(mine)), _size(sum(e.bytes for e in mine)), last)
         console.print(table)
+
+
+def _verify(root: Path) -> None:
+    damaged, unfinished, busy = verify(root)
+    for entry, reason in damaged:
+        console.print(f"removed {entry.cache_entry} ({entry.kind}): {reason}", highlight=False, soft_wrap=True)
+    checked = len(entries(root)) - len(unfinished) - len(busy)
+    console.print(
+        f"{checked} entries match their digests; {len(damaged)} damaged entries removed (a run computes "
+        f"them again); {len(unfinished)} unfinished (no digest list: computed again when needed); "
+        f"{len(busy)} in use by a run, not checked",
+        highlight=False,
+    )
 
 
 def _size(count: int) -> str:

@@ -69,6 +69,14 @@ class Domain(BaseModel):
     def _old_names(cls, data: Any) -> Any:
         return renamed(data, {"seeds": "examples"}, "domain")
 
+    @field_validator("name")
+    @classmethod
+    def _file_name(cls, name: str) -> str:
+        """Generated examples are saved as <name>.json in a folder: the name must stay a file name in it."""
+        if name in (".", "..") or any(c in name for c in "/\\\x00"):
+            raise ValueError(f"{name!r} cannot name a file (examples are saved as <name>.json): no '/', '\\' or '..'")
+        return name
+
 
 DEFAULT_DOMAINS: list[Domain] = [
     Domain(

@@ -13,7 +13,6 @@ files written (daar.write.account), which also checks that they cover every inpu
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,7 @@ from daar.analyze.diversity import domain_mix, encode_labels, kept_per_domain, s
 from daar.analyze.fields import field_values, kept_by_value
 from daar.analyze.maps import embed_2d
 from daar.config import SelectConfig
-from daar.embed import load_cached
-from daar.read import Pool, read_pool
+from daar.read import Pool, check_pool, read_pool
 from daar.report import write_report_safely
 from daar.select.base import FITTED_SETTINGS, Context, Scores, Selector, choose, make_selector, target_count
 from daar.select.budget import budget_of, rows_within
@@ -60,13 +58,14 @@ def run_select(
     row fields whose values' shares kept go to the manifest (display only, daar.analyze.fields)."""
     out_dir = Path(out_dir)
     cache = Path(cache_dir or config.cache_dir or shared_cache())
+    source = check_pool(pool_path, split, subset)  # before the output folder is made
     with RunWriter(out_dir, "select", config.method, output_format) as run:  # cache entries lock themselves
         ctx = Context(config, cache)
         timer = ctx.timer
         selector = make_selector(config.method)
 
         with timer.stage("read"):
-            full = read_pool(pool_path, config.fields, split=split, subset=subset)
+            full = read_pool(source, config.fields)
         pool, sampled_out = sample_pool(full, config.sample, config.seed)
         selector.fit(pool, ctx)
         with timer.stage("score"):
@@ -89,8 +88,8 @@ def run_select(
             )
             if selector.save(out_dir / "fitted"):  # with its settings, for `daar score --fitted`
                 write_json(out_dir / "fitted" / FITTED_SETTINGS, config.model_dump(mode="json"))
-            if artifacts.examples_folder is not None:
-                _copy_examples(Path(artifacts.examples_folder), out_dir / "examples")
+            if artifacts.example_files is not None:  # the bytes the fit read: a clean-up cannot take them
+                _write_examples(artifacts.example_files, out_dir / "examples")
 
         truth = truth_labels(pool, show_domain_field)
         chars = np.array([len(t) for t in pool.texts], dtype=np.float64)
@@ -161,11 +160,11 @@ def _scores_frame(pool: Pool, scores: Scores, mask: np.ndarray, outside: Pool) -
     return frame
 
 
-def _copy_examples(source: Path, target: Path) -> None:
+def _write_examples(files: dict[str, bytes], target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    for path in sorted(source.glob("*.json")):
-        with atomic_path(target / path.name) as tmp:
-            shutil.copyfile(path, tmp)
+    for name, data in sorted(files.items()):
+        with atomic_path(target / name) as tmp:
+            tmp.write_bytes(data)
 
 
 def truth_labels(pool: Pool, field: str | None) -> list[str] | None:
@@ -191,7 +190,7 @@ def _write_analysis(
     shared cache already holds the features: computing them only for a figure would cost more
     than the selection itself.
     """
-    feats = load_cached(ctx.features_dir(pool.texts))
+    feats = ctx.cached_features(pool.texts)
     if feats is None:
         write_json(out_dir / "analysis.json", {"available": False, "reason": "no prober features for this pool"})
         return

@@ -115,7 +115,7 @@ def test_streaming_scores_equal_in_memory(files, fitted, local_scores, tiny_mode
     assert np.allclose(got["score"], expected["score"], rtol=1e-4, atol=1e-5)
     assert (got["pseudo_domain"].to_numpy() == expected["pseudo_domain"]).all()
     assert list(got["id"]) == pool.ids
-    hid = np.concatenate([load_arrays(p)["hid"] for p in sorted((local_scores / "features").glob("*"))])
+    hid = np.concatenate([load_arrays(p)["hid"] for p in sorted((local_scores / "features").glob("*.safetensors"))])
     assert np.allclose(hid[: len(positions)], ctx.features(pool).hid, atol=1e-4)
     assert set(frame.loc[frame["reason"].notna(), "position"]) == {150, 151}
 

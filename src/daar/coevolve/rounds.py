@@ -36,7 +36,7 @@ from daar.config import Domain, ExampleRow
 from daar.models import fingerprint, resolve_model
 from daar.pipeline import sample_pool
 from daar.probe.examples import ExampleError, ExampleWriter, domain_examples
-from daar.read import Pool, file_sha256, read_pool
+from daar.read import Pool, check_pool, file_sha256, read_pool
 from daar.select.base import Context, choose, make_selector
 from daar.tune import tune
 from daar.utils.cache import atomic_path, read_json, shared_cache, stable_key, write_json, write_jsonl
@@ -76,6 +76,7 @@ class Coevolution:
         cfg = self.config
         out_dir = Path(out_dir)
         cache = Path(cache_dir or cfg.cache_dir or shared_cache())
+        check_pool(pool_path)  # before the output folder is made
         with RunWriter(out_dir, "coevolve", "coevolve") as run:  # cache entries lock themselves
             full = read_pool(pool_path, cfg.select.fields)
             pool, sampled_out = sample_pool(full, cfg.select.sample, cfg.seed)

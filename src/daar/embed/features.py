@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import io
 import json
 import queue
 from collections.abc import Iterator
@@ -25,7 +26,8 @@ import torch
 from daar.embed.batching import auto_batch_tokens, length_batches, pad_right
 from daar.models import load_tokenizer, load_truncated
 from daar.models.adapter import LoraWeights
-from daar.utils.cache import write_json
+from daar.utils.cache import atomic_path, write_json
+from daar.utils.entry import CacheEntry, Contents, Damaged
 from daar.utils.progress import progress_bar
 
 
@@ -153,8 +155,11 @@ class FeatureExtractor:
                 if self.device == "cpu":
                     release_freed_memory()
         if cache_dir is not None:
-            np.save(Path(cache_dir) / "tokens.npy", lengths)
-            write_json(Path(cache_dir) / "complete.json", {"rows": n, "dim": d, "tokens": int(lengths.sum())})
+            folder = Path(cache_dir)
+            with atomic_path(folder / "tokens.npy") as tmp, open(tmp, "wb") as handle:
+                np.save(handle, lengths)
+            write_json(folder / "complete.json", {"rows": n, "dim": d, "tokens": int(lengths.sum())})
+            CacheEntry.at(folder).seal(feature_files(folder))  # last: the folder is finished
         return Features(np.asarray(emb), np.asarray(hid), lengths)
 
     def _prepared(
@@ -310,14 +315,32 @@ def _open_maps(folder: Path, n: int, d: int) -> tuple[np.memmap, np.memmap, np.m
     return emb, hid, done
 
 
+FEATURE_FILES = ("emb.f32", "hid.f32", "tokens.npy", "complete.json")
+
+
+def feature_files(folder: Path) -> list[str]:
+    """The files of a finished features folder, as its cache entry names them (daar.utils.entry)."""
+    return [f"{Path(folder).name}/{name}" for name in FEATURE_FILES]
+
+
+def features_from(folder: Path, contents: Contents) -> Features:
+    """The features in the checked contents of a features folder's files (read-only arrays)."""
+    emb, hid, tokens, complete = (contents[name] for name in feature_files(folder))
+    info = json.loads(bytes(complete))
+    n, d = int(info["rows"]), int(info["dim"])
+    return Features(
+        np.frombuffer(emb, np.float32).reshape(n, d),
+        np.frombuffer(hid, np.float32).reshape(n, d),
+        np.load(io.BytesIO(bytes(tokens)), allow_pickle=False),
+    )
+
+
 def load_cached(folder: Path) -> Features | None:
-    """Features a finished run left in `folder`, or None if it never finished."""
+    """Features a finished run left in `folder`, checked against their digests; None if it never
+    finished or has been damaged since (daar.select.base.Context computes it again)."""
     folder = Path(folder)
-    if not (folder / "complete.json").exists():
+    try:
+        contents = CacheEntry.at(folder).read(feature_files(folder))
+        return None if contents is None else features_from(folder, contents)
+    except (Damaged, ValueError, KeyError):
         return None
-    info = json.loads((folder / "complete.json").read_text())
-    n, d = info["rows"], info["dim"]
-    emb = np.memmap(folder / "emb.f32", np.float32, "r", shape=(n, d))
-    hid = np.memmap(folder / "hid.f32", np.float32, "r", shape=(n, d))
-    tokens = np.load(folder / "tokens.npy", allow_pickle=False)
-    return Features(np.asarray(emb), np.asarray(hid), tokens)

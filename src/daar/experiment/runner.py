@@ -38,6 +38,7 @@ from daar.experiment.table import (
 )
 from daar.models import fingerprint, resolve_model
 from daar.read import DatasetPool, file_sha256, open_pool, read_pool
+from daar.read.hub import looks_like_hub_id
 from daar.utils.cache import read_json, shared_cache, write_json, write_jsonl, write_text
 from daar.utils.lock import folder_lock
 from daar.utils.machine import machine_info, package_versions, torch_threads
@@ -104,6 +105,8 @@ def run_experiment(config: ExperimentConfig, out_dir: Path, dry_run: bool = Fals
         found = make_plan(config, Path(out_dir), write=False)
         _announce(found)
         return ExperimentResult(found.out_dir, found.results)
+    if not looks_like_hub_id(str(config.pool)) and not Path(config.pool).exists():  # before the folder is made
+        raise ConfigError(f"pool: {config.pool}: no such file or folder")
     with folder_lock(Path(out_dir), "daar experiment"), torch_threads(config.threads):
         found = make_plan(config, Path(out_dir), write=True)
         _announce(found)

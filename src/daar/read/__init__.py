@@ -1,6 +1,6 @@
 """Reading pools: any supported file in, normalised records and reasoned rejections out."""
 
-from daar.read.formats import SUFFIXES, Pool, PoolError, file_sha256, read_pool
+from daar.read.formats import SUFFIXES, Pool, PoolError, check_pool, file_sha256, read_pool
 from daar.read.hub import DatasetPool, PoolSource, open_pool, pool_files
 from daar.read.records import CHAT_TEMPLATE_DOC, Record, Rejection, RowError, to_record
 
@@ -14,6 +14,7 @@ __all__ = [
     "Record",
     "Rejection",
     "RowError",
+    "check_pool",
     "file_sha256",
     "open_pool",
     "pool_files",

@@ -37,7 +37,7 @@ from typing import Any
 
 from daar.config import FieldMap
 from daar.read.columnar import COLUMNAR, file_schema, table_rows
-from daar.read.hub import ArrowDigest, DatasetPool, dataset_tables, open_pool
+from daar.read.hub import ArrowDigest, DatasetPool, PoolSource, dataset_tables, open_pool
 from daar.read.raw import SUFFIXES
 from daar.read.records import Record, Rejection, RowError, duplicate_id_problem, free_positional_id, to_record
 from daar.read.sources import PoolError, RawRow, raw_rows
@@ -76,6 +76,16 @@ class Pool:
         """A pool of some of these records (positions keep pointing at the original file)."""
         chosen = [self.records[int(i)] for i in indices]
         return Pool(self.path, chosen, [], len(chosen), self.sha256, self.schema, self.source)
+
+
+def check_pool(source: Any, split: str | None = None, subset: str | None = None) -> PoolSource:
+    """What `source` names as a pool, opened (daar.read.hub.open_pool) and there: commands call it
+    before they make their output folder, so that a mistyped name leaves nothing behind, and give
+    its result to `read_pool` (a dataset id is loaded once)."""
+    opened = open_pool(source, split, subset)
+    if not isinstance(opened, DatasetPool) and not Path(opened).exists():
+        raise PoolError(f"{Path(opened)}: no such file")
+    return opened
 
 
 def read_pool(

@@ -26,6 +26,7 @@ from daar.read.columnar import COLUMNAR, arrow_batches, columnar_rows, parquet_f
 from daar.read.json_rows import jsonl_rows
 from daar.read.raw import PoolError, RawRow, open_bytes
 from daar.read.sources import raw_rows
+from daar.utils.inside import inside
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -97,9 +98,13 @@ def split_names(folder: Path) -> list[str] | None:
     if not splits.is_file():
         return None
     try:
-        return [str(s) for s in json.loads(splits.read_text(encoding="utf-8"))["splits"]]
+        names = json.loads(splits.read_text(encoding="utf-8"))["splits"]
+        iter(names)
     except (ValueError, KeyError, TypeError) as err:
         raise PoolError(f"{splits}: not a datasets split list ({err})") from err
+    for i, name in enumerate(names):  # each split is a folder inside this one, never a way out of it
+        inside(folder, name, f"{splits}: splits[{i}]", PoolError)
+    return [str(s) for s in names]
 
 
 def dataset_files(folder: Path) -> list[Path] | None:
@@ -119,9 +124,11 @@ def dataset_files(folder: Path) -> list[Path] | None:
         return None
     try:
         entries = json.loads(state.read_text(encoding="utf-8"))["_data_files"]
-        files = [folder / str(entry["filename"]) for entry in entries]
+        names = [entry["filename"] for entry in entries]
     except (ValueError, KeyError, TypeError) as err:
         raise PoolError(f"{state}: not a datasets state file ({type(err).__name__}: {err})") from err
+    # a data file is a name inside the folder: "../outside.arrow" or a link out would read rows never given
+    files = [inside(folder, name, f"{state}: _data_files[{i}].filename", PoolError) for i, name in enumerate(names)]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise PoolError(f"{folder}: datasets folder without its data file {missing[0]} (named in state.json)")

@@ -24,18 +24,21 @@ from daar.read import file_sha256
 from daar.read.columnar import COLUMNAR, file_schema
 from daar.read.records import duplicate_id_problem, free_positional_id
 from daar.scale.folder import ScoreFolder, fitted_settings
-from daar.scale.shards import Shard, raw_rows_at
+from daar.scale.shards import Shard, blocks_of, raw_rows_at
 from daar.select.base import check_choice, load_selector, target_count
 from daar.utils.cache import atomic_dir
+from daar.utils.inside import inside
 from daar.write.run import RunWriter, ranked
 
 KEY_COLUMNS = ("position", "id", "explicit_id", "line", "reason")
 
 
 def gather(folder: ScoreFolder) -> pd.DataFrame:
-    """Every block's rows in pool order (scored rows and rows rejected on reading)."""
-    files = sorted(folder.blocks.glob("*.parquet"))
-    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    """Every block's rows in pool order (scored rows and rows rejected on reading), each block
+    checked against its digests."""
+    plan = folder.plan()
+    blocks = blocks_of(folder.shards(), int(plan["chunk_rows"]))
+    frame = pd.concat([folder.read_block(b) for b in blocks], ignore_index=True)
     return frame.sort_values("position", kind="stable").reset_index(drop=True)
 
 
@@ -95,6 +98,9 @@ def select_from_scores(
     for shard in shards:
         if not shard.path.is_file() or file_sha256(shard.path) != shard.sha256:
             raise UserError(f"{shard.path}: changed or missing since it was scored into {scores_dir}; score it again")
+    selector = load_selector(fitted)
+    # copied into the run folder: files of the fitted folder only, never where a link in it leads
+    fitted_files = [inside(fitted, p.name, f"fitted folder {fitted}") for p in sorted(fitted.iterdir()) if p.is_file()]
     with RunWriter(Path(out_dir), "select --scores", config.method, output_format) as run:
         frame = reject_duplicates(gather(folder), shards, config.fields.id)
         rejected = frame[frame["reason"].notna()]
@@ -102,7 +108,6 @@ def select_from_scores(
         if scored.empty:
             first = f"; first problem: {rejected['reason'].iloc[0]}" if len(rejected) else ""
             raise UserError(f"{shards[0].path}: no usable row among {sum(s.rows for s in shards)}{first}")
-        selector = load_selector(fitted)
         columns = [c for c in scored.columns if c not in KEY_COLUMNS]
         scores = {c: scored[c].to_numpy() for c in columns}
         n = target_count(len(scored), config.ratio, config.count)
@@ -121,9 +126,8 @@ def select_from_scores(
             fields=config.fields,
         )
         with atomic_dir(run.out_dir / "fitted") as tmp:
-            for path in fitted.iterdir():
-                if path.is_file():
-                    (tmp / path.name).write_bytes(path.read_bytes())
+            for path in fitted_files:
+                (tmp / path.name).write_bytes(path.read_bytes())
         source = {"shards": plan["shards"], "scores": str(Path(scores_dir).resolve())}
         manifest = run.header(config.result_dict(), source, [d.name for d in config.domains])
         manifest = run.finish({**manifest, **(extra or {})})

@@ -20,7 +20,7 @@ from daar.config import SelectConfig
 from daar.errors import UserError
 from daar.probe.domains import probe_rows
 from daar.read import Pool, PoolError, Record
-from daar.scale.shards import Shard, blocks_of, plan_shards, read_blocks
+from daar.scale.shards import Shard, blocks_of, plan_shards, read_blocks, shard_paths
 from daar.select.base import FITTED_SETTINGS as SETTINGS
 from daar.select.base import Context, make_selector, streams
 from daar.utils.cache import shared_cache, write_json
@@ -61,6 +61,7 @@ def fit_pool(
     out = Path(out)
     cache = Path(cache_dir) if cache_dir else shared_cache()
     started = time.perf_counter()
+    shard_paths(pool)  # the pool exists: checked before any folder is made
     with folder_lock(out.parent / f".{out.name}.lock", "daar fit"):  # one fit per folder; cache entries lock themselves
         shards = plan_shards(pool)
         sample = probe_sample(shards, config)

@@ -35,7 +35,7 @@ from daar.config import SelectConfig
 from daar.errors import UserError
 from daar.scale.executors import Executor, ScoringJob, as_executor, register
 from daar.scale.folder import ScoreFolder, fitted_digest, fitted_settings
-from daar.scale.shards import Block, BlockRows, blocks_of, plan_shards, read_blocks
+from daar.scale.shards import Block, BlockRows, blocks_of, plan_shards, read_blocks, shard_paths
 from daar.select.base import Context, load_selector
 from daar.utils.cache import write_json
 from daar.utils.lock import folder_lock
@@ -116,6 +116,7 @@ def score_pool(
     config = fitted_settings(fitted)
     folder = ScoreFolder(Path(out))
     started = time.perf_counter()
+    shard_paths(pool)  # the pool exists: checked before the scores folder is made
     with folder_lock(folder.root, "daar score"):
         shards = plan_shards(pool, chunk_rows)
         plan = {
@@ -127,7 +128,7 @@ def score_pool(
         }
         _check_prober(fitted, config)
         folder.open(plan)
-        pending = [b for b in blocks_of(shards, chunk_rows) if not folder.block_file(b).exists()]
+        pending = [b for b in blocks_of(shards, chunk_rows) if not folder.finished(b, features)]
         if pending:
             with runner.session():
                 runner.score(ScoringJob(shards, pending, Path(fitted), config, folder, features))

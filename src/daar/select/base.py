@@ -17,23 +17,15 @@ import torch
 
 from daar.config import ExampleRow, SelectConfig
 from daar.embed import FeatureExtractor, Features, load_cached
+from daar.embed.features import feature_files, features_from
 from daar.errors import UserError
 from daar.models import fingerprint, pick_device, pick_dtype, prober_dtype, resolve_model
 from daar.models.adapter import adapter_fingerprint, check_adapter
 from daar.models.files import tokenizer_fingerprint
 from daar.read import Pool, Record
 from daar.select.strategies import top_n
-from daar.utils.cache import (
-    atomic_dir,
-    code_version,
-    load_arrays,
-    read_json,
-    save_arrays,
-    stable_key,
-    texts_key,
-    touch,
-)
-from daar.utils.lock import folder_lock
+from daar.utils.cache import atomic_dir, code_version, read_json, stable_key, texts_key
+from daar.utils.entry import CacheEntry, cached, cached_arrays
 from daar.utils.progress import StageTimer
 
 Scores = dict[str, np.ndarray]  # "score" is required; other columns go to scores.parquet
@@ -51,6 +43,7 @@ class Context:
     _fingerprint: str | None = None
     _prober: str | None = None
     _extractor: FeatureExtractor | None = field(default=None, repr=False)
+    _features: dict[Path, Features] = field(default_factory=dict, repr=False)
 
     @property
     def model_dir(self) -> Path:
@@ -124,22 +117,37 @@ class Context:
         return self.text_features(pool.texts, "features", "prober features")
 
     def text_features(self, texts: list[str], stage: str, description: str) -> Features:
+        """The features of `texts`, read once per run: a second use (scores after the fit, the
+        analysis) gets the same arrays, whatever `daar cache` removed meanwhile."""
         folder = self.features_dir(texts)
         with self.timer.stage(stage) as flag:
-            cached = load_cached(folder)
-            flag["cached"] = cached is not None
-            if cached is not None:
-                touch(folder)  # its last use, for `daar cache clean`
-                return cached
-            # a shared cache (parallel cells, analyze, map, select --cache-dir): one writer per feature
-            # folder; a process that waited for another's finds the features done
-            with folder_lock(folder, f"computing {description}", wait=True):
-                done = load_cached(folder)
-                flag["cached"] = done is not None
-                if done is not None:
-                    return done
+            if folder in self._features:
+                flag["cached"] = True
+                return self._features[folder]
+
+            def compute() -> Features:
                 extractor = self.extractor()
                 return extractor.extract(texts, folder, description=description, ids=self.token_ids(texts, extractor))
+
+            # a shared cache (parallel cells, analyze, map, select --cache-dir): one writer per feature
+            # folder; a process that waited for another's finds the features done, and an unfinished
+            # folder resumes at its first unfinished row
+            found, flag["cached"] = cached(
+                CacheEntry.at(folder),
+                feature_files(folder),
+                lambda contents: features_from(folder, contents),
+                compute,
+                description,
+                resume=True,
+            )
+            self._features[folder] = found
+            return found
+
+    def cached_features(self, texts: list[str]) -> Features | None:
+        """The features of `texts` if this run or the cache has them (never computed here)."""
+        folder = self.features_dir(texts)
+        found = self._features.get(folder)
+        return found if found is not None else load_cached(folder)
 
     def token_ids(self, texts: list[str], extractor: FeatureExtractor) -> list[list[int]]:
         """The prober's token ids of `texts`, cached by the texts' content and the tokenizer's files (not
@@ -153,16 +161,16 @@ class Context:
             code_version("daar.embed.features"),
         )
         path = self.cache_dir / "token_ids" / f"{key}.safetensors"
-        if path.is_file():
-            touch(path)
-            arrays = load_arrays(path)
-            flat, ends = arrays["ids"].tolist(), arrays["ends"].tolist()
-            return [flat[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
-        ids = extractor.tokenize(texts)
-        lengths = np.array([len(x) for x in ids], dtype=np.int64)
-        flat = np.fromiter((t for x in ids for t in x), dtype=np.int64, count=int(lengths.sum()))
-        save_arrays(path, ids=flat, ends=np.cumsum(lengths))
-        return ids
+
+        def compute() -> dict[str, np.ndarray]:
+            ids = extractor.tokenize(texts)
+            lengths = np.array([len(x) for x in ids], dtype=np.int64)
+            flat = np.fromiter((t for x in ids for t in x), dtype=np.int64, count=int(lengths.sum()))
+            return {"ids": flat, "ends": np.cumsum(lengths)}
+
+        arrays = cached_arrays(path, compute, "token ids")[0]
+        flat, ends = arrays["ids"].tolist(), arrays["ends"].tolist()
+        return [flat[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
 
     def stage_path(self, name: str, *key_parts: object) -> Path:
         """Where a stage's result lives: its name plus a digest of everything it depends on."""
@@ -178,6 +186,7 @@ class Artifacts:
     examples_folder: Path | None = None
     examples: dict[str, list[ExampleRow]] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
+    example_files: dict[str, bytes] | None = None  # examples_folder's files as read (and checked) by the fit
 
 
 class Selector:

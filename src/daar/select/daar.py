@@ -20,11 +20,12 @@ starts at the first unfinished step. The fitted state saves to a folder of safet
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Self
 
 import numpy as np
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save_file
 
 from daar.config import HEAD_SCHEDULES, Domain, ExampleRow, SelectConfig
 from daar.embed import Features
@@ -37,16 +38,8 @@ from daar.select import strategies
 from daar.select.base import Artifacts, Context, Scores, Selector, register
 from daar.select.members import Member, fit_length_lines, fitted_files, mean_of, member_metrics, member_seeds
 from daar.select.subclusters import assign_subclusters, fit_scale, fit_subclusters, standardise
-from daar.utils.cache import (
-    atomic_dir,
-    atomic_path,
-    code_version,
-    load_arrays,
-    read_json,
-    save_arrays,
-    write_json,
-)
-from daar.utils.lock import folder_lock
+from daar.utils.cache import atomic_dir, atomic_path, code_version, load_arrays, read_json, save_arrays, write_json
+from daar.utils.entry import CacheEntry, Contents, cached, cached_arrays, check_listed
 from daar.utils.progress import console
 
 FITTED_VERSION = 2
@@ -78,6 +71,7 @@ class DaarSelector(Selector):
         self.info: dict = {}
         self.examples_folder: Path | None = None
         self.examples: dict[str, list[ExampleRow]] = {}  # the example rows of the last fit, per domain
+        self.example_files: dict[str, bytes] | None = None  # generated examples' files, as checked in the cache
 
     # ----------------------------------------------------------------------------------- fit
     def fit(self, pool: Pool, ctx: Context) -> Self:
@@ -140,11 +134,12 @@ class DaarSelector(Selector):
         )
         with ctx.timer.stage("cluster") as flag:
             path = ctx.stage_path("cluster", *base_key).with_suffix(".safetensors")
-            flag["cached"] = path.exists()
-            if not path.exists():
+
+            def cluster() -> dict[str, np.ndarray]:
                 labels, centers = pseudo_labels(emb[probe_idx], self.centroids, seed)
-                save_arrays(path, labels=labels, centers=centers)
-            arrays = load_arrays(path)
+                return {"labels": labels, "centers": centers}
+
+            arrays, flag["cached"] = cached_arrays(path, cluster, "pseudo-labels")
             labels, centers = arrays["labels"], arrays["centers"]
 
         probe_hid = np.asarray(hid[probe_idx])
@@ -203,10 +198,21 @@ class DaarSelector(Selector):
                 ctx.model_dir, cfg.synthesis, cfg.seed, ctx.device, ctx.prober_dtype, cfg.trust_remote_code
             )
 
+        # a cache entry other runs may share: the generated domains' accepted pairs and raw answers
+        files = [f"{folder.name}/{d.name}{end}" for d in domains if not d.examples for end in (".json", ".raw.json")]
+
+        def read(found: Contents) -> tuple[dict[str, list[ExampleRow]], dict[str, bytes]]:
+            data = {Path(name).name: bytes(found[name]) for name in files}
+            return {d.name: list(d.examples) or _accepted(data, d.name) for d in domains}, data
+
+        def write() -> tuple[dict[str, list[ExampleRow]], dict[str, bytes]]:
+            domain_examples(domains, folder, make_writer, cfg.synthesis.min_pairs)
+            return read({name: (folder.parent / name).read_bytes() for name in files})
+
         with ctx.timer.stage("examples") as flag:
-            flag["cached"] = all(d.examples or (folder / f"{d.name}.json").exists() for d in domains)
-            with folder_lock(folder, "writing examples", wait=True):  # a cache entry other runs may share
-                examples = domain_examples(domains, folder, make_writer, cfg.synthesis.min_pairs)
+            (examples, self.example_files), flag["cached"] = cached(
+                CacheEntry.at(folder), files, read, write, "examples"
+            )
         self.examples_folder = folder
         return examples
 
@@ -294,7 +300,7 @@ class DaarSelector(Selector):
             manifest["example_pairs"] = self.info.get("example_pairs", {})
             if len(self.members) > 1:
                 manifest["ensemble"] = [member_metrics(m) for m in self.members]
-        return Artifacts(examples_folder=self.examples_folder, examples=self.examples, manifest=manifest)
+        return Artifacts(self.examples_folder, self.examples, manifest, self.example_files)
 
     # ----------------------------------------------------------------------------- save/load
     def save(self, folder: Path) -> bool:
@@ -340,9 +346,7 @@ class DaarSelector(Selector):
         meta = read_json(meta_path)
         if meta.get("version") != FITTED_VERSION:
             raise ValueError(f"{meta_path}: fitted-state version {meta.get('version')}, expected {FITTED_VERSION}")
-        for name, digest in meta["files"].items():
-            if not (folder / name).is_file() or file_sha256(folder / name) != digest:
-                raise ValueError(f"{folder}: {name} does not belong to this fitted state (missing or changed)")
+        check_listed(folder, meta.get("files"), str(meta_path))  # plain names inside, sha256 as saved
         self = cls()
         self.domains = list(meta["domains"])
         self.info = dict(meta["info"])
@@ -360,7 +364,7 @@ class DaarSelector(Selector):
 
             def head(name: str, metrics: dict | None, suffix: str = suffix) -> Head | None:
                 path = folder / f"{name}{suffix}.safetensors"
-                return Head.from_state(load_file(str(path)), metrics) if path.is_file() else None
+                return Head.from_state(load_file(str(path)), metrics) if path.name in meta["files"] else None
 
             probe = head("probe", entry["probe_metrics"])
             assert probe is not None  # every member has a probe
@@ -383,16 +387,25 @@ def _cached_head(
     """A head trained on the prober's device (one per key: settings, data, device), cached on disk."""
     path = ctx.stage_path(name, key, ctx.device).with_suffix(".safetensors")
     meta = path.with_suffix(".json")
-    with ctx.timer.stage(name) as flag:
-        flag["cached"] = path.exists() and meta.exists()
-        if flag["cached"]:
-            return Head.from_state(load_file(str(path)), read_json(meta)).to(ctx.device)
+
+    def train() -> Head:
         _hint_batched_heads(name, x.shape[1], out, cfg, ctx.device)
         head = train_head(x, y, kind, out, cfg.heads, cfg.seed, device=ctx.device, label=name)
         with atomic_path(path) as tmp:
             save_file(head.state(), str(tmp))
-        write_json(meta, head.metrics)  # second: a stage counts as cached only when both exist
+        write_json(meta, head.metrics)
         return head
+
+    def read(found: Contents) -> Head:
+        return Head.from_state(load(bytes(found[path.name])), json.loads(bytes(found[meta.name]))).to(ctx.device)
+
+    with ctx.timer.stage(name) as flag:  # a cache entry of two files, checked by their digests
+        head, flag["cached"] = cached(CacheEntry.at(path), [path.name, meta.name], read, train, f"{name} head")
+        return head
+
+
+def _accepted(files: dict[str, bytes], domain: str) -> list[ExampleRow]:
+    return [ExampleRow.model_validate(row) for row in json.loads(files[f"{domain}.json"])["accepted"]]
 
 
 def _hint_batched_heads(name: str, dim: int, out: int, cfg: SelectConfig, device: str) -> None:

@@ -21,7 +21,8 @@ from daar.models import ModelError, load_causal_lm, load_tokenizer
 from daar.models.adapter import load_tuned
 from daar.read import Record
 from daar.select.base import Context, Scores, Selector, register
-from daar.utils.cache import cached_arrays, stable_key, texts_key
+from daar.utils.cache import stable_key, texts_key
+from daar.utils.entry import cached_arrays
 from daar.utils.progress import progress_bar
 
 CHUNK_ROWS = 256
@@ -138,7 +139,8 @@ def chunked_scores(
         for start in range(0, len(keys), CHUNK_ROWS):
             rows = np.arange(start, min(start + CHUNK_ROWS, len(keys)))
             key = stable_key(kind, model_key, settings, texts_key(keys[start : rows[-1] + 1]))
-            parts.append(cached_arrays(folder / f"{key}.safetensors", lambda rows=rows: compute(rows)))
+            path = folder / f"{key}.safetensors"
+            parts.append(cached_arrays(path, lambda rows=rows: compute(rows), f"{kind} scores")[0])
             bar.update(task, advance=len(rows), info="rows")
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 

@@ -24,7 +24,7 @@ import torch
 from daar.models import fingerprint, load_causal_lm, load_tokenizer, pick_device, pick_dtype
 from daar.models import resolve_model as _resolve_model
 from daar.models.adapter import TUNE_MANIFEST, adapter_fingerprint, check_adapter, load_tuned
-from daar.read import read_pool
+from daar.read import check_pool, read_pool
 from daar.tune.callbacks import TrainLogCallback
 from daar.tune.data import ExampleDataset, PadCollator, TuneError, build_examples, choose_template, pack_collator
 from daar.tune.settings import TuneConfig
@@ -87,6 +87,7 @@ class TuneResult:
 
 def tune(selection: Path, model: str, out_dir: Path, settings: TuneConfig | None = None) -> TuneResult:
     """LoRA-tune `model` on `selection` into `out_dir`, holding the folder's lock (see `_tune`)."""
+    check_pool(selection)  # before the output folder is made
     with folder_lock(Path(out_dir), "daar tune"):
         return _tune(selection, model, out_dir, settings)
 

@@ -14,7 +14,8 @@ from daar.models import load_tokenizer
 from daar.read import Pool, Record
 from daar.tune.data import choose_template, example_tokens
 from daar.tune.settings import TuneConfig
-from daar.utils.cache import code_version, read_json, stable_key, texts_key, write_json
+from daar.utils.cache import code_version, stable_key, texts_key, write_json
+from daar.utils.entry import CacheEntry, Contents, cached
 
 
 class TokenCounter:
@@ -36,8 +37,13 @@ class TokenCounter:
         texts = [json.dumps(r.messages, ensure_ascii=False) for r in pool.records]
         key = stable_key(model_key, self.template, self.max_length, texts_key(texts), code_version("daar.tune.data"))
         path = self.cache / "token_counts" / f"{key}.json"
-        if path.is_file():
-            return np.asarray(read_json(path)["tokens"], dtype=np.int64)
-        tokens = self(pool.records)
-        write_json(path, {"tokens": tokens.tolist()})
-        return tokens
+
+        def count() -> np.ndarray:
+            tokens = self(pool.records)
+            write_json(path, {"tokens": tokens.tolist()})
+            return tokens
+
+        def read(found: Contents) -> np.ndarray:
+            return np.asarray(json.loads(bytes(found[path.name]))["tokens"], dtype=np.int64)
+
+        return cached(CacheEntry.at(path), [path.name], read, count, "token counts")[0]

@@ -36,7 +36,7 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -294,12 +294,3 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
     return load_file(str(path))
-
-
-def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Load `path` if a previous run finished it, else compute and save it."""
-    if path.exists():
-        return load_arrays(path)
-    arrays = compute()
-    save_arrays(path, **arrays)
-    return arrays
