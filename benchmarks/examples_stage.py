@@ -1,6 +1,6 @@
 """The examples stage of `daar select` alone: seconds, raw answers, accepted pairs, tokens read and written.
 
-    python benchmarks/examples_stage.py [--model DIR] [--seeds 0] [--out DIR]
+    python benchmarks/examples_stage.py [--model DIR] [--seeds 42] [--out DIR]
 
 Runs `domain_examples` as `daar select` does (default domains and synthesis settings, the
 prober's dtype, the packaged SmolLM2-135M-Instruct unless --model) into an empty folder, once per
@@ -30,7 +30,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="a model folder (default: the packaged default, converted once)")
-    parser.add_argument("--seeds", default="0", type=lambda s: [int(x) for x in s.split(",")])
+    parser.add_argument("--seeds", default="42", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--out", type=Path, help="keep each seed's examples folder here (default: a temp folder)")
     args = parser.parse_args()
     if args.model is None:
