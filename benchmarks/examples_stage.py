@@ -4,11 +4,12 @@
 
 Runs `domain_examples` as `daar select` does (default domains and synthesis settings, the
 prober's dtype, the packaged SmolLM2-135M-Instruct unless --model) into an empty folder, once per
-seed, and prints for each: wall and CPU seconds of generation (model load apart), raw answers and
-accepted pairs per domain, and the token positions the model read (prompts) and wrote (sampled
-tokens), counted by a hook on the model's forward, so the figures compare any version of the
-code: to time the base commit, run this file with PYTHONPATH pointing at that commit's src/.
-CPU seconds are the process's (all threads), so they stay meaningful on a loaded machine.
+seed (42 by default, as in `make demo`), and prints for each: wall and CPU seconds of generation
+(model load apart), raw answers and accepted pairs per domain, and the token positions the model
+read (prompts) and wrote (sampled tokens), counted by a hook on the model's forward, so the figures
+compare any version of the code: to time the base commit, run this file with PYTHONPATH pointing
+at that commit's src/. Time on an idle machine: on a loaded one even the CPU seconds (the
+process's, all threads) grow, with threads spinning while they wait, so compare the counts there.
 """
 
 from __future__ import annotations
