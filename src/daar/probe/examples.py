@@ -1,7 +1,7 @@
 """Model-aware domain examples (docs/METHOD.md, step 3): the instruct model writes examples of each domain.
 
 Small models do not follow "answer in JSON" reliably, so the answer is started for them (the
-assistant turn is pre-filled with `{"instruction": "`), generation stops at the closing brace, and
+assistant turn is pre-filled with `{"instruction": "`), generation stops at the closing quote, and
 every candidate is parsed and validated; the model then answers each instruction, and a pair is
 kept only when its cosine similarity to every accepted pair (mean last hidden state of the
 generating model) is below the threshold. Every raw answer is kept with the verdict on it, and
@@ -30,14 +30,14 @@ _INSTRUCTION = re.compile(r'"instruction"\s*:\s*"((?:[^"\\]|\\.)*)"', re.S)
 _META = re.compile(r"\bjson\b|\binstruction\b|\bnew task\b|\bai assistant\b", re.I)
 
 
-# Each candidate's instruction is started with one of these words (drawn with the seed). A small
-# model shown three accepted examples tends to copy them; a different first word steers it to a
-# different question (measured with SmolLM2-135M: without starters most candidates of a round
-# repeated one earlier question, e.g. "How to determine if a number is prime").
 # Tokens an instruction may take (measured with SmolLM2-135M on the demo: of 121 round candidates 35
 # ran past 48 tokens, all of them extra keys or text after the closing quote or run-on answers).
 INSTRUCTION_TOKENS = 48
 
+# Each candidate's instruction is started with one of these words (drawn with the seed). A small
+# model shown three accepted examples tends to copy them; a different first word steers it to a
+# different question (measured with SmolLM2-135M: without starters most candidates of a round
+# repeated one earlier question, e.g. "How to determine if a number is prime").
 STARTERS = ["What", "How", "Why", "Which", "Explain", "Write", "Calculate", "Describe", "Compare", "Give", "Find", "If"]
 
 
