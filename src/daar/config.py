@@ -112,9 +112,13 @@ class FieldMap(BaseModel):
 
 class SynthesisConfig(BaseModel):
     """Example generation (docs/METHOD.md, step 3). Counts, threshold and sampling are the paper's; the number
-    of rounds, candidates per round and answer length bound the cost (measured with SmolLM2-135M
-    on 2 CPU cores: about 1.5 accepted pairs per domain per round, most candidates rejected as
-    repeats of the examples shown)."""
+    of rounds, candidates per round and answer length bound the cost. A round's cost on a CPU is
+    mostly its sequential decoding steps, so the default is one warm-up round of 20 candidates per
+    domain and answers of at most 64 tokens; rounds showing accepted pairs (`max_rounds`) run only
+    for domains short of `min_pairs`, since on the demo they mostly yielded copies of what they
+    showed (daar.probe.examples.ExampleWriter.write). Measured with SmolLM2-135M on the demo,
+    benchmarks/examples_stage.py: the earlier five rounds of 6 with 96-token answers took 1,154
+    forward passes for 20 accepted pairs."""
 
     model_config = ConfigDict(extra="forbid")
     warmup_pairs: int = Field(5, ge=1)
@@ -123,9 +127,9 @@ class SynthesisConfig(BaseModel):
     top_p: float = 0.95
     temperature: float = 0.9
     top_k: int = Field(50, ge=0)  # transformers' generate default, which the authors' calls used; 0: off
-    max_new_tokens: int = 96
-    candidates_per_round: int = Field(6, ge=1)
-    max_rounds: int = Field(5, ge=1)
+    max_new_tokens: int = 64
+    candidates_per_round: int = Field(20, ge=1)
+    max_rounds: int = Field(0, ge=0)  # rounds showing accepted pairs for every domain short of the target
     min_pairs: int = Field(3, ge=1)
 
 

@@ -120,12 +120,13 @@ def test_batched_candidates_differ_by_seed_and_repeat_with_it(tiny_model):
     )
     first, same, other = (_write(tiny_model, cfg, seed) for seed in (1, 1, 2))
     raws = [[e["raw"] for st in states for e in st.log] for states in (first, same, other)]
-    for st in first:  # warm-up answer + a round of three candidates, then an extra round if short
+    for st in first:  # three warm-up candidates + a round of three, then an extra round if short
         regular = [e for e in st.log if e["stage"] in ("warmup", "round 1")]
         short = not any(e["verdict"] == "accepted" for e in regular)  # min_pairs 1
-        assert len(regular) == 1 + 3
+        assert len([e for e in regular if e["stage"] == "warmup"]) == 3
+        assert len(regular) == 3 + 3
         assert len([e for e in st.log if e["stage"] == "round 2"]) == (3 if short else 0)
-    assert any(len(st.log) == 1 + 3 + 3 for st in first)  # the random model leaves one domain short
+    assert any(len(st.log) == 3 + 3 + 3 for st in first)  # the random model leaves one domain short
     assert raws[0] == raws[1]
     assert raws[0] != raws[2]
 
@@ -149,3 +150,20 @@ def test_extra_rounds_go_only_to_domains_short_of_min_pairs(tiny_model):
             assert ran == (before < cfg.min_pairs), (st.domain.name, r, before)
             extra += ran
     assert extra > 0  # the case under test happened
+
+
+def test_by_default_only_a_domain_short_of_min_pairs_gets_a_round_after_the_warm_up(tiny_model):
+    cfg = SynthesisConfig(warmup_pairs=1, pairs_per_domain=5, candidates_per_round=3, max_new_tokens=8, min_pairs=2)
+    assert cfg.max_rounds == 0  # the default: no round showing accepted pairs to every domain
+    writer = ExampleWriter(tiny_model, cfg, seed=5, device="cpu", dtype=torch.float32)
+    states = [DomainState(d, [o for o in REAL_DOMAINS if o is not d], 5) for d in REAL_DOMAINS]
+    for i in range(2):  # the second domain starts with min_pairs reached, its target (6) not
+        states[1].accepted.append(ExampleRow(instruction=f"Given question number {i}?", output="an answer"))
+        states[1].vectors.append(torch.nn.functional.one_hot(torch.tensor(i), 64).float())  # hidden size
+    writer.write(states)
+    short, done = states
+    assert len([e for e in done.log if e["stage"] == "warmup"]) == 3  # one instruction per candidate
+    assert {e["stage"] for e in done.log} == {"warmup"}
+    assert sum(e["verdict"] == "accepted" for e in short.log if e["stage"] == "warmup") < 2  # the random model
+    assert len([e for e in short.log if e["stage"] == "round 1"]) == 3
+    assert {e["stage"] for e in short.log} == {"warmup", "round 1"}

@@ -93,6 +93,20 @@ def test_top_p_keeps_the_smallest_set_that_reaches_it():
     assert math.isclose(float((hotter == 3).float().mean()), 0.05**0.5 / float((probs**0.5).sum()), abs_tol=0.01)
 
 
+def test_top_k_draws_what_sorting_the_whole_vocabulary_draws():
+    """pick_tokens takes the k largest with topk; the draws are those of sorting every token and
+    keeping the first k (the earlier code), so a seed samples the same tokens."""
+    logits = torch.randn(64, 49_152, generator=torch.Generator().manual_seed(0)) * 3
+    cfg = Sampling(top_p=0.95, temperature=0.9, max_new_tokens=1, top_k=50)
+    probs = torch.softmax(logits / cfg.temperature, dim=-1)
+    kept, order = probs.sort(dim=-1, descending=True)
+    kept = kept[:, : cfg.top_k] / kept[:, : cfg.top_k].sum(-1, keepdim=True)
+    kept = kept.masked_fill(kept.cumsum(-1) - kept >= cfg.top_p, 0.0)
+    for seed in range(3):
+        expected = order.gather(-1, torch.multinomial(kept, 1, generator=torch.Generator().manual_seed(seed)))
+        assert torch.equal(pick_tokens(logits, cfg, torch.Generator().manual_seed(seed)), expected.squeeze(-1))
+
+
 def test_each_row_keeps_a_token_of_its_own():
     assert shared_prefix([[1, 2, 3, 4], [1, 2, 3, 9], [1, 2, 3, 4, 5]]) == 3
     assert shared_prefix([[1, 2, 3]]) == 2  # a row alone: all but its last token
