@@ -90,6 +90,23 @@ def test_json_rows_get_one_schema_over_every_selected_row(tmp_path):
         assert written[row["id"]]["meta"] == row.get("meta") and written[row["id"]]["weight"] == row["weight"]
 
 
+def test_ids_of_two_kinds_stop_the_parquet_output_with_the_field_named(tmp_path):
+    """The reader takes the integer 7 and the string "r1" as ids of one pool; no Parquet column holds
+    both, so the run stops with a message naming the field, not a traceback."""
+    from daar.errors import UserError
+
+    rows = _alpaca(20)
+    for i in range(0, 20, 2):
+        rows[i]["id"] = i  # integers among strings
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    stop = r"selected\.jsonl: the selected rows cannot be written as one table \(field 'id'"
+    with pytest.raises(UserError, match=stop):
+        run_select(_config(ratio=1.0), pool, tmp_path / "run", report=False, output_format="parquet")
+    assert len(_lines(tmp_path / "run" / "selected.jsonl")) == 20  # the selection itself is written
+    assert not (tmp_path / "run" / ".selected.arrow.tmp").exists()
+
+
 def _entry(out: Path) -> dict:
     info = json.loads((out / "dataset_info.json").read_text())
     assert list(info) == ["daar_selected"]

@@ -48,15 +48,17 @@ class ArrowTee:
         self._batch: list[dict[str, Any]] = []
 
     def rows(self, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for row in rows:
+        try:
+            for row in rows:
+                if not self.failed:
+                    self._batch.append(row)
+                    if len(self._batch) >= BATCH_ROWS:
+                        self._flush()
+                yield row
             if not self.failed:
-                self._batch.append(row)
-                if len(self._batch) >= BATCH_ROWS:
-                    self._flush()
-            yield row
-        if not self.failed:
-            self._flush()
-        self.close()
+                self._flush()
+        finally:  # also when writing selected.jsonl failed: the stream's file is not left open
+            self.close()
 
     def _flush(self) -> None:
         import pyarrow as pa
@@ -82,9 +84,9 @@ def write_formats(out_dir: Path, output_format: OutputFormat, tee: ArrowTee | No
     if output_format == "jsonl":
         return
     stream = out_dir / STREAM
-    if tee is None or tee.failed:
-        _stream_from_jsonl(out_dir / "selected.jsonl", stream)
     try:
+        if tee is None or tee.failed:
+            _stream_from_jsonl(out_dir / "selected.jsonl", stream)
         if output_format == "parquet":
             _to_parquet(stream, out_dir / PARQUET)
         else:
@@ -118,20 +120,36 @@ def _stream_from_jsonl(source: Path, target: Path) -> None:
     import pyarrow as pa
 
     schemas = [
-        pa.table({k: pa.array([r.get(k) for r in batch]) for k in _columns(batch)}).schema
+        pa.schema([pa.field(k, _column(source, batch, k).type) for k in _columns(batch)])
         for batch in _jsonl_batches(source)
     ]
     try:
         schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
     except pa.ArrowException as err:
-        raise UserError(
-            f"{source}: the selected rows cannot be written as one table ({err}); "
-            "the selection is in selected.jsonl, or rerun with --output-format jsonl"
-        ) from None
+        raise _not_one_table(source, str(err)) from None
     with pa.ipc.new_stream(str(target), schema) as writer:
         for batch in _jsonl_batches(source):
-            columns = {f.name: pa.array([r.get(f.name) for r in batch], type=f.type) for f in schema}
+            columns = {f.name: _column(source, batch, f.name, f.type) for f in schema}
             writer.write_table(pa.table(columns, schema=schema))
+
+
+def _column(source: Path, batch: list[dict[str, Any]], name: str, kind: Any = None) -> Any:
+    """One field of a batch of rows as an Arrow array; values of kinds no one column holds (ids
+    that are integers in some rows and strings in others, which the reader accepts) are a UserError
+    naming the field."""
+    import pyarrow as pa
+
+    try:
+        return pa.array([r.get(name) for r in batch], type=kind)
+    except (pa.ArrowException, TypeError, ValueError) as err:
+        raise _not_one_table(source, f"field '{name}': {err}") from None
+
+
+def _not_one_table(source: Path, why: str) -> UserError:
+    return UserError(
+        f"{source}: the selected rows cannot be written as one table ({why}); "
+        "the selection is in selected.jsonl, or rerun with --output-format jsonl"
+    )
 
 
 def _to_parquet(stream: Path, target: Path) -> None:
