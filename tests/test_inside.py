@@ -10,6 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
+import datasets
 import pytest
 import yaml
 from conftest import write_jsonl
@@ -24,8 +25,6 @@ from daar.scale.cut import select_from_scores
 from daar.scale.shards import shard_paths
 from daar.select.daar import DaarSelector
 from daar.utils.cache_size import entries, verify
-
-datasets = pytest.importorskip("datasets")
 
 
 def outside_dataset(root: Path, name: str) -> Path:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import datasets
 import pytest
 
 from daar.read import PoolError, open_pool, pool_files, read_pool
-
-datasets = pytest.importorskip("datasets")
 
 ROWS = [
     {"id": "a", "instruction": "Add 2 and 3.", "output": "5"},

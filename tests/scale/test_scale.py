@@ -189,7 +189,8 @@ def test_ray_two_workers_select_as_local(files, fitted, local_scores, tmp_path):
 def test_parquet_and_datasets_pools_select_as_jsonl(fitted, real_rows, tmp_path):
     """The same rows as one JSON lines file, as Parquet row groups and as a `datasets` folder of
     two Arrow files: the same selection, and the same reasons for the same rejected rows."""
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     rows = [{k: r.get(k) for k in ("id", "instruction", "input", "output")} for r in real_rows[:150]]
     rows += [{"id": "no-output", "instruction": "Say hi", "input": None, "output": None}, rows[3]]
     pools = {

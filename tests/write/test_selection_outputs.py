@@ -9,6 +9,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -17,8 +18,6 @@ from typer.testing import CliRunner
 from daar.config import FieldMap, SelectConfig
 from daar.pipeline import run_select
 from daar.write.trainers import RowKinds
-
-datasets = pytest.importorskip("datasets")
 
 
 def _config(**extra) -> SelectConfig:
