@@ -42,7 +42,7 @@ from daar.read.raw import SUFFIXES
 from daar.read.records import Record, Rejection, RowError, duplicate_id_problem, free_positional_id, to_record
 from daar.read.sources import PoolError, RawRow, raw_rows
 from daar.read.streams import dataset_files
-from daar.utils.cache import UnwritableValue, json_line
+from daar.utils.cache import UnwritableValue, file_sha256, json_line
 
 
 @dataclass
@@ -225,12 +225,3 @@ def _files_sha256(files: list[Path]) -> str:
     for file in files:
         digest.update(f"{file.name}\0{file_sha256(file)}\0".encode())
     return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-

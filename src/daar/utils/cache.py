@@ -87,6 +87,12 @@ def code_version(*modules: str) -> str:
     return digest.hexdigest()[:12]
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read a block at a time (a pool's or a fitted file's name of its content)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def texts_key(texts: Iterable[str]) -> str:
     digest = hashlib.sha256()
     for text in texts:

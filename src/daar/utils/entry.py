@@ -26,7 +26,6 @@ rewrite the digests too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mmap
 import os
@@ -40,7 +39,7 @@ import numpy as np
 import xxhash
 
 from daar.errors import UserError
-from daar.utils.cache import atomic_path, touch, write_json
+from daar.utils.cache import atomic_path, file_sha256, touch, write_json
 from daar.utils.inside import inside
 from daar.utils.lock import file_lock
 
@@ -287,13 +286,5 @@ def check_listed(folder: Path, files: object, where: str) -> None:
         raise UserError(f"{where}: `files` is not a mapping of file names to sha256 digests")
     for name, expected in files.items():
         path = inside(folder, name, f"{where}: files")
-        if not path.is_file() or _sha256(path) != expected:
+        if not path.is_file() or file_sha256(path) != expected:
             raise UserError(f"{folder}: {name} does not belong to this fitted state (missing or changed)")
-
-
-def _sha256(path: Path) -> str:
-    found = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            found.update(block)
-    return found.hexdigest()
