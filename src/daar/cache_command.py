@@ -24,7 +24,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Remove the least recently used entries until the cache holds at most this (20GB)."),
         ] = None,
         cache_dir: Annotated[Path | None, typer.Option(help="The cache (default: the shared user cache).")] = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what --max-size would remove.")] = False,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Say what --max-size or --verify would remove, removing nothing.")
+        ] = False,
         verify: Annotated[
             bool, typer.Option("--verify", help="Check every entry against its digests; remove the damaged ones.")
         ] = False,
@@ -33,7 +35,7 @@ def register(app: typer.Typer) -> None:
         --verify, check every entry and remove the damaged ones."""
         root = Path(cache_dir or shared_cache())
         if verify:
-            _verify(root)
+            _verify(root, dry_run)
             if max_size is None:
                 return
         if max_size is not None:
@@ -55,13 +57,15 @@ def register(app: typer.Typer) -> None:
         console.print(table)
 
 
-def _verify(root: Path) -> None:
-    damaged, unfinished, busy = verify(root)
+def _verify(root: Path, dry_run: bool) -> None:
+    damaged, unfinished, busy = verify(root, dry_run)
+    verb = "would remove" if dry_run else "removed"
     for entry, reason in damaged:
-        console.print(f"removed {entry.cache_entry} ({entry.kind}): {reason}", highlight=False, soft_wrap=True)
-    checked = len(entries(root)) - len(unfinished) - len(busy)
+        console.print(f"{verb} {entry.cache_entry} ({entry.kind}): {reason}", highlight=False, soft_wrap=True)
+    checked = len(entries(root)) - len(unfinished) - len(busy) - (len(damaged) if dry_run else 0)
     console.print(
-        f"{checked} entries match their digests; {len(damaged)} damaged entries removed (a run computes "
+        f"{checked} entries match their digests; {len(damaged)} damaged entries "
+        f"{'would be removed' if dry_run else 'removed'} (a run computes "
         f"them again); {len(unfinished)} unfinished (no digest list: computed again when needed); "
         f"{len(busy)} in use by a run, not checked",
         highlight=False,

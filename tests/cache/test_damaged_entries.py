@@ -138,6 +138,20 @@ def test_cache_verify_removes_damaged_entries_only(setup, tmp_path):
     assert outputs(tmp_path / "run") == clean
 
 
+def test_cache_verify_dry_run_names_damaged_entries_and_removes_nothing(setup, tmp_path):
+    _, _, _, clean_cache = setup
+    cache = shutil.copytree(clean_cache, tmp_path / "cache")
+    probe = largest(cache / "stages", "probe-*")
+    damage(probe, "flip")
+    before = sorted(p for p in cache.rglob("*"))
+    result = CliRunner().invoke(app, ["cache", "--cache-dir", str(cache), "--verify", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert f"would remove {probe.parent / probe.name.split('.')[0]}" in output and "does not match" in output
+    assert "1 damaged entries would be removed" in output
+    assert sorted(p for p in cache.rglob("*")) == before  # not a file removed (or a lock file added)
+
+
 def test_damaged_model_scores_are_computed_again(setup, tmp_path, capsys):
     config, pool, _, _ = setup
     ifd = config.model_copy(update={"method": "ifd", "budget_tokens": None})

@@ -99,15 +99,15 @@ def clean(root: Path, max_bytes: int, dry_run: bool = False) -> tuple[list[Entry
     return removed, [e for e in found if e not in removed]
 
 
-def verify(root: Path) -> tuple[list[tuple[Entry, str]], list[Entry], list[Entry]]:
-    """Check every finished entry's files against its digests and remove the damaged ones; returns
-    (removed with the reason, unfinished entries (no digest list: a run computes them again), entries
-    in use (not checked))."""
+def verify(root: Path, dry_run: bool = False) -> tuple[list[tuple[Entry, str]], list[Entry], list[Entry]]:
+    """Check every finished entry's files against its digests and remove the damaged ones (`dry_run`:
+    only name them); returns (damaged with the reason, unfinished entries (no digest list: a run
+    computes them again), entries in use (not checked))."""
     damaged: list[tuple[Entry, str]] = []
     unfinished: list[Entry] = []
     busy: list[Entry] = []
     for entry in entries(root):
-        fd = _take(entry, create=True)
+        fd = _take(entry, create=not dry_run)
         if fd is False:
             busy.append(entry)
             continue
@@ -119,7 +119,8 @@ def verify(root: Path) -> tuple[list[tuple[Entry, str]], list[Entry], list[Entry
             try:
                 own.check()
             except Damaged as err:
-                own.remove()
+                if not dry_run:
+                    own.remove()
                 damaged.append((entry, str(err)))
         finally:
             if isinstance(fd, int):
