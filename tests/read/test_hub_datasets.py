@@ -99,6 +99,15 @@ def test_a_dataset_from_python_is_checked_row_by_row(tmp_path):
         read_pool(dataset, split="train")
 
 
+def test_what_is_no_pool_is_named_not_a_traceback():
+    """A streaming dataset, or rows in a list, are a clear PoolError naming what was given."""
+    streaming = datasets.Dataset.from_list(ROWS).to_iterable_dataset()
+    with pytest.raises(PoolError, match="DatasetDict, not IterableDataset; load it without streaming=True"):
+        read_pool(streaming)
+    with pytest.raises(PoolError, match=r"a pool is a path, a dataset id, .* not list$"):
+        read_pool(ROWS)
+
+
 def test_block_by_block_reads_the_arrow_files_datasets_keeps(tmp_path):
     folder = tmp_path / "mydata"
     _jsonl(folder / "train.jsonl", ROWS)

@@ -24,6 +24,7 @@ cache (`pool_files`), when they hold exactly its rows.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -71,6 +72,11 @@ def open_pool(spec: Any, split: str | None = None, subset: str | None = None) ->
             raise PoolError("a DatasetDict has splits, not subsets: give split=NAME")
         name = _one_split(list(spec), split, "the DatasetDict")
         return DatasetPool(spec[name], name, {"dataset": "(a datasets.DatasetDict)", "split": name})
+    if not isinstance(spec, str | os.PathLike):
+        hint = "; load it without streaming=True" if is_dataset(spec, "IterableDataset") else ""
+        raise PoolError(
+            f"a pool is a path, a dataset id, or a datasets.Dataset or DatasetDict, not {type(spec).__name__}{hint}"
+        )
     text = str(spec)
     path = Path(text).expanduser()
     if path.is_file():
