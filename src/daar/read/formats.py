@@ -31,6 +31,7 @@ Hugging Face `datasets` folder) is read by record batch with Parquet's rules (da
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Container
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,7 @@ def _unwritable(raw: Any) -> str | None:
     return None
 
 
-def _distinct_positional_ids(records: list[Record], explicit: dict[str, int]) -> list[Record]:
+def _distinct_positional_ids(records: list[Record], explicit: Container[str]) -> list[Record]:
     """Give a row without id "##17" instead of "#17" when the file's own ids include "#17"."""
     for i, record in enumerate(records):
         if not record.explicit_id and record.id in explicit:
